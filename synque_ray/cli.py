@@ -1,0 +1,99 @@
+"""`synque` command line (SPEC §4). User mistakes end in one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from synque_ray.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+
+
+def _print_summary(summary) -> None:
+    from synque_ray.reduce import ranking_table_text
+
+    print(ranking_table_text(summary.rankings))
+    c, t = summary.counts, summary.timings
+    print(
+        f"\ncandidates: {c['candidates_total']} total, {c['candidates_scored']} scored, "
+        f"{c['candidates_reused']} reused | rows embedded: {c['rows_embedded']}, from cache: {c['rows_from_cache']}"
+    )
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if not k.endswith("_task_seconds"))
+    print(f"time: {stages}")
+    print(f"outputs: {summary.output} (this run: {summary.run_dir})")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from synque_ray.config import load_config
+    from synque_ray.pipeline import run_job
+
+    summary = run_job(load_config(args.config), fresh=args.fresh, progress=True)
+    _print_summary(summary)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from synque_ray.evaluate import evaluate_run, report_text
+
+    report = evaluate_run(args.run_dir, args.performance, args.id_column, args.metric, args.top_k)
+    print(report_text(report))
+    print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from synque_ray.config import load_config
+    from synque_ray.demo import write_demo_data
+    from synque_ray.evaluate import evaluate_scores, report_text
+    from synque_ray.pipeline import run_job
+
+    config = load_config(args.config)
+    data_dir = Path(config.candidates.path).parent
+    quality = write_demo_data(data_dir)
+    print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
+    summary = run_job(config, fresh=args.fresh, progress=True)
+    _print_summary(summary)
+    report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
+    print("\nagreement with the known quality order:")
+    print(report_text(report))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="synque", description="Rank synthetic datasets by proxy metrics on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    score = commands.add_parser("score", help="run a job config")
+    score.add_argument("config")
+    score.add_argument("--fresh", action="store_true", help="recompute everything, ignoring committed results")
+    score.set_defaults(handler=cmd_score)
+
+    evaluate = commands.add_parser("evaluate", help="correlate a run's scores with known performance")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--performance", required=True, help="CSV of measured performance")
+    evaluate.add_argument("--id-column", required=True, help="the CSV column holding dataset ids")
+    evaluate.add_argument("--metric", required=True, help="the CSV column holding the performance")
+    evaluate.add_argument("--top-k", type=int, default=3)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="score the embedded demo data on local Ray")
+    demo.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)
+    demo.add_argument("--fresh", action="store_true")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: committed results are kept; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,158 @@
+"""The job config (SPEC §5): typed, validated once when it is loaded.
+
+Everything downstream takes a `JobConfig` and never re-checks a value. Relative
+paths are resolved against the working directory, as a shell user expects and as
+`ray job submit --working-dir .` provides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synque_ray.errors import UserError
+
+PROXY_NAMES = ("mdm", "mmd", "pad", "mauve", "lens")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RealConfig(_Strict):
+    """U_r: either a pool sampled once per seed, or one pre-drawn file per seed."""
+
+    path: str | None = None
+    samples: list[str] | None = None
+    text: str
+    sample_size: int = Field(200, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RealConfig:
+        if (self.path is None) == (self.samples is None):
+            raise ValueError("give exactly one of real.path (a pool) or real.samples (one file per seed)")
+        if self.samples is not None and len(self.samples) != len(self.seeds):
+            raise ValueError(
+                f"real.samples has {len(self.samples)} files but real.seeds has {len(self.seeds)} seeds; "
+                "they are paired one to one"
+            )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("real.seeds has a repeated seed")
+        return self
+
+
+class CandidatesConfig(_Strict):
+    path: str  # a folder (one file per candidate) or a glob
+    text: str
+
+
+class EmbeddingConfig(_Strict):
+    model: str = "bundled-minilm"
+    batch_size: int = Field(256, gt=0)
+
+
+class MdmConfig(_Strict):
+    k: int = Field(3, gt=0)
+
+
+class MmdConfig(_Strict):
+    kernel: Literal["polynomial", "rbf", "laplacian", "linear", "sigmoid"] = "polynomial"
+    degree: int = Field(3, gt=0)
+    coef0: float = 1.0
+    gamma: float | None = None  # None: scikit-learn's default, 1 / n_features
+
+
+class PadConfig(_Strict):
+    classifier: Literal["xgboost", "logistic"] = "xgboost"
+    holdout: float = Field(0.2, gt=0, lt=1)
+
+
+class MauveConfig(_Strict):
+    scaling_factor: float = Field(5.0, gt=0)
+
+
+class LensConfig(_Strict):
+    scorer: str = "bundled-smollm2"
+    rubric_writer: str | dict = "bundled-smollm2"
+    rubric_points: int = Field(10, gt=0)
+    rubric_sample_size: int = Field(200, gt=0)
+    task: Literal["sentiment", "text2sql", "web", "generic"] = "generic"
+    judgement: Literal["label", "expected"] = "label"
+
+
+class ResourcesConfig(_Strict):
+    embed_actors: int = Field(1, gt=0)
+    embed_gpus: float = Field(0, ge=0)
+    lens_actors: int = Field(1, gt=0)
+    lens_gpus: float = Field(0, ge=0)
+    tensor_parallel: int = Field(1, gt=0)
+    proxy_cpus: float = Field(1, gt=0)  # CPUs reserved by each (candidate, seed) proxy task
+
+
+class JobConfig(_Strict):
+    name: str
+    output: str
+    cache_dir: str | None = None  # embedding cache; default: <output>/cache
+    real: RealConfig
+    candidates: CandidatesConfig
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    proxies: list[Literal["mdm", "mmd", "pad", "mauve", "lens"]] = Field(
+        default_factory=lambda: ["mdm", "mmd", "pad", "mauve"], min_length=1
+    )
+    mdm: MdmConfig = MdmConfig()
+    mmd: MmdConfig = MmdConfig()
+    pad: PadConfig = PadConfig()
+    mauve: MauveConfig = MauveConfig()
+    lens: LensConfig = LensConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> JobConfig:
+        if len(set(self.proxies)) != len(self.proxies):
+            raise ValueError("proxies lists a proxy twice")
+        return self
+
+    @property
+    def embedding_proxies(self) -> list[str]:
+        return [p for p in self.proxies if p != "lens"]
+
+    @property
+    def cache_location(self) -> str:
+        return self.cache_dir or f"{self.output.rstrip('/')}/cache"
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    if first["type"] == "missing":
+        return f"{source}: missing key '{key}'"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}: {key + ': ' if key else ''}{message}"
+
+
+def parse_config(data: object, source: str = "config") -> JobConfig:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_one_line(err, source)) from None
+
+
+def load_config(path: str | Path) -> JobConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,122 @@
+"""Embedding row sets on Ray Data, with an on-disk cache.
+
+The cache unit is a row set (one candidate, or one seed's U_r sample), keyed by the
+model id and the content hash of its texts: a re-run of the same inputs embeds
+nothing, and a changed candidate is the only one re-embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from synque_ray.reading import RowSet
+from synque_ray.storage import Store
+
+
+class EmbeddingCache:
+    def __init__(self, store: Store, model_id: str):
+        self.store = store
+        self.prefix = "embeddings/" + hashlib.sha256(model_id.encode()).hexdigest()[:16]
+
+    def _key(self, rowset: RowSet) -> str:
+        return f"{self.prefix}/{rowset.content_hash}.parquet"
+
+    def load(self, rowset: RowSet) -> np.ndarray | None:
+        """The embeddings, or None when absent or not a complete, readable file."""
+        table = self.store.read_table(self._key(rowset))
+        if table is None or table.num_rows != len(rowset.texts) or "embedding" not in table.column_names:
+            return None
+        column = table.column("embedding").combine_chunks()
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32)
+
+    def save(self, rowset: RowSet, embeddings: np.ndarray) -> None:
+        flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).ravel())
+        column = pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1])
+        self.store.write_table(self._key(rowset), pa.table({"embedding": column}))
+
+
+class Embedder:
+    """Ray Data actor: loads the sentence-transformers model once, embeds batches."""
+
+    def __init__(self, model_path: str, batch_size: int, threads: int = 1):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if not torch.cuda.is_available():
+            torch.set_num_threads(max(1, threads))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SentenceTransformer(model_path, device=device)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.model.encode(
+            list(batch["text"]), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+        return {"set": batch["set"], "row": batch["row"], "embedding": vectors.astype(np.float32)}
+
+
+def embed_rowsets(
+    rowsets: list[RowSet],
+    model_path: str,
+    batch_size: int,
+    actors: int,
+    gpus_per_actor: float,
+    cpus_per_actor: int,
+    on_done: Callable[[int, np.ndarray], None],
+) -> None:
+    """Embed every row set through one Ray Data pipeline; call `on_done(i, vectors)` per set.
+
+    Order is preserved, so results arrive set by set and the driver only ever holds
+    the set being completed.
+    """
+    import ray.data
+
+    if not rowsets:
+        return
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    blocks = [
+        pa.table({"set": np.full(len(rs.texts), i, dtype=np.int64), "row": np.arange(len(rs.texts)), "text": rs.texts})
+        for i, rs in enumerate(rowsets)
+    ]
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        Embedder,
+        fn_constructor_kwargs={"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus_per_actor,
+        num_cpus=cpus_per_actor,
+    )
+    _collect(dataset.iter_batches(batch_size=None, batch_format="numpy"), rowsets, on_done)
+
+
+def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[int, np.ndarray], None]) -> None:
+    current: int | None = None
+    parts: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+
+    def flush() -> None:
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        vectors = np.concatenate(parts)[order]
+        if len(vectors) != len(rowsets[current].texts):
+            raise RuntimeError(f"row set {rowsets[current].name}: got {len(vectors)} embeddings")
+        on_done(current, vectors)
+
+    for batch in batches:
+        for set_index in np.unique(batch["set"]):
+            mask = batch["set"] == set_index
+            if current is not None and set_index != current:
+                flush()
+                parts, rows = [], []
+            current = int(set_index)
+            parts.append(np.asarray(batch["embedding"])[mask])
+            rows.append(np.asarray(batch["row"])[mask])
+    if current is not None:
+        flush()

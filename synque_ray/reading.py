@@ -1,0 +1,138 @@
+"""Reading candidate and real files into lists of texts (SPEC §5, §10).
+
+Only the text that a proxy sees is kept: labels and other fields are dropped here,
+so no proxy can look at them. Every problem is a `UserError` naming file and row.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from synque_ray.errors import UserError
+
+SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """A named list of texts with the hash that keys its cache entries and results."""
+
+    name: str
+    texts: list[str]
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.texts)
+
+
+def content_hash(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()[:32]
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(records, list):
+                raise UserError(f"{path}: expected a JSON list of objects")
+        elif suffix == ".jsonl":
+            records = []
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise UserError(f"{path}: line {number} is not valid JSON") from None
+        elif suffix == ".parquet":
+            records = pq.read_table(path).to_pylist()
+        elif suffix == ".csv":
+            options = pa_csv.ConvertOptions(strings_can_be_null=False)
+            records = pa_csv.read_csv(path, convert_options=options).to_pylist()
+        else:
+            raise UserError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
+    except UserError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
+    except Exception as err:  # pyarrow raises several types for malformed files
+        raise UserError(f"{path}: cannot be read ({str(err).splitlines()[0]})") from None
+    if not records:
+        raise UserError(f"{path}: file has no rows")
+    return records
+
+
+def _template_fields(spec: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(spec) if field]
+
+
+def extract_texts(records: list[dict], spec: str, path: Path) -> list[str]:
+    """`spec` is a field name, or a template such as "{question} {evidence}"."""
+    fields = _template_fields(spec) if "{" in spec else [spec]
+    texts = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: row {number} is not an object")
+        values = {}
+        for field in fields:
+            if field not in record:
+                raise UserError(f"{path}: row {number} has no field '{field}'")
+            value = record[field]
+            if not isinstance(value, str):
+                kind = "null" if value is None else type(value).__name__
+                raise UserError(f"{path}: row {number} field '{field}' is not text (got {kind})")
+            values[field] = value
+        texts.append(spec.format_map(values) if "{" in spec else values[spec])
+    return texts
+
+
+def read_texts(path: str | Path, spec: str) -> list[str]:
+    path = Path(path)
+    return extract_texts(_read_records(path), spec, path)
+
+
+def list_candidates(location: str) -> list[tuple[str, Path]]:
+    """Candidate files of a folder or glob, sorted, as (id = file stem, path)."""
+    base = Path(location)
+    if base.is_dir():
+        paths = sorted(p for p in base.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    elif any(ch in location for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(location) if Path(p).is_file())
+    elif base.is_file():
+        paths = [base]
+    else:
+        raise UserError(f"{location}: candidates folder or glob not found")
+    if not paths:
+        raise UserError(f"{location}: no candidate files ({', '.join(SUFFIXES)})")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise UserError(f"duplicate candidate id '{path.stem}': {seen[path.stem]} and {path}")
+        seen[path.stem] = path
+    return list(seen.items())
+
+
+def sample_pool(pool: list[str], size: int, seed: int, path: str) -> list[str]:
+    """U_r for one seed: `size` rows drawn without replacement, reproducibly."""
+    if size > len(pool):
+        raise UserError(f"{path}: real.sample_size {size} exceeds the pool's {len(pool)} rows")
+    chosen = np.random.default_rng(seed).choice(len(pool), size=size, replace=False)
+    return [pool[i] for i in sorted(chosen)]

@@ -1,0 +1,70 @@
+"""Atomic reads and writes under a local path or any pyarrow filesystem URI.
+
+Every file is written to a temporary name beside its target and then renamed, so a
+crash leaves either the old file or the new one, never half of one. Readers treat
+an unreadable file as absent, so a leftover from a crash is redone, not trusted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+class Store:
+    def __init__(self, location: str):
+        if "://" in location:
+            self.fs, self.root = pafs.FileSystem.from_uri(location)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(location).resolve())
+        self.location = location
+        self.root = self.root.rstrip("/")
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}" if relative else self.root
+
+    def display(self, relative: str = "") -> str:
+        return f"{self.location.rstrip('/')}/{relative}" if relative else self.location
+
+    def exists(self, relative: str) -> bool:
+        return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
+
+    def _write_bytes(self, relative: str, payload: bytes) -> None:
+        target = self.path(relative)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open_output_stream(temporary) as stream:
+            stream.write(payload)
+        self.fs.move(temporary, target)
+
+    def write_table(self, relative: str, table: pa.Table) -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        self._write_bytes(relative, buffer.getvalue())
+
+    def read_table(self, relative: str) -> pa.Table | None:
+        """The table, or None when it is missing or unreadable (a crash's leftover)."""
+        try:
+            return pq.read_table(self.path(relative), filesystem=self.fs)
+        except (FileNotFoundError, OSError, pa.ArrowInvalid):
+            return None
+
+    def write_json(self, relative: str, data: object) -> None:
+        self._write_bytes(relative, json.dumps(data, indent=2, default=str).encode("utf-8"))
+
+    def read_json(self, relative: str) -> object | None:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return json.loads(stream.read().decode("utf-8"))
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+
+    def copy(self, source: str, target: str) -> None:
+        self.fs.create_dir(self.path(target).rsplit("/", 1)[0], recursive=True)
+        self.fs.copy_file(self.path(source), self.path(target))
