@@ -23,7 +23,7 @@ def _classifier(name: str, seed: int):
 
 def min_rows_for_holdout(holdout: float) -> int:
     """Rows one side needs so that a stratified split leaves it at least one row on each side."""
-    return max(2, int(np.ceil(1.0 / min(holdout, 1.0 - holdout))))
+    return max(2, int(np.ceil(1.0 / min(holdout, 1.0 - holdout) - 1e-9)))
 
 
 def pad(

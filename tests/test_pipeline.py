@@ -1,0 +1,145 @@
+"""The pipeline end to end through Ray with the bundled model, on small generated data."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from synque_ray.config import parse_config
+from synque_ray.demo import write_demo_data
+from synque_ray.pipeline import run_job
+from synque_ray.proxies import mauve_score, mdm, mmd_squared, pad
+from synque_ray.reading import read_texts, sample_pool
+
+pytestmark = pytest.mark.ray
+
+ROWS, SAMPLE, SEEDS = 40, 30, [1, 2]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_demo_data(folder, n_candidates=4, rows=ROWS, pool_rows=80)
+    return folder
+
+
+def make_config(data_dir, output, **overrides):
+    raw = {
+        "name": "pipeline-test",
+        "output": str(output),
+        "real": {"path": str(data_dir / "real" / "pool.jsonl"), "text": "text", "sample_size": SAMPLE, "seeds": SEEDS},
+        "candidates": {"path": str(data_dir / "candidates"), "text": "text"},
+        "embedding": {"model": "bundled-minilm", "batch_size": 32},
+        "resources": {"embed_actors": 1},
+        **overrides,
+    }
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_session, data_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("out") / "run"
+    config = make_config(data_dir, output)
+    return config, run_job(config)
+
+
+def test_outputs_have_the_spec_schema(first_run):
+    config, summary = first_run
+    scores = pl.read_parquet(f"{config.output}/scores.parquet")
+    rankings = pl.read_parquet(f"{config.output}/rankings.parquet")
+    assert scores.columns == ["dataset_id", "proxy", "seed", "raw", "score"]
+    assert rankings.columns == ["dataset_id", "proxy", "score_mean", "score_std", "rank"]
+    assert set(scores["proxy"]) == {"mdm", "mmd", "pad", "mauve", "ensemble"}
+    assert scores.height == 4 * 5 * len(SEEDS)
+    for proxy, sign in [("mdm", 1), ("mmd", -1), ("pad", -1), ("mauve", 1)]:
+        part = scores.filter(pl.col("proxy") == proxy)
+        assert np.allclose(part["score"], sign * part["raw"])
+    for proxy in ["mdm", "mmd", "pad", "mauve", "ensemble"]:
+        assert sorted(rankings.filter(pl.col("proxy") == proxy)["rank"]) == [1, 2, 3, 4]
+    run = json.loads(open(f"{config.output}/run.json").read())
+    assert run["counts"]["candidates_total"] == 4
+    assert run["counts"]["candidates_scored"] == 4
+    assert run["counts"]["rows_embedded"] == 4 * ROWS + len(SEEDS) * SAMPLE
+    assert run["counts"]["rows_from_cache"] == 0
+    assert {"read", "embed", "proxies", "reduce", "total"} <= set(run["timings"])
+    assert run["models"]["embedding"].startswith("bundled-minilm@")
+    history = pl.read_parquet(f"{summary.run_dir}/scores.parquet")
+    assert history.equals(scores)
+
+
+def test_scores_equal_a_direct_computation(first_run, bundled_model_path):
+    """Same model, same definitions, no Ray: the engine must give the same numbers."""
+    from sentence_transformers import SentenceTransformer
+
+    config, summary = first_run
+    model = SentenceTransformer(bundled_model_path, device="cpu")
+    pool = read_texts(config.real.path, "text")
+    candidate = sorted(Path(config.candidates.path).iterdir())[2]
+    synthetic = model.encode(read_texts(candidate, "text"))
+    scores = summary.scores
+    for seed in SEEDS:
+        real = model.encode(sample_pool(pool, SAMPLE, seed, "pool"))
+        expected = {
+            "mdm": mdm(synthetic, k=3, seed=seed),
+            "mmd": mmd_squared(synthetic, real),
+            "pad": pad(synthetic, real, seed=seed),
+            "mauve": mauve_score(synthetic, real, seed=seed),
+        }
+        for proxy, value in expected.items():
+            got = scores.filter(
+                (pl.col("dataset_id") == candidate.stem) & (pl.col("proxy") == proxy) & (pl.col("seed") == seed)
+            )["raw"].item()
+            assert got == pytest.approx(value, rel=1e-3, abs=1e-4), proxy
+
+
+def test_rerun_embeds_nothing_and_reuses_every_candidate(first_run):
+    config, summary = first_run
+    again = run_job(config)
+    assert again.counts["rows_embedded"] == 0
+    assert again.counts["candidates_scored"] == 0
+    assert again.counts["candidates_reused"] == 4
+    assert again.rankings.equals(summary.rankings)
+
+
+def test_cache_alone_serves_a_new_output_folder(first_run, data_dir, tmp_path):
+    config, summary = first_run
+    other = make_config(data_dir, tmp_path / "other", cache_dir=config.cache_location)
+    result = run_job(other)
+    assert result.counts["rows_embedded"] == 0
+    assert result.counts["rows_from_cache"] == 4 * ROWS + len(SEEDS) * SAMPLE
+    assert result.counts["candidates_scored"] == 4
+    assert result.rankings.equals(summary.rankings)
+
+
+def test_changed_candidate_is_scored_alone(ray_session, data_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    config = make_config(data, tmp_path / "out")
+    run_job(config)
+    changed = sorted((data / "candidates").iterdir())[0]
+    lines = changed.read_text().splitlines()
+    changed.write_text("\n".join(lines[:-1]) + "\n")  # drop one row
+    second = run_job(config)
+    assert second.counts["candidates_scored"] == 1
+    assert second.counts["candidates_reused"] == 3
+    assert second.counts["rows_embedded"] == ROWS - 1
+    fresh = run_job(config, fresh=True)
+    assert fresh.counts["candidates_scored"] == 4
+    assert fresh.counts["rows_embedded"] == 4 * ROWS - 1 + len(SEEDS) * SAMPLE
+    assert fresh.rankings.equals(second.rankings)
+
+
+def test_corrupt_committed_files_are_redone(ray_session, data_dir, tmp_path):
+    config = make_config(data_dir, tmp_path / "out")
+    first = run_job(config)
+    results = sorted((tmp_path / "out" / "results").iterdir())
+    results[0].write_bytes(results[0].read_bytes()[:40])  # a truncated result, as a crash might leave
+    embeddings = sorted((tmp_path / "out" / "cache").rglob("*.parquet"))
+    embeddings[0].write_bytes(b"not parquet")
+    second = run_job(config)
+    assert second.counts["candidates_scored"] >= 1
+    assert second.rankings.equals(first.rankings)
+    assert not list((tmp_path / "out").rglob("*.tmp-*"))

@@ -1,0 +1,109 @@
+"""The proxy math against independent computations on small inputs."""
+
+import numpy as np
+import pytest
+
+from synque_ray.proxies import mauve_score, mdm, mmd_squared, min_rows_for_holdout, pad
+
+
+def explicit_mmd(x, y, kernel):
+    def mean_k(a, b):
+        return np.mean([[kernel(u, v) for v in b] for u in a])
+
+    return mean_k(x, x) + mean_k(y, y) - 2 * mean_k(x, y)
+
+
+@pytest.mark.parametrize(
+    "name, params, kernel",
+    [
+        ("polynomial", {"degree": 3, "coef0": 1.0}, lambda u, v: (u @ v / 4 + 1.0) ** 3),
+        ("polynomial", {"degree": 2, "coef0": 0.5, "gamma": 0.3}, lambda u, v: (0.3 * (u @ v) + 0.5) ** 2),
+        ("rbf", {"gamma": 0.7}, lambda u, v: np.exp(-0.7 * np.sum((u - v) ** 2))),
+        ("laplacian", {"gamma": 0.2}, lambda u, v: np.exp(-0.2 * np.sum(np.abs(u - v)))),
+        ("linear", {}, lambda u, v: u @ v),
+        ("sigmoid", {"gamma": 0.1, "coef0": 0.3}, lambda u, v: np.tanh(0.1 * (u @ v) + 0.3)),
+    ],
+)
+def test_mmd_matches_explicit_double_sum(name, params, kernel):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 4)), rng.normal(0.5, 1.0, size=(5, 4))
+    assert mmd_squared(x, y, kernel=name, **params) == pytest.approx(explicit_mmd(x, y, kernel), rel=1e-10)
+
+
+def test_mmd_is_zero_for_identical_sets_and_grows_with_shift():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 8))
+    assert mmd_squared(x, x) == pytest.approx(0.0, abs=1e-12)
+    near, far = mmd_squared(x, x + 0.2), mmd_squared(x, x + 2.0)
+    assert 0 < near < far
+
+
+def test_mmd_rejects_unknown_kernel():
+    with pytest.raises(ValueError, match="unknown kernel 'cosine'"):
+        mmd_squared(np.ones((2, 2)), np.ones((2, 2)), kernel="cosine")
+
+
+@pytest.mark.parametrize("classifier", ["xgboost", "logistic"])
+def test_pad_is_one_for_separable_sets(classifier):
+    rng = np.random.default_rng(2)
+    synthetic = rng.normal(5.0, 0.1, size=(100, 6))
+    real = rng.normal(-5.0, 0.1, size=(100, 6))
+    assert pad(synthetic, real, classifier=classifier) > 0.95
+
+
+@pytest.mark.parametrize("classifier", ["xgboost", "logistic"])
+def test_pad_is_near_zero_for_one_distribution(classifier):
+    rng = np.random.default_rng(3)
+    synthetic, real = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))
+    assert abs(pad(synthetic, real, classifier=classifier)) < 0.2
+
+
+def test_pad_uses_mean_absolute_error_of_probabilities():
+    # Logistic regression on 1-D data: recompute 1 - 2 * mean|p - y| by hand on the same split.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(4)
+    synthetic, real = rng.normal(0.8, 1, size=(60, 1)), rng.normal(-0.8, 1, size=(40, 1))
+    x = np.vstack([synthetic, real])
+    y = np.r_[np.ones(60), np.zeros(40)]
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, stratify=y, random_state=9)
+    p = LogisticRegression(max_iter=1000, random_state=9).fit(xtr, ytr).predict_proba(xte)[:, 1]
+    expected = 1 - 2 * np.mean(np.abs(p - yte))
+    assert pad(synthetic, real, classifier="logistic", holdout=0.25, seed=9) == pytest.approx(expected)
+
+
+def test_min_rows_for_holdout():
+    assert min_rows_for_holdout(0.2) == 5
+    assert min_rows_for_holdout(0.5) == 2
+    assert min_rows_for_holdout(0.9) == 10
+
+
+def test_mdm_on_hand_made_clusters():
+    # Three tight clusters; each point sits at distance 1 from its cluster centre, which is a row.
+    centres = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    offsets = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    points = np.vstack([c + offsets for c in centres])
+    # medoid = centre row; mean distance to it = (0 + 1 + 1 + 1 + 1) / 5 per cluster
+    assert mdm(points, k=3) == pytest.approx(0.8)
+
+
+def test_mdm_uses_unequal_cluster_sizes_as_mean_of_cluster_means():
+    a = np.array([[0.0], [2.0], [-2.0]])  # medoid 0, mean distance 4/3
+    b = np.array([[50.0], [51.0]])  # medoid either, mean distance 1/2
+    value = mdm(np.vstack([a, b]), k=2)
+    assert value == pytest.approx((4 / 3 + 1 / 2) / 2)
+
+
+def test_mdm_needs_k_rows():
+    with pytest.raises(ValueError, match="at least k=3 rows"):
+        mdm(np.ones((2, 3)), k=3)
+
+
+def test_mauve_is_one_for_identical_sets_and_lower_for_shifted():
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(300, 16)).astype(np.float32)
+    same = mauve_score(real.copy(), real)
+    shifted = mauve_score(real + 1.5, real)
+    assert same == pytest.approx(1.0, abs=0.02)
+    assert shifted < same - 0.3
