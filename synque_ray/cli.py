@@ -20,8 +20,11 @@ def _print_summary(summary) -> None:
     c, t = summary.counts, summary.timings
     print(
         f"\ncandidates: {c['candidates_total']} total, {c['candidates_scored']} scored, "
-        f"{c['candidates_reused']} reused | rows embedded: {c['rows_embedded']}, from cache: {c['rows_from_cache']}"
+        f"{c['candidates_reused']} reused, {c['candidates_failed']} failed | "
+        f"rows embedded: {c['rows_embedded']}, from cache: {c['rows_from_cache']}"
     )
+    for dataset_id, error in summary.failed.items():
+        print(f"failed: {dataset_id}: {error}")
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if not k.endswith("_task_seconds"))
     print(f"time: {stages}")
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
@@ -33,6 +36,9 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     summary = run_job(load_config(args.config), fresh=args.fresh, progress=True)
     _print_summary(summary)
+    if summary.failed:
+        print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ nothing, and a changed candidate is the only one re-embedded.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterable
 
@@ -18,6 +19,9 @@ from synque_ray.reading import RowSet
 from synque_ray.storage import Store
 
 
+ACTOR_RESTARTS = 3
+
+
 class EmbeddingCache:
     def __init__(self, store: Store, model_id: str):
         self.store = store
@@ -25,6 +29,10 @@ class EmbeddingCache:
 
     def _key(self, rowset: RowSet) -> str:
         return f"{self.prefix}/{rowset.content_hash}.parquet"
+
+    def has(self, rowset: RowSet) -> bool:
+        """A complete entry exists (checked from the Parquet footer, without reading the data)."""
+        return self.store.row_count(self._key(rowset)) == len(rowset.texts)
 
     def load(self, rowset: RowSet) -> np.ndarray | None:
         """The embeddings, or None when absent or not a complete, readable file."""
@@ -69,6 +77,7 @@ def embed_rowsets(
     gpus_per_actor: float,
     cpus_per_actor: int,
     on_done: Callable[[int, np.ndarray], None],
+    on_rows: Callable[[int], None] = lambda n: None,
 ) -> None:
     """Embed every row set through one Ray Data pipeline; call `on_done(i, vectors)` per set.
 
@@ -81,6 +90,8 @@ def embed_rowsets(
         return
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
+    context.enable_progress_bars = False  # the driver shows one bar of its own, in rows
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     blocks = [
         pa.table({"set": np.full(len(rs.texts), i, dtype=np.int64), "row": np.arange(len(rs.texts)), "text": rs.texts})
         for i, rs in enumerate(rowsets)
@@ -93,11 +104,15 @@ def embed_rowsets(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor,
         num_cpus=cpus_per_actor,
+        # A killed actor is restarted and its in-flight batches are retried.
+        max_restarts=ACTOR_RESTARTS,
+        max_task_retries=ACTOR_RESTARTS,
     )
-    _collect(dataset.iter_batches(batch_size=None, batch_format="numpy"), rowsets, on_done)
+    _collect(dataset.iter_batches(batch_size=None, batch_format="numpy"), rowsets, on_done, on_rows)
 
 
-def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[int, np.ndarray], None]) -> None:
+def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[int, np.ndarray], None],
+             on_rows: Callable[[int], None]) -> None:
     current: int | None = None
     parts: list[np.ndarray] = []
     rows: list[np.ndarray] = []
@@ -110,6 +125,7 @@ def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[
         on_done(current, vectors)
 
     for batch in batches:
+        on_rows(len(batch["set"]))
         for set_index in np.unique(batch["set"]):
             mask = batch["set"] == set_index
             if current is not None and set_index != current:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from synque_ray.scoring import proxy_params, score_pair
 from synque_ray.storage import Store
 
 RESULT_COLUMNS = [*SCORE_SCHEMA, "seconds"]
+TASK_RETRIES = 3
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RunSummary:
     timings: dict
     rankings: pl.DataFrame
     scores: pl.DataFrame = field(repr=False)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- reading and checks
@@ -131,58 +134,124 @@ def _versions() -> dict:
 
 
 class _ProxyStage:
-    """Submits (candidate, seed) tasks as embeddings become available; commits per candidate."""
+    """Submits (candidate, seed) Ray tasks as embeddings arrive; commits each candidate when done.
 
-    def __init__(self, config, store, real_refs, params, keys, progress):
+    At most `limit` tasks are in flight, so the object store and the driver hold a
+    bounded number of candidates whatever the size of the job.
+    """
+
+    def __init__(self, config: JobConfig, store: Store, real_refs: dict, params: dict, keys: dict, progress):
         import ray
 
         self.ray = ray
-        self.task = ray.remote(num_cpus=config.resources.proxy_cpus, max_retries=3)(score_pair)
-        self.store, self.real_refs, self.params, self.keys = store, real_refs, params, keys
+        # A task whose worker dies is retried; an exception inside it marks the candidate failed.
+        self.task = ray.remote(num_cpus=config.resources.proxy_cpus, max_retries=TASK_RETRIES)(score_pair)
+        self.store, self.real_refs, self.params, self.keys, self.progress = store, real_refs, params, keys, progress
+        self.seeds = len(config.real.seeds)
         self.pending: dict = {}  # ObjectRef -> dataset_id
-        self.waiting: dict[str, int] = {}
         self.rows: dict[str, list] = {}
         self.limit = max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        self.progress = progress
         self.results: list[pl.DataFrame] = []
+        self.failed: dict[str, str] = {}
 
     def submit(self, dataset_id: str, embeddings: np.ndarray) -> None:
+        if len(self.real_refs) != self.seeds:
+            raise RuntimeError("a candidate reached the proxy stage before every real sample")
         ref = self.ray.put(embeddings)
-        self.waiting[dataset_id] = len(self.real_refs)
         self.rows[dataset_id] = []
         for seed, real_ref in self.real_refs.items():
             self.pending[self.task.remote(dataset_id, seed, ref, real_ref, self.params)] = dataset_id
         while len(self.pending) > self.limit:
-            self._collect(1)
+            self._collect_one()
 
-    def _collect(self, count: int) -> None:
-        done, _ = self.ray.wait(list(self.pending), num_returns=count)
-        for ref in done:
-            dataset_id = self.pending.pop(ref)
-            self.rows[dataset_id].extend(self.ray.get(ref))
-            self.waiting[dataset_id] -= 1
-            if self.waiting[dataset_id] == 0:
-                frame = pl.DataFrame(self.rows.pop(dataset_id), schema={**SCORE_SCHEMA, "seconds": pl.Float64})
-                self.store.write_table(f"results/{self.keys[dataset_id]}.parquet", frame.to_arrow())
-                self.results.append(frame)
-                self.progress.update(1)
+    def _collect_one(self) -> None:
+        [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+        dataset_id = self.pending.pop(done)
+        try:
+            new_rows = self.ray.get(done)
+        except self.ray.exceptions.RayError as err:
+            self.rows.pop(dataset_id, None)
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            self.failed.setdefault(dataset_id, lines[-1] if lines else type(err).__name__)
+            return
+        if dataset_id in self.failed:
+            return
+        rows = self.rows[dataset_id]
+        rows.extend(new_rows)
+        if len(rows) == self.seeds * len(self.params):
+            frame = pl.DataFrame(self.rows.pop(dataset_id), schema={**SCORE_SCHEMA, "seconds": pl.Float64})
+            self.store.write_table(f"results/{self.keys[dataset_id]}.parquet", frame.to_arrow())
+            self.results.append(frame)
+            self.progress.update(1)
 
     def finish(self) -> list[pl.DataFrame]:
         while self.pending:
-            self._collect(1)
+            self._collect_one()
         return self.results
 
 
 def _load_result(store: Store, key: str, expected_rows: int) -> pl.DataFrame | None:
+    """A committed result, or None when absent, unreadable or incomplete (then it is redone)."""
     table = store.read_table(f"results/{key}.parquet")
     if table is None or table.num_rows != expected_rows or table.column_names != RESULT_COLUMNS:
         return None
     return pl.from_arrow(table)
 
 
-def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> RunSummary:
+def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[RowSet], model_path: str,
+                     cache: EmbeddingCache, stage_args: dict, fresh: bool, counts: dict, timings: dict, progress: bool) -> list[pl.DataFrame]:
+    """Embed what the cache lacks (reals first), feeding each candidate to the proxy stage as it lands."""
     from tqdm import tqdm
 
+    ensure_ray()
+    import ray
+
+    seed_of = {rowset.name: seed for seed, rowset in real.items()}
+    missing = [rs for rs in [*real.values(), *to_score] if fresh or not cache.has(rs)]
+    missing_names = {rs.name for rs in missing}
+    cached = [c for c in to_score if c.name not in missing_names]
+    counts["rows_embedded"] = sum(len(rs.texts) for rs in missing)
+    counts["rows_from_cache"] = sum(len(rs.texts) for rs in [*real.values(), *to_score]) - counts["rows_embedded"]
+
+    real_refs = {seed: ray.put(cache.load(rs)) for seed, rs in real.items() if rs.name not in missing_names}
+    scored_bar = tqdm(total=len(to_score), desc="scored", unit="candidate", disable=not progress, position=1)
+    stage = _ProxyStage(config, real_refs=real_refs, progress=scored_bar, **stage_args)
+
+    def submit_cached() -> None:
+        for candidate in cached:
+            vectors = cache.load(candidate)
+            if vectors is None:
+                raise RuntimeError(f"embedding cache entry of {candidate.name} vanished during the run")
+            stage.submit(candidate.name, vectors)
+        cached.clear()
+
+    if len(real_refs) == len(real):
+        submit_cached()  # their proxies can run while the rest is embedded
+
+    def embedded(index: int, vectors: np.ndarray) -> None:
+        rowset = missing[index]
+        cache.save(rowset, vectors)
+        if rowset.name in seed_of:
+            real_refs[seed_of[rowset.name]] = ray.put(vectors)
+        else:
+            stage.submit(rowset.name, vectors)
+
+    started = time.perf_counter()
+    rows_bar = tqdm(total=counts["rows_embedded"], desc="embedded", unit="row", disable=not progress or not missing,
+                    position=0)
+    resources = config.resources
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
+    embed_rowsets(missing, model_path, config.embedding.batch_size,
+                  resources.embed_actors, resources.embed_gpus, cpus, embedded, rows_bar.update)
+    rows_bar.close()
+    timings["embed"] = time.perf_counter() - started
+    submit_cached()
+    results = stage.finish()
+    scored_bar.close()
+    return results, stage.failed
+
+
+def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> RunSummary:
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -207,10 +276,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
     to_score: list[RowSet] = []
     for candidate in candidates:
         reused = None if fresh else _load_result(store, keys[candidate.name], expected_rows)
-        if reused is None:
-            to_score.append(candidate)
-        else:
-            results.append(reused)
+        (to_score.append(candidate) if reused is None else results.append(reused))
     counts = {
         "candidates_total": len(candidates),
         "candidates_scored": len(to_score),
@@ -222,78 +288,29 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
     }
 
     stage_started = time.perf_counter()
+    timings["embed"] = 0.0
+    failed: dict[str, str] = {}
     if to_score:
-        ensure_ray()
-        import ray
-
-        real_refs: dict[int, object] = {}
-        bar = tqdm(total=len(to_score), desc="scoring candidates", unit="cand", disable=not progress)
-        stage = None
-        cached: list[tuple[RowSet, np.ndarray]] = []
-        missing: list[RowSet] = []
-        for seed, rowset in real.items():
-            vectors = None if fresh else cache.load(rowset)
-            (missing.append(rowset) if vectors is None else cached.append((rowset, vectors)))
-        for candidate in to_score:
-            vectors = None if fresh else cache.load(candidate)
-            if vectors is None:
-                missing.append(candidate)
-            else:
-                cached.append((candidate, vectors))
-                del vectors
-        counts["rows_from_cache"] = sum(len(rs.texts) for rs, _ in cached)
-        counts["rows_embedded"] = sum(len(rs.texts) for rs in missing)
-        real_names = {rs.name: seed for seed, rs in real.items()}
-
-        def deliver(rowset: RowSet, vectors: np.ndarray) -> None:
-            nonlocal stage
-            if rowset.name in real_names:
-                real_refs[real_names[rowset.name]] = ray.put(vectors)
-                return
-            if stage is None:
-                stage = _ProxyStage(config, store, real_refs, params, keys, bar)
-            stage.submit(rowset.name, vectors)
-
-        # Real samples first: every proxy task needs them.
-        cached.sort(key=lambda item: item[0].name not in real_names)
-        missing.sort(key=lambda rs: rs.name not in real_names)
-        for rowset, vectors in [item for item in cached if item[0].name in real_names]:
-            deliver(rowset, vectors)
-        embed_started = time.perf_counter()
-
-        def embedded(index: int, vectors: np.ndarray) -> None:
-            cache.save(missing[index], vectors)
-            if len(real_refs) == len(real) or missing[index].name in real_names:
-                deliver(missing[index], vectors)
-            else:  # a candidate can only arrive after the reals, since they are sorted first
-                raise RuntimeError("embedding order broken: candidate before real samples")
-
-        resources = config.resources
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
-        embed_rowsets(
-            missing, model_path, config.embedding.batch_size, resources.embed_actors,
-            resources.embed_gpus, min(cpus, 4) if resources.embed_gpus else cpus, embedded,
-        )
-        timings["embed"] = time.perf_counter() - embed_started
-        for rowset, vectors in [item for item in cached if item[0].name not in real_names]:
-            deliver(rowset, vectors)
-        cached.clear()
-        results.extend(stage.finish() if stage else [])
-        bar.close()
-    else:
-        timings["embed"] = 0.0
+        stage_args = {"store": store, "params": params, "keys": keys}
+        scored, failed = _embed_and_score(config, real, to_score, model_path, cache, stage_args, fresh, counts,
+                                          timings, progress)
+        results += scored
+    counts["candidates_failed"] = len(failed)
+    counts["candidates_scored"] -= len(failed)
+    if not results:
+        raise RuntimeError(f"every candidate failed; first error: {next(iter(failed.values()))}")
     timings["proxies"] = time.perf_counter() - stage_started - timings["embed"]
 
     reduce_started = time.perf_counter()
-    all_rows = pl.concat(results) if results else pl.DataFrame(schema={**SCORE_SCHEMA, "seconds": pl.Float64})
-    for name in params:
-        timings[f"{name}_task_seconds"] = float(
-            pl.concat([r for r in results if r is not None]).filter(pl.col("proxy") == name)["seconds"].sum()
-        ) if results else 0.0
+    all_rows = pl.concat(results)
+    task_seconds = all_rows.group_by("proxy").agg(pl.col("seconds").sum())
+    for name, seconds in task_seconds.iter_rows():
+        timings[f"{name}_task_seconds"] = seconds
     scores = add_ensemble(all_rows.select(list(SCORE_SCHEMA))).sort(["proxy", "dataset_id", "seed"])
     rankings = rank(scores)
     timings["reduce"] = time.perf_counter() - reduce_started
     timings["total"] = time.perf_counter() - started
+    counts["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     run_dir = f"runs/{stamp}"
@@ -311,6 +328,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         "result_keys": keys,
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "counts": counts,
+        "failed": failed,
         "command": " ".join(sys.argv),
     }
     # History first, then the latest tables at the top level: each write is atomic.
@@ -318,4 +336,4 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         store.write_table(f"{prefix}scores.parquet", scores.to_arrow())
         store.write_table(f"{prefix}rankings.parquet", rankings.to_arrow())
         store.write_json(f"{prefix}run.json", run_info)
-    return RunSummary(store.display(), store.display(run_dir), counts, timings, rankings, scores)
+    return RunSummary(store.display(), store.display(run_dir), counts, timings, rankings, scores, failed)

@@ -55,6 +55,14 @@ class Store:
         except (FileNotFoundError, OSError, pa.ArrowInvalid):
             return None
 
+    def row_count(self, relative: str) -> int | None:
+        """Rows of a Parquet file from its footer; None when missing or unreadable."""
+        try:
+            with self.fs.open_input_file(self.path(relative)) as handle:
+                return pq.ParquetFile(handle).metadata.num_rows
+        except (FileNotFoundError, OSError, pa.ArrowInvalid):
+            return None
+
     def write_json(self, relative: str, data: object) -> None:
         self._write_bytes(relative, json.dumps(data, indent=2, default=str).encode("utf-8"))
 
