@@ -32,12 +32,12 @@ class EmbeddingCache:
 
     def has(self, rowset: RowSet) -> bool:
         """A complete entry exists (checked from the Parquet footer, without reading the data)."""
-        return self.store.row_count(self._key(rowset)) == len(rowset.texts)
+        return self.store.row_count(self._key(rowset)) == rowset.size
 
     def load(self, rowset: RowSet) -> np.ndarray | None:
         """The embeddings, or None when absent or not a complete, readable file."""
         table = self.store.read_table(self._key(rowset))
-        if table is None or table.num_rows != len(rowset.texts) or "embedding" not in table.column_names:
+        if table is None or table.num_rows != rowset.size or "embedding" not in table.column_names:
             return None
         column = table.column("embedding").combine_chunks()
         return column.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32)
@@ -84,6 +84,7 @@ def embed_rowsets(
     Order is preserved, so results arrive set by set and the driver only ever holds
     the set being completed.
     """
+    import ray
     import ray.data
 
     if not rowsets:
@@ -92,11 +93,13 @@ def embed_rowsets(
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # the driver shows one bar of its own, in rows
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # One block per row set, put in the object store one at a time: the driver never
+    # holds more than one candidate's texts.
     blocks = [
-        pa.table({"set": np.full(len(rs.texts), i, dtype=np.int64), "row": np.arange(len(rs.texts)), "text": rs.texts})
+        ray.put(pa.table({"set": np.full(rs.size, i, dtype=np.int64), "row": np.arange(rs.size), "text": rs.texts}))
         for i, rs in enumerate(rowsets)
     ]
-    dataset = ray.data.from_arrow(blocks).map_batches(
+    dataset = ray.data.from_arrow_refs(blocks).map_batches(
         Embedder,
         fn_constructor_kwargs={"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor},
         batch_size=batch_size,
@@ -120,7 +123,7 @@ def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[
     def flush() -> None:
         order = np.argsort(np.concatenate(rows), kind="stable")
         vectors = np.concatenate(parts)[order]
-        if len(vectors) != len(rowsets[current].texts):
+        if len(vectors) != rowsets[current].size:
             raise RuntimeError(f"row set {rowsets[current].name}: got {len(vectors)} embeddings")
         on_done(current, vectors)
 

@@ -76,14 +76,14 @@ def check_size(rowset: RowSet, source: str, config: JobConfig, real: bool = Fals
     least, reason = minimum_rows(config)
     if real and reason.startswith("mdm"):  # MDM looks at the candidate only
         least, reason = (min_rows_for_holdout(config.pad.holdout), "PAD's holdout") if "pad" in config.proxies else (1, "")
-    if len(rowset.texts) < least:
-        raise UserError(f"{source}: {len(rowset.texts)} rows, fewer than the {least} that {reason} needs")
+    if rowset.size < least:
+        raise UserError(f"{source}: {rowset.size} rows, fewer than the {least} that {reason} needs")
 
 
 def read_candidates(config: JobConfig) -> list[RowSet]:
     rowsets = []
     for dataset_id, path in list_candidates(config.candidates.path):
-        rowset = RowSet(dataset_id, read_texts(path, config.candidates.text))
+        rowset = RowSet(dataset_id, path=path, spec=config.candidates.text)
         check_size(rowset, str(path), config)
         rowsets.append(rowset)
     return rowsets
@@ -210,8 +210,8 @@ def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[
     missing = [rs for rs in [*real.values(), *to_score] if fresh or not cache.has(rs)]
     missing_names = {rs.name for rs in missing}
     cached = [c for c in to_score if c.name not in missing_names]
-    counts["rows_embedded"] = sum(len(rs.texts) for rs in missing)
-    counts["rows_from_cache"] = sum(len(rs.texts) for rs in [*real.values(), *to_score]) - counts["rows_embedded"]
+    counts["rows_embedded"] = sum(rs.size for rs in missing)
+    counts["rows_from_cache"] = sum(rs.size for rs in [*real.values(), *to_score]) - counts["rows_embedded"]
 
     real_refs = {seed: ray.put(cache.load(rs)) for seed, rs in real.items() if rs.name not in missing_names}
     scored_bar = tqdm(total=len(to_score), desc="scored", unit="candidate", disable=not progress, position=1)

@@ -10,7 +10,6 @@ import glob
 import hashlib
 import json
 import string
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,31 @@ from synque_ray.errors import UserError
 SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
 
 
-@dataclass(frozen=True)
 class RowSet:
-    """A named list of texts with the hash that keys its cache entries and results."""
+    """A named list of texts, with the content hash that keys its cache entries and results.
 
-    name: str
-    texts: list[str]
+    Built from a file, it keeps only its hash and size and re-reads the texts when
+    asked, so that the driver's memory does not grow with the number of candidates.
+    """
+
+    def __init__(self, name: str, texts: list[str] | None = None, *, path: Path | None = None,
+                 spec: str | None = None):
+        self.name = name
+        self._path, self._spec = path, spec
+        loaded = texts if texts is not None else read_texts(path, spec)
+        self.content_hash = content_hash(loaded)
+        self.size = len(loaded)
+        self._texts = texts
 
     @property
-    def content_hash(self) -> str:
+    def texts(self) -> list[str]:
+        return self._texts if self._texts is not None else read_texts(self._path, self._spec)
+
+    def __repr__(self) -> str:
+        return f"RowSet({self.name!r}, {self.size} rows)"
+
+
+def content_hash(self) -> str:
         return content_hash(self.texts)
 
 
