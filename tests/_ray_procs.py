@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +147,12 @@ def _collect(roots: list[int], marker: str) -> dict[int, psutil.Process]:
     return {pid: proc for pid, proc in found.items() if _alive(proc)}
 
 
-def kill_ray_processes(roots: list[int], marker: str, timeout: float = 10.0) -> list[str]:
+def kill_ray_processes(roots: list[int], marker: str, timeout: float = 3.0) -> list[str]:
     """Stop `roots` (e.g. `ray start --block`), every process naming `marker` on its
     command line, and all their descendants. The roots get SIGTERM first (`ray start
-    --block` then stops its own processes in order); everything left gets SIGTERM, then
-    SIGKILL after `timeout`. Returns the command lines that had to be SIGKILLed."""
+    --block` then stops its own processes); everything left gets SIGTERM, then SIGKILL
+    after `timeout` (a head that has run a job can take more than 10 s to stop
+    gracefully; a test cluster need not). Returns the command lines that were SIGKILLed."""
     killed: list[str] = []
     found = _collect(roots, marker)  # before the roots die and their children are orphaned
     for pid in roots:
@@ -201,18 +204,28 @@ class Head:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
 
+def dashboard_get(head: Head, path: str, token: str | None = None) -> int:
+    """HTTP status of a GET on the head's dashboard, with `token` as Bearer token if given."""
+    request = urllib.request.Request(head.dashboard_url + path)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 def _wait_for_dashboard(head: Head, deadline: float) -> None:
     """Until the Jobs API answers (with the token) or the deadline passes."""
+    token = head.token_file.read_text().strip()
     while time.monotonic() < deadline:
         if head.process.poll() is not None:
             raise RuntimeError(f"`ray start --head` exited with {head.process.returncode}:\n{head.log_text()[-4000:]}")
-        probe = subprocess.run(
-            [str(VENV_BIN / "ray"), "job", "list", "--address", head.dashboard_url],
-            env=head.env, capture_output=True, text=True, timeout=60,
-        )
-        if probe.returncode == 0:
-            return
-        time.sleep(1)
+        with contextlib.suppress(OSError):
+            if dashboard_get(head, "/api/jobs/", token) == 200:
+                return
+        time.sleep(0.5)
     raise RuntimeError(f"the Ray head's dashboard did not come up:\n{head.log_text()[-4000:]}")
 
 
@@ -264,10 +277,10 @@ def ray_head(num_cpus: int = 2, start_timeout: float = 120.0, attempts: int = 2)
                     raise
         yield head
     finally:
-        if head is not None:
-            kill_ray_processes([head.process.pid], str(temp_dir))
-        kill_ray_processes([], str(temp_dir))
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        try:
+            kill_ray_processes([head.process.pid] if head is not None else [], str(temp_dir))
+        finally:
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def run_isolated(script: str, args: list[str], temp_dir: Path, timeout: float) -> subprocess.CompletedProcess:
