@@ -76,12 +76,40 @@ class MauveConfig(_Strict):
 
 
 class LensConfig(_Strict):
+    """LENS (SPEC §8). The writer is a model name like the scorer, or an OpenAI-compatible
+    endpoint: {openai_base_url, model, api_key_env (default OPENAI_API_KEY), timeout_s,
+    context_tokens (default 8192)}."""
+
     scorer: str = "bundled-smollm2"
     rubric_writer: str | dict = "bundled-smollm2"
     rubric_points: int = Field(10, gt=0)
     rubric_sample_size: int = Field(200, gt=0)
     task: Literal["sentiment", "text2sql", "web", "generic"] = "generic"
     judgement: Literal["label", "expected"] = "label"
+    rubric_file: str | None = None  # a JSON rubric to use instead of writing one
+    rubric_retries: int = Field(3, ge=0)  # extra attempts when an answer has too few points
+    max_rows: int | None = Field(None, gt=0)  # judge at most this many rows per candidate
+    max_row_tokens: int = Field(512, gt=0)  # a longer row is cut to this many tokens in prompts
+    max_model_len: int = Field(4096, gt=0)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # default: 0.2 on CPU, 0.9 on GPU
+    enforce_eager: bool | None = None  # default: True on CPU, False on GPU
+    prefix_caching: bool = True
+    block_size: int | None = Field(None, gt=0)  # KV cache block (prefix-cache granularity); default: vLLM's
+    batch_rows: int = Field(64, gt=0)  # rows per Ray Data batch (four prompts each)
+    dtype: str = "auto"
+
+    @model_validator(mode="after")
+    def _writer_endpoint(self) -> LensConfig:
+        writer = self.rubric_writer
+        if isinstance(writer, dict):
+            allowed = {"openai_base_url", "model", "api_key_env", "timeout_s", "context_tokens"}
+            unknown = sorted(set(writer) - allowed)
+            if unknown:
+                raise ValueError(f"rubric_writer: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+            for required in ("openai_base_url", "model"):
+                if not isinstance(writer.get(required), str) or not writer[required]:
+                    raise ValueError(f"rubric_writer: missing key '{required}' (a non-empty string)")
+        return self
 
 
 class ResourcesConfig(_Strict):
