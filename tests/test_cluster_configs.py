@@ -86,6 +86,8 @@ def _check_gpu_budget(config: JobConfig, gpus_per_node: float, max_nodes: int, c
     lens_per_actor = _lens_gpus_per_actor(config) if "lens" in config.proxies else 0.0
     assert r.embed_gpus <= gpus_per_node, f"{where}: an embedding actor wants more GPUs than a node has"
     assert lens_per_actor <= gpus_per_node, f"{where}: a LENS actor wants more GPUs than a node has"
+    if "lens" in config.proxies and r.tensor_parallel > 1:
+        assert r.lens_gpus >= r.tensor_parallel, f"{where}: a LENS actor needs a GPU per tensor-parallel rank"
     # Embedding and LENS actors may hold their GPUs at the same time: both must fit.
     wanted = r.embed_actors * r.embed_gpus + (r.lens_actors * lens_per_actor if "lens" in config.proxies else 0)
     assert 0 < wanted <= gpus_per_node * max_nodes, (
