@@ -35,7 +35,7 @@ from synque_ray.demo import write_demo_data  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
 N_CANDIDATES = 6
-SEEDS = [1, 2]
+SEEDS = [1, 2, 3]  # tasks are submitted one per seed at once: more than one node can run
 
 DRIVER = r'''
 import json, os, sys, uuid
