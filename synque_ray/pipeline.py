@@ -136,8 +136,8 @@ def _versions() -> dict:
 class _ProxyStage:
     """Submits (candidate, seed) Ray tasks as embeddings arrive; commits each candidate when done.
 
-    At most `limit` tasks are in flight, so the object store and the driver hold a
-    bounded number of candidates whatever the size of the job.
+    Outside the embedding stage at most `limit` tasks are in flight, so the object
+    store holds a bounded number of candidates whatever the size of the job.
     """
 
     def __init__(self, config: JobConfig, store: Store, real_refs: dict, params: dict, keys: dict, progress):
@@ -145,7 +145,10 @@ class _ProxyStage:
 
         self.ray = ray
         # A task whose worker dies is retried; an exception inside it marks the candidate failed.
-        self.task = ray.remote(num_cpus=config.resources.proxy_cpus, max_retries=TASK_RETRIES)(score_pair)
+        # SPREAD: on a cluster, proxy tasks go to every node rather than crowding the head.
+        self.task = ray.remote(
+            num_cpus=config.resources.proxy_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
+        )(score_pair)
         self.store, self.real_refs, self.params, self.keys, self.progress = store, real_refs, params, keys, progress
         self.seeds = len(config.real.seeds)
         self.pending: dict = {}  # ObjectRef -> dataset_id
@@ -154,18 +157,29 @@ class _ProxyStage:
         self.results: list[pl.DataFrame] = []
         self.failed: dict[str, str] = {}
 
-    def submit(self, dataset_id: str, embeddings: np.ndarray) -> None:
+    def submit(self, dataset_id: str, embeddings: np.ndarray, block: bool = True) -> None:
+        """Queue the candidate's (candidate, seed) tasks.
+
+        With `block`, wait while more than `limit` tasks are in flight. While embedding
+        runs the driver must not block: the embedding actors may hold every CPU, and
+        the proxy tasks could only start once the driver has drained the embeddings.
+        """
         if len(self.real_refs) != self.seeds:
             raise RuntimeError("a candidate reached the proxy stage before every real sample")
         ref = self.ray.put(embeddings)
         self.rows[dataset_id] = []
         for seed, real_ref in self.real_refs.items():
             self.pending[self.task.remote(dataset_id, seed, ref, real_ref, self.params)] = dataset_id
-        while len(self.pending) > self.limit:
-            self._collect_one()
+        if block:
+            while len(self.pending) > self.limit:
+                [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+                self._handle(done)
+        else:
+            done, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+            for ref in done:
+                self._handle(ref)
 
-    def _collect_one(self) -> None:
-        [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+    def _handle(self, done) -> None:
         dataset_id = self.pending.pop(done)
         try:
             new_rows = self.ray.get(done)
@@ -186,7 +200,8 @@ class _ProxyStage:
 
     def finish(self) -> list[pl.DataFrame]:
         while self.pending:
-            self._collect_one()
+            [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+            self._handle(done)
         return self.results
 
 
@@ -234,7 +249,7 @@ def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[
         if rowset.name in seed_of:
             real_refs[seed_of[rowset.name]] = ray.put(vectors)
         else:
-            stage.submit(rowset.name, vectors)
+            stage.submit(rowset.name, vectors, block=False)
 
     started = time.perf_counter()
     rows_bar = tqdm(total=counts["rows_embedded"], desc="embedded", unit="row", disable=not progress or not missing,
