@@ -94,7 +94,7 @@ class LensConfig(_Strict):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # default: 0.2 on CPU, 0.9 on GPU
     enforce_eager: bool | None = None  # default: True on CPU, False on GPU
     prefix_caching: bool = True
-    block_size: int | None = Field(None, gt=0)  # KV cache block (prefix-cache granularity); default: vLLM's
+    block_size: int | None = Field(None, gt=0)  # KV cache block (prefix-cache granularity); CPU default 32
     batch_rows: int = Field(64, gt=0)  # rows per Ray Data batch (four prompts each)
     dtype: str = "auto"
 

@@ -276,8 +276,10 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         check_size(rowset, f"real sample for seed {seed}", config, real=True)
     candidates = read_candidates(config)
     model_path, model_id = resolve_model(config.embedding.model, "embedding.model")
-    if "lens" in config.proxies:
-        raise UserError("proxies: 'lens' is not available in this version yet; remove it from the list")
+    if "lens" in config.proxies:  # LENS (synque_ray/lens): settings checked before any work
+        from synque_ray.lens.stage import check_lens
+
+        check_lens(config, candidates)
     timings["read"] = time.perf_counter() - started
 
     store = Store(config.output)
@@ -305,16 +307,27 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
     stage_started = time.perf_counter()
     timings["embed"] = 0.0
     failed: dict[str, str] = {}
-    if to_score:
+    if to_score and params:
         stage_args = {"store": store, "params": params, "keys": keys}
         scored, failed = _embed_and_score(config, real, to_score, model_path, cache, stage_args, fresh, counts,
                                           timings, progress)
         results += scored
     counts["candidates_failed"] = len(failed)
     counts["candidates_scored"] -= len(failed)
+    lens_report: dict = {}
+    if "lens" in config.proxies:  # LENS: its own stage (rubrics, vLLM judges on Ray Data), after the others
+        from synque_ray.lens.stage import run_lens
+
+        lens_started = time.perf_counter()
+        ensure_ray()
+        lens_scores, _, lens_counts = run_lens(config, candidates, real, store, fresh, progress, lens_report)
+        counts.update(lens_counts)
+        timings["lens"] = time.perf_counter() - lens_started
+        per_row = timings["lens"] / max(1, lens_scores.height)
+        results.append(lens_scores.with_columns(pl.lit(per_row).alias("seconds")).select(RESULT_COLUMNS))
     if not results:
         raise RuntimeError(f"every candidate failed; first error: {next(iter(failed.values()))}")
-    timings["proxies"] = time.perf_counter() - stage_started - timings["embed"]
+    timings["proxies"] = time.perf_counter() - stage_started - timings["embed"] - timings.get("lens", 0.0)
 
     reduce_started = time.perf_counter()
     all_rows = pl.concat(results)
@@ -335,13 +348,13 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         "config": config.model_dump(),
         "fresh": fresh,
         "versions": _versions(),
-        "models": {"embedding": model_id},
+        "models": {"embedding": model_id, **lens_report.get("models", {})},
         "content_hashes": {
             "candidates": {c.name: c.content_hash for c in candidates},
             "real": {str(seed): h for seed, h in real_hashes.items()},
         },
         "result_keys": keys,
-        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "timings": {k: round(v, 4) for k, v in {**timings, **lens_report.get("timings", {})}.items()},
         "counts": counts,
         "failed": failed,
         "command": " ".join(sys.argv),

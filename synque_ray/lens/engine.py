@@ -29,8 +29,10 @@ def engine_settings(config: JobConfig, model_path: str) -> dict:
         "seed": 0,
         "disable_log_stats": True,
     }
-    if lens.block_size:
-        engine["block_size"] = lens.block_size
+    if lens.block_size or not on_gpu:
+        # On CPU vLLM's default block is 128 tokens; prefixes are cached per whole block,
+        # so 32 keeps more of each rubric prefix cached (BENCHMARKS.md, LENS).
+        engine["block_size"] = lens.block_size or 32
     if resources.tensor_parallel > 1:
         engine["distributed_executor_backend"] = "mp"  # workers inside this actor's GPUs
     return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors}

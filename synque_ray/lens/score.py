@@ -17,6 +17,7 @@ asked again once (sampled); if that fails too the row is recorded as unparsed.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -174,12 +175,15 @@ class JudgeActor:
     def __init__(self, settings: dict, prefixes: dict[str, str], max_row_tokens: int):
         from synque_ray.lens.engine import build_engine
 
+        started = time.perf_counter()
         self.llm = build_engine(settings)
+        self.startup_s = time.perf_counter() - started
         tokenizer = self.llm.get_tokenizer()
         self.label_ids = label_token_ids(tokenizer)
         self.builder = PromptBuilder(tokenizer, prefixes, max_row_tokens, settings["engine"]["max_model_len"])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.perf_counter()
         pairs = batch.column("pair").to_pylist()
         texts = batch.column("text").to_pylist()
         token_prompts = [p for pair, text in zip(pairs, texts, strict=True) for p in self.builder.prompts_for(pair, text)]
@@ -201,7 +205,10 @@ class JudgeActor:
         columns["retried"] = pa.array(retried.reshape(n, 4).sum(axis=1).astype(np.int64))
         columns["prompt_tokens"] = pa.array(prompt_tokens)
         columns["cached_tokens"] = pa.array(cached.reshape(n, 4).sum(axis=1))
-        return pa.table(columns, schema=OUTPUT_SCHEMA)
+        # Diagnostics for benchmarks (dropped by the stage): engine start-up and batch time.
+        columns["_engine_startup_s"] = pa.array(np.full(n, self.startup_s))
+        columns["_batch_s"] = pa.array(np.full(n, (time.perf_counter() - started) / max(1, n)))
+        return pa.table(columns)
 
 
 def score_rows(blocks: list[pa.Table], settings: dict, prefixes: dict[str, str], max_row_tokens: int,

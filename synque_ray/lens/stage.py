@@ -93,7 +93,7 @@ def _rubric_key(config: JobConfig, candidate: RowSet, real_hash: str, writer_id:
     })
 
 
-def _rubrics(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet], store: Store, fresh: bool,
+def prepare_rubrics(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet], store: Store, fresh: bool,
              counts: dict) -> dict[tuple[str, int], Rubric]:
     lens = config.lens
     writer = _Writer(config, candidates)
@@ -167,6 +167,18 @@ def _prefixes(task: str, rubric: Rubric, pair: int) -> dict[str, str]:
     }
 
 
+def judging_plan(task: str, candidates: list[RowSet], real: dict[int, RowSet],
+                 rubrics: dict[tuple[str, int], Rubric]) -> tuple[dict[tuple[str, int], int], dict[str, str]]:
+    """A number per (candidate, seed) pair, and the two rubric prefixes of each pair."""
+    pairs: dict[tuple[str, int], int] = {}
+    prefixes: dict[str, str] = {}
+    for candidate in candidates:
+        for seed in real:
+            pairs[(candidate.name, seed)] = len(pairs)
+            prefixes.update(_prefixes(task, rubrics[(candidate.name, seed)], pairs[(candidate.name, seed)]))
+    return pairs, prefixes
+
+
 def _result_key(config: JobConfig, candidate: RowSet, real: dict[int, RowSet], rubrics: dict, scorer_id: str) -> str:
     lens = config.lens
     return _digest({
@@ -190,7 +202,7 @@ def _load(store: Store, key: str, expected: int) -> pa.Table | None:
     return table
 
 
-def _blocks(candidate: RowSet, real: dict[int, RowSet], pairs: dict[tuple[str, int], int],
+def build_block(candidate: RowSet, real: dict[int, RowSet], pairs: dict[tuple[str, int], int],
             max_rows: int | None) -> pa.Table:
     texts = candidate.texts
     parts = []
@@ -207,6 +219,32 @@ def _blocks(candidate: RowSet, real: dict[int, RowSet], pairs: dict[tuple[str, i
                 "text": pa.array([source[i] for i in rows], pa.string()),
             }))
     return pa.concat_tables(parts)
+
+
+def _check_prompt_room(scorer_path: str, prefixes: dict[str, str], pairs: dict[tuple[str, int], int],
+                       max_model_len: int) -> None:
+    """A rubric too long for the scorer's context is the user's to fix: say so before judging.
+
+    Checked with the scorer's own tokenizer when it is a local folder (hub ids are
+    left to the engine)."""
+    from pathlib import Path
+
+    if not Path(scorer_path).is_dir():
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(scorer_path)
+    room = max_model_len - 96  # the chat template, the question and a few tokens of the row
+    names = {str(number): pair for pair, number in pairs.items()}
+    for key, prefix in prefixes.items():
+        length = len(tokenizer.encode(prefix, add_special_tokens=False))
+        if length > room:
+            (dataset_id, seed) = names[key.split(":")[0]]
+            raise UserError(
+                f"lens.max_model_len: the rubric of candidate '{dataset_id}' seed {seed} takes {length} tokens, "
+                f"more than the {max_model_len} of lens.max_model_len leave for a row; raise it or lower "
+                "lens.rubric_points"
+            )
 
 
 def score_table(judgements: pl.DataFrame) -> pl.DataFrame:
@@ -251,16 +289,11 @@ def run_lens(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet
     started = time.perf_counter()
     scorer_path, scorer_id = resolve_llm(lens.scorer, "lens.scorer")
     counts: dict = {}
-    rubrics = _rubrics(config, candidates, real, store, fresh, counts)
+    rubrics = prepare_rubrics(config, candidates, real, store, fresh, counts)
     rubric_seconds = time.perf_counter() - started
 
     judge_started = time.perf_counter()
-    pairs: dict[tuple[str, int], int] = {}
-    prefixes: dict[str, str] = {}
-    for candidate in candidates:
-        for seed in real:
-            pairs[(candidate.name, seed)] = len(pairs)
-            prefixes.update(_prefixes(lens.task, rubrics[(candidate.name, seed)], pairs[(candidate.name, seed)]))
+    pairs, prefixes = judging_plan(lens.task, candidates, real, rubrics)
 
     tables: dict[str, pa.Table] = {}
     keys, expected, to_judge = {}, {}, []
@@ -275,10 +308,11 @@ def run_lens(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet
     counts["lens_rows_reused"] = sum(t.num_rows for t in tables.values())
     judged = unparsed = 0
     if to_judge:
+        _check_prompt_room(scorer_path, prefixes, pairs, lens.max_model_len)
         settings = engine_settings(config, scorer_path)
         needed = {k for c in to_judge for s in real for k in (prefix_key(pairs[(c.name, s)], "csr"),
                                                                prefix_key(pairs[(c.name, s)], "crs"))}
-        blocks = [_blocks(c, real, pairs, lens.max_rows) for c in to_judge]
+        blocks = [build_block(c, real, pairs, lens.max_rows) for c in to_judge]
         total = sum(b.num_rows for b in blocks)
         bar = tqdm(total=total, desc="LENS judging rows", unit="row", disable=not progress)
         parts: dict[str, list[pa.Table]] = defaultdict(list)
@@ -286,6 +320,7 @@ def run_lens(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet
         for batch in score_rows(blocks, settings, {k: prefixes[k] for k in needed}, lens.max_row_tokens,
                                 lens.batch_rows, ray_resources(config)):
             del blocks[:]  # the driver no longer needs the texts
+            batch = batch.select(OUTPUT_SCHEMA.names)
             for dataset_id in batch.column("dataset_id").unique().to_pylist():
                 part = batch.filter(pc.equal(batch.column("dataset_id"), dataset_id))
                 parts[dataset_id].append(part)
@@ -330,3 +365,10 @@ def _writer_id(config: JobConfig, candidates: list[RowSet]) -> str:
     if isinstance(writer, dict):
         return f"{writer['model']}@{writer['openai_base_url']}"
     return resolve_llm(writer, "lens.rubric_writer")[1]
+
+
+def check_lens(config: JobConfig, candidates: list[RowSet]) -> None:
+    """The user's LENS settings, checked before any work: resources, model paths, rubric file."""
+    _check_resources(config)
+    resolve_llm(config.lens.scorer, "lens.scorer")
+    _Writer(config, candidates)

