@@ -178,3 +178,25 @@ def test_expected_judgement_from_label_probabilities():
     assert read_answer(fake_output("3", {13: math.log(0.5), 14: math.log(0.5)}), None)[1] == pytest.approx(3.5)
     assert read_answer(fake_output("perhaps", {}), ids) == (None, None)
     assert read_answer(SimpleNamespace(outputs=[]), ids) == (None, None)
+
+
+class FakeLLM:
+    """Stands in for vllm.LLM in a test of the retry logic only: scripted texts per call."""
+
+    def __init__(self, calls):
+        self.calls, self.seen = list(calls), []
+
+    def generate(self, requests, params, use_tqdm=False):
+        texts = self.calls.pop(0)
+        self.seen.append((len(requests), params.temperature))
+        return [SimpleNamespace(outputs=[SimpleNamespace(text=t, logprobs=None)], num_cached_tokens=0) for t in texts]
+
+
+def test_unreadable_answers_are_retried_once_then_left_unparsed():
+    from synque_ray.lens.score import judge_prompts
+
+    llm = FakeLLM([["3", "", "maybe", "1"], ["2", "no idea"]])
+    answers, retried, _ = judge_prompts(llm, [[1], [2], [3], [4]], [10, 11, 12, 13, 14])
+    assert [a[0] for a in answers] == [3.0, 2.0, None, 1.0]
+    assert retried.tolist() == [False, True, True, False]
+    assert llm.seen == [(4, 0.0), (2, 0.7)]  # greedy first, the retry sampled
