@@ -11,6 +11,8 @@ from synque_ray.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+STAGES = ("read", "embed", "proxies", "lens", "reduce", "total")  # wall times
+PROXY_COMPUTE = ("mdm", "mmd", "pad", "mauve")
 
 
 def _print_summary(summary) -> None:
@@ -25,8 +27,9 @@ def _print_summary(summary) -> None:
     )
     for dataset_id, error in summary.failed.items():
         print(f"failed: {dataset_id}: {error}")
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in t.items() if not k.endswith("_task_seconds"))
-    print(f"time: {stages}")
+    stages = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES if k in t)
+    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in PROXY_COMPUTE if k in t)
+    print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
 
 
