@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,9 +47,10 @@ def run_engine(config_path: Path) -> dict:
     subprocess.run([sys.executable, "-m", "synque_ray", "score", str(config_path)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - started
+    load = os.getloadavg()[0]
     output = yaml.safe_load(config_path.read_text())["output"]
     run = json.loads(Path(output, "run.json").read_text())
-    return {"wall_s": wall, "timings": run["timings"], "counts": run["counts"]}
+    return {"wall_s": wall, "timings": run["timings"], "counts": run["counts"], "load_avg_1min_after": load}
 
 
 def main() -> None:
@@ -66,6 +68,7 @@ def main() -> None:
 
     bare = json.loads(subprocess.run([sys.executable, "-c", BARE, str(config_path)], check=True,
                                      capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    bare["load_avg_1min_after"] = os.getloadavg()[0]  # other work on the machine skews every ratio
     cold = run_engine(config_path)
     warm = run_engine(config_path)
     rows = cold["counts"]["rows_embedded"]

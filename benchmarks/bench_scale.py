@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,8 @@ def score(config_path: Path) -> dict:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     run = json.loads((Path(yaml.safe_load(config_path.read_text())["output"]) / "run.json").read_text())
-    return {"process_wall_s": wall, "timings": run["timings"], "counts": run["counts"]}
+    return {"process_wall_s": wall, "timings": run["timings"], "counts": run["counts"],
+            "load_avg_1min_after": os.getloadavg()[0]}
 
 
 def main() -> None:
