@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,33 @@ from synque_ray.storage import Store
 
 
 ACTOR_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class CachedEmbeddings:
+    """A pointer to one cache entry: cheap to ship to a Ray task, which reads it itself.
+
+    The driver hands these to the proxy tasks instead of arrays, so that its memory and
+    the object store stay flat however many candidates a job has.
+    """
+
+    location: str
+    key: str
+    size: int
+
+    def load(self) -> np.ndarray:
+        vectors = _read_vectors(Store(self.location), self.key, self.size)
+        if vectors is None:
+            raise RuntimeError(f"embedding cache entry {self.location}/{self.key} is missing or incomplete")
+        return vectors
+
+
+def _read_vectors(store: Store, key: str, size: int) -> np.ndarray | None:
+    table = store.read_table(key)
+    if table is None or table.num_rows != size or "embedding" not in table.column_names:
+        return None
+    column = table.column("embedding").combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32)
 
 
 class EmbeddingCache:
@@ -36,11 +64,10 @@ class EmbeddingCache:
 
     def load(self, rowset: RowSet) -> np.ndarray | None:
         """The embeddings, or None when absent or not a complete, readable file."""
-        table = self.store.read_table(self._key(rowset))
-        if table is None or table.num_rows != rowset.size or "embedding" not in table.column_names:
-            return None
-        column = table.column("embedding").combine_chunks()
-        return column.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32)
+        return _read_vectors(self.store, self._key(rowset), rowset.size)
+
+    def handle(self, rowset: RowSet) -> CachedEmbeddings:
+        return CachedEmbeddings(self.store.uri, self._key(rowset), rowset.size)
 
     def save(self, rowset: RowSet, embeddings: np.ndarray) -> None:
         flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).ravel())

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from synque_ray.config import JobConfig
-from synque_ray.embed import EmbeddingCache, embed_rowsets
+from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
 from synque_ray.errors import UserError
 from synque_ray.models import resolve_model
 from synque_ray.proxies import min_rows_for_holdout
@@ -140,7 +140,7 @@ class _ProxyStage:
     store holds a bounded number of candidates whatever the size of the job.
     """
 
-    def __init__(self, config: JobConfig, store: Store, real_refs: dict, params: dict, keys: dict, progress):
+    def __init__(self, config: JobConfig, store: Store, real: dict, params: dict, keys: dict, progress):
         import ray
 
         self.ray = ray
@@ -149,7 +149,7 @@ class _ProxyStage:
         self.task = ray.remote(
             num_cpus=config.resources.proxy_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )(score_pair)
-        self.store, self.real_refs, self.params, self.keys, self.progress = store, real_refs, params, keys, progress
+        self.store, self.real, self.params, self.keys, self.progress = store, real, params, keys, progress
         self.seeds = len(config.real.seeds)
         self.pending: dict = {}  # ObjectRef -> dataset_id
         self.rows: dict[str, list] = {}
@@ -157,19 +157,18 @@ class _ProxyStage:
         self.results: list[pl.DataFrame] = []
         self.failed: dict[str, str] = {}
 
-    def submit(self, dataset_id: str, embeddings: np.ndarray, block: bool = True) -> None:
+    def submit(self, dataset_id: str, embeddings: CachedEmbeddings, block: bool = True) -> None:
         """Queue the candidate's (candidate, seed) tasks.
 
         With `block`, wait while more than `limit` tasks are in flight. While embedding
         runs the driver must not block: the embedding actors may hold every CPU, and
         the proxy tasks could only start once the driver has drained the embeddings.
         """
-        if len(self.real_refs) != self.seeds:
+        if len(self.real) != self.seeds:
             raise RuntimeError("a candidate reached the proxy stage before every real sample")
-        ref = self.ray.put(embeddings)
         self.rows[dataset_id] = []
-        for seed, real_ref in self.real_refs.items():
-            self.pending[self.task.remote(dataset_id, seed, ref, real_ref, self.params)] = dataset_id
+        for seed, real in self.real.items():
+            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.params)] = dataset_id
         if block:
             while len(self.pending) > self.limit:
                 [done], _ = self.ray.wait(list(self.pending), num_returns=1)
@@ -228,28 +227,25 @@ def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[
     counts["rows_embedded"] = sum(rs.size for rs in missing)
     counts["rows_from_cache"] = sum(rs.size for rs in [*real.values(), *to_score]) - counts["rows_embedded"]
 
-    real_refs = {seed: ray.put(cache.load(rs)) for seed, rs in real.items() if rs.name not in missing_names}
+    real_cached = {seed: cache.handle(rs) for seed, rs in real.items() if rs.name not in missing_names}
     scored_bar = tqdm(total=len(to_score), desc="scored", unit="candidate", disable=not progress, position=1)
-    stage = _ProxyStage(config, real_refs=real_refs, progress=scored_bar, **stage_args)
+    stage = _ProxyStage(config, real=real_cached, progress=scored_bar, **stage_args)
 
     def submit_cached() -> None:
         for candidate in cached:
-            vectors = cache.load(candidate)
-            if vectors is None:
-                raise RuntimeError(f"embedding cache entry of {candidate.name} vanished during the run")
-            stage.submit(candidate.name, vectors)
+            stage.submit(candidate.name, cache.handle(candidate))
         cached.clear()
 
-    if len(real_refs) == len(real):
+    if len(real_cached) == len(real):
         submit_cached()  # their proxies can run while the rest is embedded
 
     def embedded(index: int, vectors: np.ndarray) -> None:
         rowset = missing[index]
-        cache.save(rowset, vectors)
+        cache.save(rowset, vectors)  # committed before any task reads it
         if rowset.name in seed_of:
-            real_refs[seed_of[rowset.name]] = ray.put(vectors)
+            real_cached[seed_of[rowset.name]] = cache.handle(rowset)
         else:
-            stage.submit(rowset.name, vectors, block=False)
+            stage.submit(rowset.name, cache.handle(rowset), block=False)
 
     started = time.perf_counter()
     rows_bar = tqdm(total=counts["rows_embedded"], desc="embedded", unit="row", disable=not progress or not missing,

@@ -34,7 +34,10 @@ def compute_proxy(name: str, synthetic: np.ndarray, real: np.ndarray, params: di
     raise ValueError(f"unknown proxy {name!r}")
 
 
-def score_pair(dataset_id: str, seed: int, synthetic: np.ndarray, real: np.ndarray, params: dict) -> list[dict]:
+def score_pair(dataset_id: str, seed: int, synthetic, real, params: dict) -> list[dict]:
+    """`synthetic` and `real` are arrays, or handles with a `load()` (a Ray task reads its own inputs)."""
+    synthetic = synthetic if isinstance(synthetic, np.ndarray) else synthetic.load()
+    real = real if isinstance(real, np.ndarray) else real.load()
     rows = []
     for name, proxy_config in params.items():
         started = time.perf_counter()

@@ -26,6 +26,11 @@ class Store:
         self.location = location
         self.root = self.root.rstrip("/")
 
+    @property
+    def uri(self) -> str:
+        """The location as any process can open it: an absolute path or the URI."""
+        return self.location if "://" in self.location else self.root
+
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}" if relative else self.root
 
