@@ -189,7 +189,7 @@ def vllm_server(tmp_path_factory):
 def test_endpoint_writes_rubrics_into_the_store(vllm_server, lens_data, tmp_path):
     from synque_ray.lens.stage import prepare_rubrics
 
-    config = lens_config(lens_data, tmp_path / "out", rubric_retries=0,
+    config = lens_config(lens_data, tmp_path / "out", rubric_retries=2,
                          rubric_writer={"openai_base_url": vllm_server, "model": "smollm2", "context_tokens": 2048})
     candidates, real = read_candidates(config), read_real(config)
     store, counts = Store(config.output), {}

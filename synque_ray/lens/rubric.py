@@ -304,14 +304,19 @@ def _failure(request: RubricRequest, part: str, attempts: int, last: str) -> str
     )
 
 
+POINT_MAX_CHARS = 160
+
+
 def points_schema(n: int) -> dict:
     """A JSON list of exactly n short strings: what structured outputs constrain answers to."""
-    item = {"type": "string", "minLength": 8, "maxLength": 160}
+    item = {"type": "string", "minLength": 8, "maxLength": POINT_MAX_CHARS}
     return {"type": "array", "items": item, "minItems": n, "maxItems": n}
 
 
 def max_answer_tokens(n: int) -> int:
-    return 48 * n + 24
+    """Room for n points of the longest length the schema allows, even at one character per
+    token (a degenerate small model writes "1.1.1..."), so a constrained answer always closes."""
+    return (POINT_MAX_CHARS + 8) * n + 24
 
 
 class VllmWriter(Writer):
