@@ -1,7 +1,8 @@
 """LENS benchmark: the Ray Data stage beside a bare vllm.LLM.generate, in one run.
 
     python benchmarks/bench_lens.py SENTIMENT_DIR [--candidates 16] [--rows 24] [--points 5]
-                                    [--nocache-rows 32] [--block-size N] [--workdir DIR]
+                                    [--nocache-rows 32] [--block-size N] [--repeats 2]
+                                    [--ray-data-llm] [--workdir DIR]
 
 SENTIMENT_DIR is the sentiment benchmark folder (synthetic/*.json, real/sample_seed42.json,
 task_performance.csv). The subset: every other candidate in sorted file order
@@ -9,12 +10,17 @@ task_performance.csv). The subset: every other candidate in sorted file order
 judged per candidate. Phases run one after another, each in its own process, so that only
 one engine holds the cores at a time:
 
-1. `stage`: `run_lens` from scratch on local Ray (rubrics written by the bundled model,
-   then every row judged on Ray Data); per-actor engine start-up is reported by the actor.
+1. `stage`: the LENS stage on local Ray (rubrics written once by the bundled model on
+   Ray Data, then every row judged on Ray Data by a `JudgeActor`); start-up (actor,
+   imports, engine) is the time to the first batch less that batch's own work.
 2. `bare`: the same token prompts (same rubrics, same rows, same sampling) through a bare
-   `vllm.LLM.generate` in one call; then, on the first `--nocache-rows` rows' prompts,
-   prefix caching on (cache reset first) vs a second engine with it off.
-3. Spearman / Pearson of every LENS variant against the candidates' test F1.
+   `vllm.LLM.generate`, in one call, and again in calls of one Ray Data batch each.
+3. optionally (`--ray-data-llm`), the same prompts through `ray.data.llm`'s vLLM processor.
+Phases 1-3 are repeated `--repeats` times, alternating, since other processes on a shared
+machine change the load from minute to minute. Then:
+4. `cache`: on the first `--nocache-rows` rows' prompts, a fresh engine with prefix
+   caching on vs a second one with it off.
+5. Spearman / Pearson of every LENS variant against the candidates' test F1.
 
 Prints a Markdown summary and writes bench_lens.json into the work dir.
 """
@@ -120,7 +126,7 @@ from synque_ray.lens.score import PromptBuilder, judge_prompts, label_token_ids
 
 def main():
     config = load_config(sys.argv[1])
-    nocache_rows = int(sys.argv[2])
+    mode, nocache_rows = sys.argv[2], int(sys.argv[3])
     real, candidates = read_real(config), read_candidates(config)
     store = Store(config.output)
     counts = {}
@@ -143,32 +149,35 @@ def main():
     prompts = [ids for p, t in rows for ids in builder.prompts_for(p, t)]
     out["rows"], out["prompts"] = len(rows), len(prompts)
     out["prompt_tokens"] = sum(len(p) for p in prompts)
-    t0 = time.perf_counter()
-    answers, retried, outputs = judge_prompts(llm, prompts, label_ids)
-    out["generate_s"] = time.perf_counter() - t0
-    out["cached_tokens"] = sum(o.num_cached_tokens or 0 for o in outputs)
-    # the same prompts again in calls of one Ray Data batch each (the stage's call pattern)
-    llm.reset_prefix_cache()
-    chunk = 4 * config.lens.batch_rows
-    t0 = time.perf_counter()
-    for start in range(0, len(prompts), chunk):
-        judge_prompts(llm, prompts[start:start + chunk], label_ids)
-    out["generate_chunked_s"] = time.perf_counter() - t0
-    # prefix caching on vs off, on the prompts of the first rows
-    subset = prompts[: 4 * nocache_rows]
-    out["subset_prompts"] = len(subset)
-    out["subset_tokens"] = sum(len(p) for p in subset)
-    llm.reset_prefix_cache()
-    t0 = time.perf_counter()
-    judge_prompts(llm, subset, label_ids)
-    out["subset_cache_on_s"] = time.perf_counter() - t0
-    del llm
-    import gc; gc.collect()
-    engine = dict(settings["engine"], enable_prefix_caching=False)
-    llm = LLM(**engine)
-    t0 = time.perf_counter()
-    judge_prompts(llm, subset, label_ids)
-    out["subset_cache_off_s"] = time.perf_counter() - t0
+    if mode == "throughput":
+        # one small warm-up call (first-call kernel set-up), so that neither timing below pays it
+        # (the stage pays it in its first batch); then an empty prefix cache
+        judge_prompts(llm, prompts[:8], label_ids)
+        llm.reset_prefix_cache()
+        t0 = time.perf_counter()
+        answers, retried, outputs = judge_prompts(llm, prompts, label_ids)
+        out["generate_s"] = time.perf_counter() - t0
+        out["cached_tokens"] = sum(o.num_cached_tokens or 0 for o in outputs)
+        # the same prompts again in calls of one Ray Data batch each (the stage's call pattern)
+        llm.reset_prefix_cache()
+        chunk = 4 * config.lens.batch_rows
+        t0 = time.perf_counter()
+        for start in range(0, len(prompts), chunk):
+            judge_prompts(llm, prompts[start:start + chunk], label_ids)
+        out["generate_chunked_s"] = time.perf_counter() - t0
+    else:  # prefix caching on (this fresh engine) vs off (a second one), on the first rows' prompts
+        subset = prompts[: 4 * nocache_rows]
+        out["subset_prompts"] = len(subset)
+        out["subset_tokens"] = sum(len(p) for p in subset)
+        t0 = time.perf_counter()
+        judge_prompts(llm, subset, label_ids)
+        out["subset_cache_on_s"] = time.perf_counter() - t0
+        del llm
+        import gc; gc.collect()
+        llm = LLM(**dict(settings["engine"], enable_prefix_caching=False))
+        t0 = time.perf_counter()
+        judge_prompts(llm, subset, label_ids)
+        out["subset_cache_off_s"] = time.perf_counter() - t0
     print(json.dumps(out))
 
 if __name__ == "__main__":
@@ -263,6 +272,7 @@ def main() -> None:
     parser.add_argument("--nocache-rows", type=int, default=32)
     parser.add_argument("--block-size", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ray-data-llm", action="store_true",
                         help="also run the same prompts through ray.data.llm's vLLM processor")
     args = parser.parse_args()
@@ -271,17 +281,45 @@ def main() -> None:
     config = make_config(args.data.resolve(), work, args.candidates, args.rows, args.points, args.block_size)
     load = os.getloadavg()
     started = time.perf_counter()
-    stage = run_phase(STAGE, str(config), log=work / "stage.log")
-    bare = run_phase(BARE, str(config), str(args.nocache_rows), log=work / "bare.log")
-    rdllm = run_phase(RAY_DATA_LLM, str(config), log=work / "ray_data_llm.log") if args.ray_data_llm else None
+    repeats = []
+    for number in range(args.repeats):  # alternated, so that load from other processes hits both alike
+        entry = {"load_before": os.getloadavg()[0]}
+        entry["stage"] = run_phase(STAGE, str(config), log=work / f"stage-{number}.log")
+        entry["bare"] = run_phase(BARE, str(config), "throughput", "0", log=work / f"bare-{number}.log")
+        if args.ray_data_llm:
+            entry["ray_data_llm"] = run_phase(RAY_DATA_LLM, str(config), log=work / f"ray_data_llm-{number}.log")
+        entry["load_after"] = os.getloadavg()[0]
+        repeats.append(entry)
+    cache = run_phase(BARE, str(config), "cache", str(args.nocache_rows), log=work / "cache.log")
     quality = correlations(work / "out", args.data / "task_performance.csv")
-    result = {"config": str(config), "stage": stage, "bare": bare, "ray_data_llm": rdllm, "quality": quality,
+    result = {"config": str(config), "repeats": repeats, "cache": cache, "quality": quality,
               "load_average_at_start": load, "load_average_at_end": os.getloadavg(),
               "wall_s": time.perf_counter() - started}
     (work / "bench_lens.json").write_text(json.dumps(result, indent=2))
-
-    steady = stage["judge_wall_s"] - stage["stage_startup_s"]
     print(f"workdir: {work}")
+    for number, entry in enumerate(repeats):
+        print(f"\n### repeat {number + 1} (load average {entry['load_before']:.1f} before, "
+              f"{entry['load_after']:.1f} after)")
+        report(entry["stage"], entry["bare"], entry.get("ray_data_llm"), config)
+    print()
+    print(f"prefix caching, bare generate of {cache['subset_prompts']} prompts ({cache['subset_tokens']} tokens): "
+          f"on {cache['subset_cache_on_s']:.1f} s, off {cache['subset_cache_off_s']:.1f} s, "
+          f"speed-up {cache['subset_cache_off_s'] / cache['subset_cache_on_s']:.1f}x")
+    first = repeats[0]["stage"]
+    print(f"rubrics: {first['rubrics_written']} written in {first['rubric_s']:.1f} s (incl. engine start-up)")
+    print()
+    print(f"| LENS variant ({quality['n_candidates']} candidates, seed 42) | Spearman | Pearson | distinct scores |")
+    print("|---|---|---|---|")
+    for name, values in quality.items():
+        if name == "n_candidates":
+            continue
+        cell = lambda v: "n/a (constant)" if v is None else f"{v:.2f}"  # noqa: E731
+        print(f"| {name} | {cell(values['spearman'])} | {cell(values['pearson'])} | {values['distinct_values']} |")
+    print(f"\nload average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}; total {result['wall_s']:.0f} s")
+
+
+def report(stage: dict, bare: dict, rdllm: dict | None, config: Path) -> None:
+    steady = stage["judge_wall_s"] - stage["stage_startup_s"]
     print("| measure | LENS stage (Ray Data) | bare LLM.generate | ratio |")
     print("|---|---|---|---|")
     print(f"| prompts (rows × 4) | {stage['prompts']} | {bare['prompts']} | |")
@@ -305,20 +343,6 @@ def main() -> None:
     if rdllm:
         print(f"| ray.data.llm processor, same prompts: wall incl. start-up, s | {rdllm['wall_incl_startup_s']:.1f} "
               f"({rdllm['parsed']}/{rdllm['prompts']} parsed) | | |")
-    print()
-    print(f"prefix caching, bare generate of {bare['subset_prompts']} prompts ({bare['subset_tokens']} tokens): "
-          f"on {bare['subset_cache_on_s']:.1f} s, off {bare['subset_cache_off_s']:.1f} s, "
-          f"speed-up {bare['subset_cache_off_s'] / bare['subset_cache_on_s']:.1f}x")
-    print(f"rubrics: {stage['rubrics_written']} written in {stage['rubric_s']:.1f} s (incl. engine start-up)")
-    print()
-    print(f"| LENS variant ({quality['n_candidates']} candidates, seed 42) | Spearman | Pearson | distinct scores |")
-    print("|---|---|---|---|")
-    for name, values in quality.items():
-        if name == "n_candidates":
-            continue
-        cell = lambda v: "n/a (constant)" if v is None else f"{v:.2f}"  # noqa: E731
-        print(f"| {name} | {cell(values['spearman'])} | {cell(values['pearson'])} | {values['distinct_values']} |")
-    print(f"\nload average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}; total {result['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -93,8 +93,10 @@ def _rubric_key(config: JobConfig, candidate: RowSet, real_hash: str, writer_id:
     })
 
 
-def prepare_rubrics(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet], store: Store, fresh: bool,
-             counts: dict) -> dict[tuple[str, int], Rubric]:
+def prepare_rubrics(config: JobConfig, candidates: list[RowSet], real: dict[int, RowSet], store: Store,
+                    fresh: bool, counts: dict) -> dict[tuple[str, int], Rubric]:
+    """The rubric of every (candidate, seed): reused from `rubrics/`, taken from the rubric file,
+    or written (all missing ones in one go) and saved."""
     lens = config.lens
     writer = _Writer(config, candidates)
     rubrics: dict[tuple[str, int], Rubric] = {}
