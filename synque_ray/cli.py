@@ -12,10 +12,10 @@ from synque_ray.errors import UserError
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 STAGES = ("read", "embed", "proxies", "lens", "reduce", "total")  # wall times
-PROXY_COMPUTE = ("mdm", "mmd", "pad", "mauve")
 
 
 def _print_summary(summary) -> None:
+    from synque_ray.config import EMBEDDING_PROXY_NAMES
     from synque_ray.reduce import ranking_table_text
 
     print(ranking_table_text(summary.rankings))
@@ -28,7 +28,7 @@ def _print_summary(summary) -> None:
     for dataset_id, error in summary.failed.items():
         print(f"failed: {dataset_id}: {error}")
     stages = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES if k in t)
-    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in PROXY_COMPUTE if k in t)
+    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in EMBEDDING_PROXY_NAMES if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from synque_ray.errors import UserError
 
-PROXY_NAMES = ("mdm", "mmd", "pad", "mauve", "lens")
+EMBEDDING_PROXY_NAMES = ("mdm", "mmd", "pad", "mauve")  # computed from embeddings by Ray tasks
 
 
 class _Strict(BaseModel):

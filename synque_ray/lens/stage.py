@@ -205,7 +205,7 @@ def _load(store: Store, key: str, expected: int) -> pa.Table | None:
 
 
 def build_block(candidate: RowSet, real: dict[int, RowSet], pairs: dict[tuple[str, int], int],
-            max_rows: int | None) -> pa.Table:
+                max_rows: int | None) -> pa.Table:
     texts = candidate.texts
     parts = []
     for seed, rowset in real.items():
