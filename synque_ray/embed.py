@@ -23,7 +23,7 @@ from synque_ray.storage import Store
 ACTOR_RESTARTS = 3
 # Rows per actor call, in encoder batches. `SentenceTransformer.encode` sorts its input by
 # length before batching, so one call over many rows pads far less than one call per
-# encoder batch: on the sentiment headlines, calls of 256 rows took 22% longer than calls
+# encoder batch: on the sentiment headlines, calls of 256 rows took ~20% longer than calls
 # of ~1,000 (BENCHMARKS.md). Each call holds the rows of one row set only, cut the same
 # way every run, so a set's embeddings never depend on which other sets share the run.
 ENCODER_BATCHES_PER_CALL = 8
