@@ -91,7 +91,8 @@ class LensConfig(_Strict):
     max_rows: int | None = Field(None, gt=0)  # judge at most this many rows per candidate
     max_row_tokens: int = Field(512, gt=0)  # a longer row is cut to this many tokens in prompts
     max_model_len: int = Field(4096, gt=0)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # default: 0.2 on CPU, 0.9 on GPU
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # GPU only (default 0.9)
+    kv_cache_sequences: int = Field(16, gt=0)  # CPU: the KV cache holds this many max_model_len sequences
     enforce_eager: bool | None = None  # default: True on CPU, False on GPU
     prefix_caching: bool = True
     block_size: int | None = Field(None, gt=0)  # KV cache block (prefix-cache granularity); CPU default 32

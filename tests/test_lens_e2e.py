@@ -26,6 +26,7 @@ import pytest
 from synque_ray.config import parse_config
 from synque_ray.demo import _headline, candidate_rows
 from synque_ray.errors import UserError
+from synque_ray.lens.engine import kv_cache_bytes
 from synque_ray.lens.models import resolve_llm
 from synque_ray.lens.rubric import OpenAIWriter, Rubric, RubricRequest, write_rubrics
 from synque_ray.pipeline import read_candidates, read_real, run_job
@@ -155,7 +156,9 @@ def vllm_server(tmp_path_factory):
                VLLM_LOGGING_LEVEL="WARNING")
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", "2048", "--gpu-memory-utilization", "0.1", "--enforce-eager", "--block-size", "32"]
+               "--max-model-len", "2048", "--enforce-eager", "--block-size", "32",
+               # the KV cache in bytes (two 2048-token sequences), never a share of the machine
+               "--kv-cache-memory-bytes", str(kv_cache_bytes(path, 2048, sequences=2, block_size=32))]
     with open(log, "wb") as handle:
         server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:

@@ -2,16 +2,87 @@
 
 The settings are computed on the driver (`engine_settings`) and the engine is built
 in the actor (`build_engine`), never on the driver, so that a CPU laptop and a GPU
-cluster run the same code. On CPU, vLLM reserves its KV cache from RAM (a small
-`gpu_memory_utilization`), and its OpenMP threads are pinned to the cores this
-process may use unless the user pinned them already (VLLM_CPU_OMP_THREADS_BIND).
+cluster run the same code. On CPU, vLLM reserves its KV cache from RAM; it is sized
+in bytes from what the job needs (`kv_cache_bytes`), never as a share of the machine,
+because vLLM reads a share against the NUMA node's memory and one that fits one
+machine fails on the next. Its OpenMP threads are pinned to the cores this process
+may use unless the user pinned them already (VLLM_CPU_OMP_THREADS_BIND).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from pathlib import Path
 
 from synque_ray.config import JobConfig
+from synque_ray.errors import UserError
+
+CPU_BLOCK_SIZE = 32  # tokens per KV block on CPU (BENCHMARKS.md, LENS)
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
+GIB = 1024**3
+
+
+def _model_config(model_path: str) -> dict:
+    local = Path(model_path) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    from transformers import AutoConfig  # a hub id: its config from the local hub cache
+
+    try:
+        return AutoConfig.from_pretrained(model_path).to_dict()
+    except Exception:
+        raise UserError(f"lens: cannot read the model config of '{model_path}' to size its KV cache") from None
+
+
+def kv_cache_bytes(model_path: str, max_model_len: int, sequences: int, dtype: str = "auto",
+                   block_size: int = CPU_BLOCK_SIZE) -> int:
+    """Bytes of KV cache that hold `sequences` sequences of `max_model_len` tokens.
+
+    Per token a decoder keeps a key and a value per layer and KV head:
+    2 x layers x kv_heads x head_dim x bytes per element; lengths round up to whole blocks.
+    """
+    config = _model_config(model_path)
+    config = config.get("text_config", config)
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    stored = config.get("dtype") or config.get("torch_dtype") or "bfloat16"
+    element = _DTYPE_BYTES.get(dtype if dtype != "auto" else str(stored).removeprefix("torch."), 2)
+    per_token = 2 * config["num_hidden_layers"] * kv_heads * head_dim * element
+    tokens = math.ceil(max_model_len / block_size) * block_size
+    return sequences * tokens * per_token
+
+
+def node_available_bytes() -> int:
+    """Memory vLLM on CPU can take: the emptiest NUMA node's free + reclaimable (vLLM's own
+    count), or the machine's available memory where no NUMA node is exposed."""
+    nodes = sorted(Path("/sys/devices/system/node").glob("node[0-9]*/meminfo"))
+    best = 0
+    for meminfo in nodes:
+        fields = {}
+        for line in meminfo.read_text().splitlines():
+            parts = line.split()  # "Node 0 MemFree: 123 kB"
+            if len(parts) >= 4:
+                fields[parts[2].rstrip(":")] = int(parts[3]) * 1024
+        best = max(best, sum(fields.get(k, 0) for k in ("MemFree", "Active(file)", "Inactive(file)",
+                                                         "SReclaimable")))
+    if best:
+        return best
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def check_kv_memory(needed: int, what: str = "lens") -> None:
+    """One line naming the bytes needed and free, before an engine that cannot fit is started."""
+    free = node_available_bytes()
+    if needed > free:
+        raise UserError(
+            f"{what}: the KV cache needs {needed / GIB:.2f} GiB (lens.max_model_len x lens.kv_cache_sequences) "
+            f"but only {free / GIB:.2f} GiB is free on this machine's memory node; lower them or free memory"
+        )
 
 
 def engine_settings(config: JobConfig, model_path: str) -> dict:
@@ -21,7 +92,6 @@ def engine_settings(config: JobConfig, model_path: str) -> dict:
     engine = {
         "model": model_path,
         "tensor_parallel_size": resources.tensor_parallel,
-        "gpu_memory_utilization": lens.gpu_memory_utilization or (0.9 if on_gpu else 0.2),
         "max_model_len": lens.max_model_len,
         "enable_prefix_caching": lens.prefix_caching,
         "enforce_eager": (not on_gpu) if lens.enforce_eager is None else lens.enforce_eager,
@@ -32,7 +102,12 @@ def engine_settings(config: JobConfig, model_path: str) -> dict:
     if lens.block_size or not on_gpu:
         # On CPU vLLM's default block is 128 tokens; prefixes are cached per whole block,
         # so 32 keeps more of each rubric prefix cached (BENCHMARKS.md, LENS).
-        engine["block_size"] = lens.block_size or 32
+        engine["block_size"] = lens.block_size or CPU_BLOCK_SIZE
+    if on_gpu:
+        engine["gpu_memory_utilization"] = lens.gpu_memory_utilization or 0.9  # a share of the GPU's memory
+    else:
+        engine["kv_cache_memory_bytes"] = kv_cache_bytes(model_path, lens.max_model_len, lens.kv_cache_sequences,
+                                                         lens.dtype, engine["block_size"])
     if resources.tensor_parallel > 1:
         engine["distributed_executor_backend"] = "mp"  # workers inside this actor's GPUs
     return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors}
@@ -59,6 +134,8 @@ def prepare_process(settings: dict) -> None:
 
 def build_engine(settings: dict):
     prepare_process(settings)
+    if "kv_cache_memory_bytes" in settings["engine"]:
+        check_kv_memory(settings["engine"]["kv_cache_memory_bytes"])
     from vllm import LLM
 
     return LLM(**settings["engine"])

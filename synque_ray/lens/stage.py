@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import defaultdict
 
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 from synque_ray.config import JobConfig
 from synque_ray.errors import UserError
 from synque_ray.lens import debias, prompts
-from synque_ray.lens.engine import engine_settings, ray_resources
+from synque_ray.lens.engine import check_kv_memory, engine_settings, ray_resources
 from synque_ray.lens.models import resolve_llm
 from synque_ray.lens.rubric import (
     OpenAIWriter,
@@ -372,5 +373,8 @@ def _writer_id(config: JobConfig, candidates: list[RowSet]) -> str:
 def check_lens(config: JobConfig, candidates: list[RowSet]) -> None:
     """The user's LENS settings, checked before any work: resources, model paths, rubric file."""
     _check_resources(config)
-    resolve_llm(config.lens.scorer, "lens.scorer")
+    scorer_path, _ = resolve_llm(config.lens.scorer, "lens.scorer")
     _Writer(config, candidates)
+    engine = engine_settings(config, scorer_path)["engine"]
+    if "kv_cache_memory_bytes" in engine and not os.environ.get("RAY_ADDRESS"):  # local: this machine runs it
+        check_kv_memory(engine["kv_cache_memory_bytes"])

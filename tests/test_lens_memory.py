@@ -1,0 +1,64 @@
+"""The CPU KV cache is sized in bytes from the job, never as a share of the machine (SPEC §3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from synque_ray.config import parse_config
+from synque_ray.errors import UserError
+from synque_ray.lens import engine
+
+
+def _model(tmp_path, **overrides):
+    config = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64,
+              "hidden_size": 576, "dtype": "bfloat16", **overrides}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return str(tmp_path)
+
+
+def _config(**lens):
+    return parse_config({"name": "t", "output": "out", "real": {"path": "r.json", "text": "t"},
+                         "candidates": {"path": "c", "text": "t"}, "lens": lens})
+
+
+def test_bytes_are_layers_kv_heads_head_dim_and_dtype_per_token(tmp_path):
+    path = _model(tmp_path)
+    # 2 (K and V) x 30 layers x 3 KV heads x 64 dims x 2 bytes = 23,040 bytes per token
+    assert engine.kv_cache_bytes(path, 2048, sequences=4, block_size=32) == 4 * 2048 * 23_040
+    # a length that is not a whole number of blocks rounds up to the next block
+    assert engine.kv_cache_bytes(path, 2000, sequences=1, block_size=32) == 2016 * 23_040
+    # float32 doubles it; no num_key_value_heads means one KV head per attention head
+    assert engine.kv_cache_bytes(path, 32, 1, dtype="float32", block_size=32) == 32 * 2 * 30 * 3 * 64 * 4
+    bare = _model(tmp_path, num_key_value_heads=None, head_dim=None)
+    assert engine.kv_cache_bytes(bare, 32, 1, block_size=32) == 32 * 2 * 30 * 9 * 64 * 2
+
+
+def test_cpu_engine_gets_bytes_not_a_share(tmp_path):
+    path = _model(tmp_path)
+    settings = engine.engine_settings(_config(max_model_len=1024, kv_cache_sequences=3), path)["engine"]
+    assert "gpu_memory_utilization" not in settings
+    assert settings["kv_cache_memory_bytes"] == 3 * 1024 * 23_040
+
+
+def test_gpu_engine_keeps_a_share_of_the_gpu(tmp_path):
+    config = parse_config({"name": "t", "output": "out", "real": {"path": "r.json", "text": "t"},
+                           "candidates": {"path": "c", "text": "t"}, "resources": {"lens_gpus": 1}})
+    settings = engine.engine_settings(config, _model(tmp_path))["engine"]
+    assert settings["gpu_memory_utilization"] == 0.9 and "kv_cache_memory_bytes" not in settings
+
+
+def test_too_little_memory_is_one_line_naming_needed_and_free(monkeypatch):
+    monkeypatch.setattr(engine, "node_available_bytes", lambda: 2 * engine.GIB)
+    engine.check_kv_memory(engine.GIB)  # fits: no error
+    with pytest.raises(UserError) as err:
+        engine.check_kv_memory(3 * engine.GIB)
+    assert str(err.value) == (
+        "lens: the KV cache needs 3.00 GiB (lens.max_model_len x lens.kv_cache_sequences) but only 2.00 GiB "
+        "is free on this machine's memory node; lower them or free memory")
+
+
+def test_node_memory_is_read_from_this_machine():
+    free = engine.node_available_bytes()
+    assert 0 < free < 1 << 50
