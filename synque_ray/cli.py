@@ -27,6 +27,10 @@ def _print_summary(summary) -> None:
     )
     for dataset_id, error in summary.failed.items():
         print(f"failed: {dataset_id}: {error}")
+    for failure in summary.failures:
+        print(f"not ranked: {failure['dataset_id']} {failure['proxy']} seed {failure['seed']}: {failure['error']}")
+    for dataset_id, lacks in summary.incomplete.items():
+        print(f"incomplete (left out of the ensemble): {dataset_id} lacks {', '.join(lacks)}")
     stages = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES if k in t)
     compute = ", ".join(f"{k} {t[k]:.1f}s" for k in EMBEDDING_PROXY_NAMES if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))

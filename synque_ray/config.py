@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from synque_ray.errors import UserError
 
-EMBEDDING_PROXY_NAMES = ("mdm", "mmd", "pad", "mauve")  # computed from embeddings by Ray tasks
+from synque_ray.proxies import REGISTRY
+
+EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
+PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, "lens")
+DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
 
 
 class _Strict(BaseModel):
@@ -48,6 +52,8 @@ class RealConfig(_Strict):
 class CandidatesConfig(_Strict):
     path: str  # a folder (one file per candidate) or a glob
     text: str
+    # A seeded subsample of each candidate per seed (MDM: one fixed subsample); None keeps every row.
+    sample_size: int | None = Field(None, gt=0)
 
 
 class EmbeddingConfig(_Strict):
@@ -55,24 +61,11 @@ class EmbeddingConfig(_Strict):
     batch_size: int = Field(256, gt=0)
 
 
-class MdmConfig(_Strict):
-    k: int = Field(3, gt=0)
+class RankingConfig(_Strict):
+    """Rank intervals (SPEC §6): `resamples` bootstrap draws of rows and seeds; a `level` interval."""
 
-
-class MmdConfig(_Strict):
-    kernel: Literal["polynomial", "rbf", "laplacian", "linear", "sigmoid"] = "polynomial"
-    degree: int = Field(3, gt=0)
-    coef0: float = 1.0
-    gamma: float | None = None  # None: scikit-learn's default, 1 / n_features
-
-
-class PadConfig(_Strict):
-    classifier: Literal["xgboost", "logistic"] = "xgboost"
-    holdout: float = Field(0.2, gt=0, lt=1)
-
-
-class MauveConfig(_Strict):
-    scaling_factor: float = Field(5.0, gt=0)
+    resamples: int = Field(200, ge=20)
+    level: float = Field(0.9, gt=0, lt=1)
 
 
 class LensConfig(_Strict):
@@ -122,25 +115,28 @@ class ResourcesConfig(_Strict):
     proxy_cpus: float = Field(1, gt=0)  # CPUs reserved by each (candidate, seed) proxy task
 
 
-class JobConfig(_Strict):
+class _JobFields(_Strict):
     name: str
     output: str
     cache_dir: str | None = None  # embedding cache; default: <output>/cache
     real: RealConfig
     candidates: CandidatesConfig
     embedding: EmbeddingConfig = EmbeddingConfig()
-    proxies: list[Literal["mdm", "mmd", "pad", "mauve", "lens"]] = Field(
-        default_factory=lambda: ["mdm", "mmd", "pad", "mauve"], min_length=1
-    )
-    mdm: MdmConfig = MdmConfig()
-    mmd: MmdConfig = MmdConfig()
-    pad: PadConfig = PadConfig()
-    mauve: MauveConfig = MauveConfig()
+    proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_PROXIES), min_length=1)
     lens: LensConfig = LensConfig()
+    ranking: RankingConfig = RankingConfig()
     resources: ResourcesConfig = ResourcesConfig()
 
+    @field_validator("proxies")
+    @classmethod
+    def _known_once(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in PROXY_NAMES]
+        if unknown:
+            raise ValueError(f"unknown proxy '{unknown[0]}' (known: {', '.join(PROXY_NAMES)})")
+        return names
+
     @model_validator(mode="after")
-    def _no_repeats(self) -> JobConfig:
+    def _no_repeats(self):
         if len(set(self.proxies)) != len(self.proxies):
             raise ValueError("proxies lists a proxy twice")
         return self
@@ -152,6 +148,16 @@ class JobConfig(_Strict):
     @property
     def cache_location(self) -> str:
         return self.cache_dir or f"{self.output.rstrip('/')}/cache"
+
+    def proxy_params(self, name: str):
+        """The parameters section of an embedding proxy (`config.mdm`, `config.pad`, ...)."""
+        return getattr(self, name)
+
+
+# One config section per registered proxy, typed by the proxy's own parameters model.
+JobConfig = create_model(
+    "JobConfig", __base__=_JobFields, **{name: (proxy.params, proxy.params()) for name, proxy in REGISTRY.items()}
+)
 
 
 def _one_line(err: ValidationError, source: str) -> str:

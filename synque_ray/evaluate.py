@@ -29,14 +29,41 @@ def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, fl
         if column not in frame.columns:
             raise UserError(f"{csv_path}: no column '{column}' (columns: {', '.join(frame.columns)})")
     values = frame.get_column(metric).cast(pl.Float64, strict=False)
-    bad = values.is_null().arg_true()
-    if len(bad):
-        raise UserError(f"{csv_path}: row {int(bad[0]) + 2} column '{metric}' is not a number")
+    for row, value in enumerate(values.to_list(), start=2):  # row 1 is the header
+        if value is None:
+            raise UserError(f"{csv_path}: row {row} column '{metric}' is not a number")
+        if not math.isfinite(value):
+            raise UserError(f"{csv_path}: row {row} column '{metric}' is not a finite number ({value})")
     return dict(zip(frame.get_column(id_column).cast(pl.Utf8).to_list(), values.to_list(), strict=True))
 
 
 def _clean(value: float) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 6)
+
+
+def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) -> tuple[list, list]:
+    """Spearman and Pearson across candidates for each seed where they are defined (neither side
+    constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN."""
+    spearman, pearson = [], []
+    for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
+        x = group.get_column("score").to_numpy()
+        y = np.array([performance[i] for i in group.get_column("dataset_id")])
+        if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+            continue
+        spearman.append(stats.spearmanr(x, y).statistic)
+        pearson.append(stats.pearsonr(x, y).statistic)
+    return spearman, pearson
+
+
+def _top_group(ranked: pl.DataFrame, performance: dict[str, float]) -> dict:
+    """The candidates that cannot be told from the proxy's best (`tied_with_best`), and whether the
+    candidate that truly performs best among the ranked ones is among them."""
+    if "tied_with_best" not in ranked.columns or ranked.height == 0:
+        return {"top_group_size": None, "best_in_top_group": None}
+    ids = ranked.get_column("dataset_id").to_list()
+    truly_best = max(ids, key=lambda i: (performance[i], i))
+    group = ranked.filter(pl.col("tied_with_best")).get_column("dataset_id").to_list()
+    return {"top_group_size": len(group), "best_in_top_group": truly_best in group}
 
 
 def evaluate_scores(
@@ -53,22 +80,20 @@ def evaluate_scores(
     report: dict = {"n_datasets": len(ids), "mean_performance": round(mean_performance, 6), "top_k": top_k,
                     "proxies": {}}
     for proxy in scores.get_column("proxy").unique(maintain_order=True).to_list():
-        spearman, pearson = [], []
-        for (_seed,), group in scores.filter(pl.col("proxy") == proxy).group_by(["seed"], maintain_order=True):
-            x = group.get_column("score").to_numpy()
-            y = np.array([performance[i] for i in group.get_column("dataset_id")])
-            constant = np.all(x == x[0]) or np.all(y == y[0]) or len(x) < 2
-            spearman.append(np.nan if constant else stats.spearmanr(x, y).statistic)
-            pearson.append(np.nan if constant else stats.pearsonr(x, y).statistic)
-        best = rankings.filter(pl.col("proxy") == proxy).sort(["rank", "dataset_id"]).head(top_k)
-        top = float(np.mean([performance[i] for i in best.get_column("dataset_id")]))
+        spearman, pearson = _per_seed_correlations(scores.filter(pl.col("proxy") == proxy), performance)
+        ranked = rankings.filter(pl.col("proxy") == proxy).sort(["rank", "dataset_id"])
+        top = float(np.mean([performance[i] for i in ranked.head(top_k).get_column("dataset_id")]))
         report["proxies"][proxy] = {
-            "spearman": _clean(np.mean(spearman)),
-            "pearson": _clean(np.mean(pearson)),
-            "spearman_std": _clean(np.std(spearman)),
+            "spearman": _clean(np.mean(spearman)) if spearman else None,
+            "pearson": _clean(np.mean(pearson)) if pearson else None,
+            "spearman_std": _clean(np.std(spearman)) if spearman else None,
+            "seeds_used": len(spearman),
             "top_k_performance": _clean(top),
             "top_k_gain": _clean(top - mean_performance),
+            **_top_group(ranked, performance),
         }
+    groups = [row["best_in_top_group"] for row in report["proxies"].values() if row["best_in_top_group"] is not None]
+    report["best_in_top_group_rate"] = _clean(np.mean(groups)) if groups else None
     return report
 
 
@@ -86,17 +111,24 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
 
 
 def report_text(report: dict) -> str:
+    k = report["top_k"]
     lines = [
         f"{report['n_datasets']} candidates, mean performance {report['mean_performance']:.4f}",
-        f"{'proxy':<10} {'spearman':>9} {'±':>6} {'pearson':>8} {'top-' + str(report['top_k']):>8} {'gain':>8}",
+        f"{'proxy':<10} {'spearman':>9} {'±':>6} {'pearson':>8} {'seeds':>6} {'top-' + str(k):>8} {'gain':>8}"
+        f" {'top group':>10}",
     ]
 
     def fmt(value, width):
         return f"{value:>{width}.3f}" if value is not None else f"{'n/a':>{width}}"
 
     for proxy, row in report["proxies"].items():
+        group = row.get("top_group_size")
+        holds = "" if group is None else f"{group}{' ✓' if row['best_in_top_group'] else ' ✗'}"
         lines.append(
             f"{proxy:<10} {fmt(row['spearman'], 9)} {fmt(row['spearman_std'], 6)} {fmt(row['pearson'], 8)} "
-            f"{fmt(row['top_k_performance'], 8)} {fmt(row['top_k_gain'], 8)}"
+            f"{row['seeds_used']:>6} {fmt(row['top_k_performance'], 8)} {fmt(row['top_k_gain'], 8)} {holds:>10}"
         )
+    if report.get("best_in_top_group_rate") is not None:
+        lines.append(f"top group (cannot be told from the best) holds the truly best candidate for "
+                     f"{report['best_in_top_group_rate']:.0%} of proxies (✓/✗ above)")
     return "\n".join(lines)

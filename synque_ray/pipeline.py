@@ -25,13 +25,21 @@ from synque_ray.config import JobConfig
 from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
 from synque_ray.errors import UserError
 from synque_ray.models import resolve_model
-from synque_ray.proxies import min_rows_for_holdout
-from synque_ray.reading import RowSet, list_candidates, read_texts, sample_pool
-from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, rank
-from synque_ray.scoring import proxy_params, score_pair
+from synque_ray.reading import RowSet, list_candidates, read_texts, row_hashes, sample_pool
+from synque_ray.reduce import (
+    RESULT_SCHEMA,
+    ROW_SCHEMA,
+    SCORE_SCHEMA,
+    add_ensemble,
+    incomplete,
+    rank,
+    row_scores_table,
+    split_failures,
+)
+from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.storage import Store
 
-RESULT_COLUMNS = [*SCORE_SCHEMA, "seconds"]
+RESULT_COLUMNS = list(RESULT_SCHEMA)
 TASK_RETRIES = 3
 
 
@@ -43,7 +51,9 @@ class RunSummary:
     timings: dict
     rankings: pl.DataFrame
     scores: pl.DataFrame = field(repr=False)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # candidate -> why its tasks failed
+    failures: list[dict] = field(default_factory=list)  # (candidate, proxy, seed) results that are not numbers
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # candidate -> proxy@seed it lacks
 
 
 # ---------------------------------------------------------------- reading and checks
@@ -62,22 +72,24 @@ def read_real(config: JobConfig) -> dict[int, RowSet]:
     }
 
 
-def minimum_rows(config: JobConfig) -> tuple[int, str]:
-    """The fewest rows a candidate or real sample may have, and which proxy needs them."""
+def minimum_rows(config: JobConfig, real: bool = False) -> tuple[int, str]:
+    """The fewest rows a candidate (or a real sample) may have, and which proxy needs them."""
     needs = [(1, "scoring")]
-    if "mdm" in config.proxies:
-        needs.append((config.mdm.k, f"mdm.k = {config.mdm.k}"))
-    if "pad" in config.proxies:
-        needs.append((min_rows_for_holdout(config.pad.holdout), f"PAD's {config.pad.holdout:g} holdout"))
+    for name in config.embedding_proxies:
+        params = config.proxy_params(name)
+        needs.append(params.min_real_rows() if real else params.min_rows())
     return max(needs)
 
 
 def check_size(rowset: RowSet, source: str, config: JobConfig, real: bool = False) -> None:
-    least, reason = minimum_rows(config)
-    if real and reason.startswith("mdm"):  # MDM looks at the candidate only
-        least, reason = (min_rows_for_holdout(config.pad.holdout), "PAD's holdout") if "pad" in config.proxies else (1, "")
+    least, reason = minimum_rows(config, real)
+    if real is False and config.candidates.sample_size is not None:
+        least = max(least, 1)
     if rowset.size < least:
         raise UserError(f"{source}: {rowset.size} rows, fewer than the {least} that {reason} needs")
+    sample = config.candidates.sample_size
+    if not real and sample is not None and sample < least:
+        raise UserError(f"candidates.sample_size: {sample} rows, fewer than the {least} that {reason} needs")
 
 
 def read_candidates(config: JobConfig) -> list[RowSet]:
@@ -96,11 +108,21 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def result_key(candidate: RowSet, real_hashes: dict[int, str], params: dict, model_id: str) -> str:
+RESULT_VERSION = 2  # bumped when what a committed result holds changes (2: replicates, errors, row signals)
+
+
+def result_key(candidate: RowSet, real_hashes: dict[int, str], spec: TaskSpec, model_id: str) -> str:
     return _digest(
         {"candidate": candidate.content_hash, "real": {str(s): h for s, h in real_hashes.items()},
-         "params": params, "model": model_id}
+         "params": spec.params, "sample_size": spec.sample_size, "resamples": spec.resamples, "model": model_id,
+         "version": RESULT_VERSION}
     )
+
+
+def task_spec(config: JobConfig) -> TaskSpec:
+    """Everything a proxy result depends on besides the embeddings: part of the result key."""
+    params = {name: config.proxy_params(name).model_dump() for name in config.embedding_proxies}
+    return TaskSpec(params, config.candidates.sample_size, config.ranking.resamples)
 
 
 # ---------------------------------------------------------------- Ray
@@ -134,13 +156,16 @@ def _versions() -> dict:
 
 
 class _ProxyStage:
-    """Submits (candidate, seed) Ray tasks as embeddings arrive; commits each candidate when done.
+    """Submits a candidate's Ray tasks as its embeddings arrive; commits each candidate when done.
 
-    Outside the embedding stage at most `limit` tasks are in flight, so the object
-    store holds a bounded number of candidates whatever the size of the job.
+    Per candidate: one task for what looks at the candidate alone (MDM, near-duplicates)
+    and one per (candidate, seed) for what compares it with U_r. Outside the embedding
+    stage at most `limit` tasks are in flight, so the object store holds a bounded number
+    of candidates whatever the size of the job.
     """
 
-    def __init__(self, config: JobConfig, store: Store, real: dict, params: dict, keys: dict, progress):
+    def __init__(self, config: JobConfig, store: Store, real: dict, spec: TaskSpec, keys: dict,
+                 candidates: dict[str, RowSet], progress):
         import ray
 
         self.ray = ray
@@ -149,16 +174,17 @@ class _ProxyStage:
         self.task = ray.remote(
             num_cpus=config.resources.proxy_cpus, max_retries=TASK_RETRIES, scheduling_strategy="SPREAD"
         )(score_pair)
-        self.store, self.real, self.params, self.keys, self.progress = store, real, params, keys, progress
+        self.store, self.real, self.spec, self.keys, self.progress = store, real, spec, keys, progress
+        self.candidates = candidates
         self.seeds = len(config.real.seeds)
         self.pending: dict = {}  # ObjectRef -> dataset_id
-        self.rows: dict[str, list] = {}
+        self.parts: dict[str, list[dict]] = {}
         self.limit = max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        self.results: list[pl.DataFrame] = []
+        self.results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
         self.failed: dict[str, str] = {}
 
     def submit(self, dataset_id: str, embeddings: CachedEmbeddings, block: bool = True) -> None:
-        """Queue the candidate's (candidate, seed) tasks.
+        """Queue the candidate's tasks.
 
         With `block`, wait while more than `limit` tasks are in flight. While embedding
         runs the driver must not block: the embedding actors may hold every CPU, and
@@ -166,9 +192,9 @@ class _ProxyStage:
         """
         if len(self.real) != self.seeds:
             raise RuntimeError("a candidate reached the proxy stage before every real sample")
-        self.rows[dataset_id] = []
-        for seed, real in self.real.items():
-            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.params)] = dataset_id
+        self.parts[dataset_id] = []
+        for seed, real in [(None, None), *self.real.items()]:
+            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.spec)] = dataset_id
         if block:
             while len(self.pending) > self.limit:
                 [done], _ = self.ray.wait(list(self.pending), num_returns=1)
@@ -181,40 +207,75 @@ class _ProxyStage:
     def _handle(self, done) -> None:
         dataset_id = self.pending.pop(done)
         try:
-            new_rows = self.ray.get(done)
+            part = self.ray.get(done)
         except self.ray.exceptions.RayError as err:
-            self.rows.pop(dataset_id, None)
+            self.parts.pop(dataset_id, None)
             lines = [line for line in str(err).strip().splitlines() if line.strip()]
             self.failed.setdefault(dataset_id, lines[-1] if lines else type(err).__name__)
             return
         if dataset_id in self.failed:
             return
-        rows = self.rows[dataset_id]
-        rows.extend(new_rows)
-        if len(rows) == self.seeds * len(self.params):
-            frame = pl.DataFrame(self.rows.pop(dataset_id), schema={**SCORE_SCHEMA, "seconds": pl.Float64})
-            self.store.write_table(f"results/{self.keys[dataset_id]}.parquet", frame.to_arrow())
-            self.results.append(frame)
+        parts = self.parts[dataset_id]
+        parts.append(part)
+        if len(parts) == self.seeds + 1:
+            result = _assemble(dataset_id, self.parts.pop(dataset_id), list(self.real),
+                               self.candidates[dataset_id].texts)
+            _commit(self.store, self.keys[dataset_id], *result)
+            self.results.append(result)
             self.progress.update(1)
 
-    def finish(self) -> list[pl.DataFrame]:
+    def finish(self) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
         while self.pending:
             [done], _ = self.ray.wait(list(self.pending), num_returns=1)
             self._handle(done)
         return self.results
 
 
-def _load_result(store: Store, key: str, expected_rows: int) -> pl.DataFrame | None:
-    """A committed result, or None when absent, unreadable or incomplete (then it is redone)."""
+def _assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[str]
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One candidate's (results, row signals) from its tasks' outputs. The candidate-only
+    results (seed None) hold for every seed: they are repeated under each."""
+    alone = next(part for part in parts if part["seed"] is None)
+    scores = [row for part in parts if part is not alone for row in part["scores"]]
+    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in seeds]
+    duplicates = pl.DataFrame(alone["rows"], schema={"row_index": pl.Int64, "duplicate_group": pl.Int64})
+    hashes = row_hashes(texts)
+    row_parts = []
+    for part in parts:
+        if part is alone:
+            continue
+        frame = pl.DataFrame(part["rows"]).with_columns(pl.lit(dataset_id).alias("dataset_id"),
+                                                        pl.lit(part["seed"], pl.Int64).alias("seed"))
+        frame = frame.with_columns(pl.col("row_index").map_elements(hashes.__getitem__, pl.Utf8).alias("text_hash"))
+        row_parts.append(frame.join(duplicates, on="row_index", how="left"))
+    rows = pl.concat(row_parts, how="diagonal_relaxed")
+    rows = rows.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in rows.columns])
+    return pl.DataFrame(scores, schema=RESULT_SCHEMA), rows.select(list(ROW_SCHEMA)).cast(ROW_SCHEMA)
+
+
+def _commit(store: Store, key: str, results: pl.DataFrame, rows: pl.DataFrame) -> None:
+    """Row signals first, results last: a results file is the mark of a complete commit."""
+    store.write_table(f"results/{key}.rows.parquet", rows.to_arrow())
+    store.write_table(f"results/{key}.parquet", results.to_arrow())
+
+
+def _load_result(store: Store, key: str, expected_rows: int) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """A committed (results, row signals), or None when absent, unreadable or incomplete (then it is redone)."""
     table = store.read_table(f"results/{key}.parquet")
-    if table is None or table.num_rows != expected_rows or table.column_names != RESULT_COLUMNS:
+    rows = store.read_table(f"results/{key}.rows.parquet")
+    if table is None or rows is None or table.num_rows != expected_rows or table.column_names != RESULT_COLUMNS:
         return None
-    return pl.from_arrow(table)
+    if rows.column_names != list(ROW_SCHEMA):
+        return None
+    return pl.from_arrow(table), pl.from_arrow(rows)
 
 
 def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[RowSet], model_path: str,
-                     cache: EmbeddingCache, stage_args: dict, fresh: bool, counts: dict, timings: dict, progress: bool) -> list[pl.DataFrame]:
-    """Embed what the cache lacks (reals first), feeding each candidate to the proxy stage as it lands."""
+                     cache: EmbeddingCache, stage_args: dict, fresh: bool, counts: dict, timings: dict, progress: bool
+                     ) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame]], dict[str, str]]:
+    """Embed what the cache lacks (reals first), feeding each candidate to the proxy stage as it lands.
+
+    Returns the (results, row signals) of every candidate scored, and the failed ones' reasons."""
     from tqdm import tqdm
 
     ensure_ray()
@@ -280,12 +341,12 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
 
     store = Store(config.output)
     cache = EmbeddingCache(Store(config.cache_location), model_id)
-    params = proxy_params(config)
+    spec = task_spec(config)
     real_hashes = {seed: rowset.content_hash for seed, rowset in real.items()}
-    keys = {c.name: result_key(c, real_hashes, params, model_id) for c in candidates}
-    expected_rows = len(params) * len(real)
+    keys = {c.name: result_key(c, real_hashes, spec, model_id) for c in candidates}
+    expected_rows = len(spec.params) * len(real)
 
-    results: list[pl.DataFrame] = []
+    results: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     to_score: list[RowSet] = []
     for candidate in candidates:
         reused = None if fresh else _load_result(store, keys[candidate.name], expected_rows)
@@ -303,14 +364,15 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
     stage_started = time.perf_counter()
     timings["embed"] = 0.0
     failed: dict[str, str] = {}
-    scored: list[pl.DataFrame] = []
-    if to_score and params:
-        stage_args = {"store": store, "params": params, "keys": keys}
+    scored: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    if to_score and spec.params:
+        stage_args = {"store": store, "spec": spec, "keys": keys, "candidates": {c.name: c for c in to_score}}
         scored, failed = _embed_and_score(config, real, to_score, model_path, cache, stage_args, fresh, counts,
                                           timings, progress)
         results += scored
     counts["candidates_failed"] = len(failed)
     counts["candidates_scored"] -= len(failed)
+    score_frames = [frame for frame, _ in results]
     lens_report: dict = {}
     if "lens" in config.proxies:  # LENS: its own stage (rubrics, vLLM judges on Ray Data), after the others
         from synque_ray.lens.stage import run_lens
@@ -320,8 +382,10 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         lens_scores, _, lens_counts = run_lens(config, candidates, real, store, fresh, progress, lens_report)
         counts.update(lens_counts)
         timings["lens"] = time.perf_counter() - lens_started
-        results.append(lens_scores)
-    if not results:
+        score_frames.append(lens_scores.with_columns(
+            pl.lit(None, pl.List(pl.Float64)).alias("replicates"), pl.lit(None, pl.Utf8).alias("error"),
+            pl.lit(None, pl.Float64).alias("seconds")))
+    if not score_frames:
         raise RuntimeError(f"every candidate failed; first error: {next(iter(failed.values()))}")
     timings["proxies"] = time.perf_counter() - stage_started - timings["embed"] - timings.get("lens", 0.0)
 
@@ -329,11 +393,17 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
     # Per embedding proxy: compute seconds summed over the tasks this run executed. The
     # tasks run in parallel, so these add up to more than the stage's wall time.
     if scored:
-        for name, seconds in pl.concat(scored).group_by("proxy").agg(pl.col("seconds").sum()).iter_rows():
+        computed = pl.concat([frame for frame, _ in scored])
+        for name, seconds in computed.group_by("proxy").agg(pl.col("seconds").sum()).iter_rows():
             timings[name] = seconds
-    all_rows = pl.concat([frame.select(list(SCORE_SCHEMA)) for frame in results])
-    scores = add_ensemble(all_rows).sort(["proxy", "dataset_id", "seed"])
-    rankings = rank(scores)
+    usable, failures = split_failures(pl.concat(score_frames, how="vertical_relaxed"))
+    with_ensemble = add_ensemble(usable)
+    scores = with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"])
+    rankings = rank(with_ensemble, level=config.ranking.level)
+    row_scores = row_scores_table([rows for _, rows in results])
+    missing = incomplete(usable, list(real))
+    counts["results_failed"] = failures.height
+    counts["candidates_incomplete"] = len(missing)
     timings["reduce"] = time.perf_counter() - reduce_started
     timings["total"] = time.perf_counter() - started
     counts["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -355,11 +425,15 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         "timings": {k: round(v, 4) for k, v in {**timings, **lens_report.get("timings", {})}.items()},
         "counts": counts,
         "failed": failed,
+        "failures": failures.to_dicts(),
+        "incomplete": missing,
         "command": " ".join(sys.argv),
     }
     # History first, then the latest tables at the top level: each write is atomic.
     for prefix in (f"{run_dir}/", ""):
         store.write_table(f"{prefix}scores.parquet", scores.to_arrow())
         store.write_table(f"{prefix}rankings.parquet", rankings.to_arrow())
+        store.write_table(f"{prefix}row_scores.parquet", row_scores.to_arrow())
         store.write_json(f"{prefix}run.json", run_info)
-    return RunSummary(store.display(), store.display(run_dir), counts, timings, rankings, scores, failed)
+    return RunSummary(store.display(), store.display(run_dir), counts, timings, rankings, scores, failed,
+                      failures.to_dicts(), missing)

@@ -45,10 +45,6 @@ class RowSet:
         return f"RowSet({self.name!r}, {self.size} rows)"
 
 
-def content_hash(self) -> str:
-        return content_hash(self.texts)
-
-
 def content_hash(texts: list[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
@@ -56,6 +52,11 @@ def content_hash(texts: list[str]) -> str:
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
     return digest.hexdigest()[:32]
+
+
+def row_hashes(texts: list[str]) -> list[str]:
+    """A short content hash per row: joins row_scores.parquet to the rows of any copy of the file."""
+    return [hashlib.sha256(text.encode("utf-8")).hexdigest()[:16] for text in texts]
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -139,15 +140,32 @@ def list_candidates(location: str) -> list[tuple[str, Path]]:
         raise UserError(f"{location}: no candidate files ({', '.join(SUFFIXES)})")
     seen: dict[str, Path] = {}
     for path in paths:
+        check_id(path.stem, path)
         if path.stem in seen:
             raise UserError(f"duplicate candidate id '{path.stem}': {seen[path.stem]} and {path}")
         seen[path.stem] = path
     return list(seen.items())
 
 
+def seeded_indices(count: int, size: int | None, seed: int) -> list[int]:
+    """Sorted indices of `size` of `count` rows drawn without replacement, the same for the same
+    seed on every run; every row when `size` is None or not smaller than `count`."""
+    if size is None or size >= count:
+        return list(range(count))
+    return sorted(int(i) for i in np.random.default_rng(seed).choice(count, size=size, replace=False))
+
+
+def check_id(dataset_id: str, path: Path) -> None:
+    """A candidate id names output files (`rubrics/<id>/`, `<id>.<ext>`): it must be one safe path part."""
+    unsafe = (dataset_id in ("", ".", "..") or any(sep in dataset_id for sep in ("/", "\\"))
+              or any(ord(ch) < 32 or ord(ch) == 127 for ch in dataset_id))
+    if unsafe:
+        raise UserError(f"{path}: candidate id {dataset_id!r} (the file name without its suffix) is not a safe "
+                        "file name; rename the file")
+
+
 def sample_pool(pool: list[str], size: int, seed: int, path: str) -> list[str]:
     """U_r for one seed: `size` rows drawn without replacement, reproducibly."""
     if size > len(pool):
         raise UserError(f"{path}: real.sample_size {size} exceeds the pool's {len(pool)} rows")
-    chosen = np.random.default_rng(seed).choice(len(pool), size=size, replace=False)
-    return [pool[i] for i in sorted(chosen)]
+    return [pool[i] for i in seeded_indices(len(pool), size, seed)]

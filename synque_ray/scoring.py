@@ -1,55 +1,81 @@
-"""Binds the config to the pure proxy functions, for one (candidate, seed) pair.
+"""The work of one Ray task: the registered proxies on one candidate.
 
-`score_pair` is what a Ray task runs; it returns plain rows so that the driver can
-commit them without knowing which proxies exist.
+A task scores either one (candidate, U_r sample) pair, for the proxies that look at
+U_r, or the candidate alone, once, for those that do not (MDM, near-duplicates). It
+returns plain rows, so the driver can commit them without knowing which proxies
+exist. A proxy that raises or returns a non-finite value is a recorded failure of that
+(candidate, proxy, seed), never a number: it is not ranked and not averaged in.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from synque_ray import proxies
-from synque_ray.config import JobConfig
+from synque_ray.proxies import REGISTRY
+from synque_ray.reading import seeded_indices
+from synque_ray.rowsignals import duplicate_groups, nearest_real_distance
 
-# score = sign * raw, so that higher is always better (SPEC §6)
-ORIENTATION = {"mdm": 1.0, "mmd": -1.0, "pad": -1.0, "mauve": 1.0, "lens": 1.0}
-
-
-def proxy_params(config: JobConfig) -> dict:
-    """Everything a proxy result depends on besides the embeddings: part of the result key."""
-    return {name: getattr(config, name).model_dump() for name in config.embedding_proxies}
+CANDIDATE_ONLY_SEED = 0  # MDM's subsample seed: one fixed subsample per candidate
 
 
-def compute_proxy(name: str, synthetic: np.ndarray, real: np.ndarray, params: dict, seed: int) -> float:
-    if name == "mdm":
-        return proxies.mdm(synthetic, k=params["k"], seed=seed)
-    if name == "mmd":
-        return proxies.mmd_squared(synthetic, real, **params)
-    if name == "pad":
-        return proxies.pad(synthetic, real, classifier=params["classifier"], holdout=params["holdout"], seed=seed)
-    if name == "mauve":
-        return proxies.mauve_score(synthetic, real, scaling_factor=params["scaling_factor"], seed=seed)
-    raise ValueError(f"unknown proxy {name!r}")
+@dataclass(frozen=True)
+class TaskSpec:
+    """What every task of a job shares: proxy parameters by name, rows kept per candidate, resamples."""
+
+    params: dict
+    sample_size: int | None
+    resamples: int
+
+    def proxies(self, uses_real: bool) -> list[str]:
+        return [name for name in self.params if REGISTRY[name].uses_real == uses_real]
 
 
-def score_pair(dataset_id: str, seed: int, synthetic, real, params: dict) -> list[dict]:
-    """`synthetic` and `real` are arrays, or handles with a `load()` (a Ray task reads its own inputs)."""
-    synthetic = synthetic if isinstance(synthetic, np.ndarray) else synthetic.load()
-    real = real if isinstance(real, np.ndarray) else real.load()
-    rows = []
-    for name, proxy_config in params.items():
-        started = time.perf_counter()
-        raw = compute_proxy(name, synthetic, real, proxy_config, seed)
-        rows.append(
-            {
-                "dataset_id": dataset_id,
-                "proxy": name,
-                "seed": seed,
-                "raw": raw,
-                "score": ORIENTATION[name] * raw,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-    return rows
+def _load(data) -> np.ndarray:
+    return data if isinstance(data, np.ndarray) else data.load()
+
+
+def _one_proxy(name: str, synthetic: np.ndarray, real, spec: TaskSpec, seed: int) -> tuple[dict, dict]:
+    """(the score row, per-row signals) of one proxy; a failure becomes a row with its error."""
+    proxy = REGISTRY[name]
+    started = time.perf_counter()
+    params = proxy.params.model_validate(spec.params[name])
+    try:
+        output = proxy.compute(synthetic, real, params, seed, spec.resamples)
+        value, replicates, rows = float(output.value), output.replicates, output.rows
+        error = None if math.isfinite(value) else f"{name} is not finite ({value})"
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+        value, replicates, rows, error = math.nan, np.empty(0), {}, f"{name}: {str(err).splitlines()[0]}"
+    row = {"proxy": name, "raw": value if error is None else math.nan,
+           "score": proxy.orientation * value if error is None else math.nan,
+           "replicates": [] if error else [float(x) for x in proxy.orientation * np.asarray(replicates)],
+           "error": error, "seconds": time.perf_counter() - started}
+    return row, rows
+
+
+def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpec) -> dict:
+    """One Ray task. seed None: the candidate-only proxies, once; else the pair (candidate, U_r of seed).
+
+    `synthetic` and `real` are arrays or handles with `load()` (the task reads its own inputs).
+    Returns {"seed": seed, "scores": [score rows], "rows": {column: list}}, row_index into the candidate.
+    """
+    synthetic = _load(synthetic)
+    sample_seed = CANDIDATE_ONLY_SEED if seed is None else seed
+    index = np.asarray(seeded_indices(len(synthetic), spec.sample_size, sample_seed))
+    synthetic = synthetic[index]
+    real = None if seed is None else _load(real)
+    scores, signals = [], {}
+    for name in spec.proxies(uses_real=seed is not None):
+        row, rows = _one_proxy(name, synthetic, real, spec, sample_seed)
+        scores.append({"dataset_id": dataset_id, "seed": seed, **row})
+        signals.update(rows)
+    if seed is None:
+        groups = duplicate_groups(synthetic)  # ids are positions in the subsample: map them to row indices
+        signals["duplicate_group"] = np.where(groups >= 0, index[np.maximum(groups, 0)], -1)
+    else:
+        signals["nearest_real_distance"] = nearest_real_distance(synthetic, real)
+    rows = {"row_index": index.tolist(), **{k: np.asarray(v).tolist() for k, v in signals.items()}}
+    return {"seed": seed, "scores": scores, "rows": rows}

@@ -88,10 +88,30 @@ def test_fewer_rows_than_mdm_k(workspace):
 def test_fewer_rows_than_pad_holdout_needs(workspace):
     tmp_path, config = workspace
     config["proxies"] = ["pad"]
+    config["pad"] = {"folds": 0, "holdout": 0.2, "balanced": False}  # the paper's PAD
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
     assert_one_line_failure(
         run_with(tmp_path, config), "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs",
         tmp_path,
+    )
+
+
+def test_fewer_rows_than_pad_folds_need(workspace):
+    tmp_path, config = workspace
+    config["proxies"] = ["pad"]
+    config["pad"] = {"folds": 6}
+    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
+    assert_one_line_failure(
+        run_with(tmp_path, config), "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs", tmp_path
+    )
+
+
+def test_candidate_sample_size_below_what_a_proxy_needs(workspace):
+    tmp_path, config = workspace
+    config["proxies"] = ["mdm"]
+    config["candidates"]["sample_size"] = 2
+    assert_one_line_failure(
+        run_with(tmp_path, config), "candidates.sample_size: 2 rows, fewer than the 3 that mdm.k = 3 needs", tmp_path
     )
 
 

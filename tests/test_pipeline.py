@@ -11,7 +11,10 @@ import pytest
 from synque_ray.config import parse_config
 from synque_ray.demo import write_demo_data
 from synque_ray.pipeline import run_job
-from synque_ray.proxies import mauve_score, mdm, mmd_squared, pad
+from synque_ray.proxies.mauve import mauve_score
+from synque_ray.proxies.mdm import mdm
+from synque_ray.proxies.mmd import mmd_squared
+from synque_ray.proxies.pad import pad
 from synque_ray.reading import read_texts, sample_pool
 
 pytestmark = pytest.mark.ray
@@ -51,7 +54,8 @@ def test_outputs_have_the_spec_schema(first_run):
     scores = pl.read_parquet(f"{config.output}/scores.parquet")
     rankings = pl.read_parquet(f"{config.output}/rankings.parquet")
     assert scores.columns == ["dataset_id", "proxy", "seed", "raw", "score"]
-    assert rankings.columns == ["dataset_id", "proxy", "score_mean", "score_std", "rank"]
+    assert rankings.columns == ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
+                                "tied_with_best"]
     assert set(scores["proxy"]) == {"mdm", "mmd", "pad", "mauve", "ensemble"}
     assert scores.height == 4 * 5 * len(SEEDS)
     for proxy, sign in [("mdm", 1), ("mmd", -1), ("pad", -1), ("mauve", 1)]:
@@ -83,8 +87,8 @@ def test_scores_equal_a_direct_computation(first_run, bundled_model_path):
     for seed in SEEDS:
         real = model.encode(sample_pool(pool, SAMPLE, seed, "pool"))
         expected = {
-            "mdm": mdm(synthetic, k=3, seed=seed),
-            "mmd": mmd_squared(synthetic, real),
+            "mdm": mdm(synthetic, k=3),
+            "mmd": mmd_squared(synthetic, real, estimator="unbiased"),
             "pad": pad(synthetic, real, seed=seed),
             "mauve": mauve_score(synthetic, real, seed=seed),
         }
@@ -143,3 +147,38 @@ def test_corrupt_committed_files_are_redone(ray_session, data_dir, tmp_path):
     assert second.counts["candidates_scored"] >= 1
     assert second.rankings.equals(first.rankings)
     assert not list((tmp_path / "out").rglob("*.tmp-*"))
+
+
+def test_mdm_is_computed_once_per_candidate(first_run):
+    _, summary = first_run
+    mdm_scores = summary.scores.filter(pl.col("proxy") == "mdm")
+    per_candidate = mdm_scores.group_by("dataset_id").agg(pl.col("raw").n_unique().alias("values"))
+    assert per_candidate["values"].to_list() == [1] * 4  # the same value under every seed
+
+
+def test_row_scores_cover_every_row_of_every_seed(first_run):
+    config, _ = first_run
+    rows = pl.read_parquet(f"{config.output}/row_scores.parquet")
+    assert rows.columns == ["dataset_id", "seed", "row_index", "text_hash", "p_synthetic", "nearest_real_distance",
+                            "duplicate_group"]
+    assert rows.height == 4 * ROWS * len(SEEDS)
+    assert rows.group_by("dataset_id", "seed").agg(pl.col("row_index").n_unique())["row_index"].to_list() == [ROWS] * 8
+    assert rows["p_synthetic"].is_between(0, 1).all() and (rows["nearest_real_distance"] >= 0).all()
+    candidate = sorted(Path(config.candidates.path).iterdir())[0]
+    texts = read_texts(candidate, "text")
+    first = rows.filter((pl.col("dataset_id") == candidate.stem) & (pl.col("row_index") == 5)).row(0, named=True)
+    import hashlib
+
+    assert first["text_hash"] == hashlib.sha256(texts[5].encode()).hexdigest()[:16]
+
+
+def test_candidate_sample_size_subsamples_each_seed(ray_session, data_dir, tmp_path):
+    config = make_config(data_dir, tmp_path / "sampled", candidates={
+        "path": str(data_dir / "candidates"), "text": "text", "sample_size": 25})
+    summary = run_job(config)
+    rows = pl.read_parquet(f"{config.output}/row_scores.parquet")
+    per_seed = rows.group_by("dataset_id", "seed").agg(pl.col("row_index").sort().alias("rows"))
+    assert all(len(r) == 25 for r in per_seed["rows"])
+    one = per_seed.filter(pl.col("dataset_id") == per_seed["dataset_id"][0]).sort("seed")["rows"].to_list()
+    assert one[0] != one[1]  # a different subsample per seed
+    assert summary.counts["candidates_scored"] == 4

@@ -1,8 +1,16 @@
-"""The proxy metrics of SPEC §7 as pure functions: numpy arrays in, a float out."""
+"""The embedding proxies of SPEC §7: a registry of pure functions, numpy arrays in.
 
-from synque_ray.proxies.mauve import mauve_score
-from synque_ray.proxies.mdm import mdm
-from synque_ray.proxies.mmd import mmd_squared
-from synque_ray.proxies.pad import min_rows_for_holdout, pad
+Each module declares a `Proxy` (name, parameters, orientation, fewest rows, function);
+config sections, dispatch and size checks are read from `REGISTRY`. Adding a proxy is
+its module, its test, and one line here.
+"""
 
-__all__ = ["mauve_score", "mdm", "mmd_squared", "min_rows_for_holdout", "pad"]
+from synque_ray.proxies import coverage, mauve, mdm, mmd, pad
+from synque_ray.proxies.base import Params, Proxy, ProxyOutput
+
+REGISTRY: dict[str, Proxy] = {
+    proxy.name: proxy
+    for proxy in (mdm.PROXY, mmd.PROXY, pad.PROXY, mauve.PROXY, coverage.DENSITY, coverage.COVERAGE)
+}
+
+__all__ = ["REGISTRY", "Params", "Proxy", "ProxyOutput"]

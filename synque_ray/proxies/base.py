@@ -1,0 +1,80 @@
+"""What every proxy declares, and what it returns.
+
+A proxy is one module holding a `Proxy`: its name, its parameters (a pydantic model,
+which is also its config section), its orientation, the fewest rows it needs and its
+function. The registry in `synque_ray.proxies` collects them; config validation,
+dispatch and size checks all read from it, so adding a proxy is one module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """A proxy's parameters: strict (an unknown key is an error) and hashable into result keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def min_rows(self) -> tuple[int, str]:
+        """(fewest rows a candidate needs, why): one row unless the proxy says otherwise."""
+        return 1, "scoring"
+
+    def min_real_rows(self) -> tuple[int, str]:
+        """(fewest rows a U_r sample needs, why)."""
+        return 1, "scoring"
+
+
+@dataclass
+class ProxyOutput:
+    """One proxy on one (candidate, U_r sample).
+
+    value: the raw metric as the paper defines it.
+    replicates: shape (resamples,), the same metric with the rows resampled with
+        replacement (for rank intervals); empty when the proxy cannot be resampled cheaply.
+    rows: per-row signals of the candidate's rows, each of shape (n_candidate,).
+    """
+
+    value: float
+    replicates: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """name: config key and `proxy` column; orientation: +1 when a higher raw value predicts
+    a better candidate, -1 when lower does; uses_real: False for proxies of the candidate
+    alone (computed once per candidate, not once per seed)."""
+
+    name: str
+    params: type[Params]
+    orientation: float
+    compute: Callable[[np.ndarray, np.ndarray | None, Params, int, int], ProxyOutput]
+    uses_real: bool = True
+
+
+def check_embeddings(synthetic: np.ndarray, real: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """2-D float arrays with the same number of columns; raises ValueError naming the problem."""
+    arrays = []
+    for name, value in (("synthetic", synthetic), ("real", real)):
+        if value is None:
+            arrays.append(None)
+            continue
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim != 2 or len(value) == 0:
+            raise ValueError(f"{name} embeddings must be a non-empty 2-D array, got shape {value.shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} embeddings hold a non-finite value")
+        arrays.append(value)
+    if arrays[1] is not None and arrays[0].shape[1] != arrays[1].shape[1]:
+        raise ValueError(f"synthetic and real embeddings differ in width: {arrays[0].shape[1]} vs {arrays[1].shape[1]}")
+    return arrays[0], arrays[1]
+
+
+def resample_weights(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Shape (resamples, n): how often each of n rows is drawn in each bootstrap resample."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
