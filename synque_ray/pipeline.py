@@ -138,6 +138,9 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
+        # A local cluster keeps Ray's token authentication; saying so explicitly is what keeps
+        # Ray from warning on every start that it chose it by default.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
 
 
@@ -289,8 +292,16 @@ def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[
     counts["rows_from_cache"] = sum(rs.size for rs in [*real.values(), *to_score]) - counts["rows_embedded"]
 
     real_cached = {seed: cache.handle(rs) for seed, rs in real.items() if rs.name not in missing_names}
-    scored_bar = tqdm(total=len(to_score), desc="scored", unit="candidate", disable=not progress, position=1)
-    stage = _ProxyStage(config, real=real_cached, progress=scored_bar, **stage_args)
+    # One bar: candidates scored, with the rows embedded so far beside it (two bars on one
+    # terminal overwrite each other whenever anything else prints).
+    bar = tqdm(total=len(to_score), desc="scored", unit="candidate", disable=not progress)
+    embedded_rows = [0]
+
+    def rows_done(count: int) -> None:
+        embedded_rows[0] += count
+        bar.set_postfix_str(f"embedded {embedded_rows[0]}/{counts['rows_embedded']} rows")
+
+    stage = _ProxyStage(config, real=real_cached, progress=bar, **stage_args)
 
     def submit_cached() -> None:
         for candidate in cached:
@@ -309,17 +320,14 @@ def _embed_and_score(config: JobConfig, real: dict[int, RowSet], to_score: list[
             stage.submit(rowset.name, cache.handle(rowset), block=False)
 
     started = time.perf_counter()
-    rows_bar = tqdm(total=counts["rows_embedded"], desc="embedded", unit="row", disable=not progress or not missing,
-                    position=0)
     resources = config.resources
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
     embed_rowsets(missing, model_path, config.embedding.batch_size,
-                  resources.embed_actors, resources.embed_gpus, cpus, embedded, rows_bar.update)
-    rows_bar.close()
+                  resources.embed_actors, resources.embed_gpus, cpus, embedded, rows_done)
     timings["embed"] = time.perf_counter() - started
     submit_cached()
     results = stage.finish()
-    scored_bar.close()
+    bar.close()
     return results, stage.failed
 
 

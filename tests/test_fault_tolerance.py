@@ -92,6 +92,11 @@ def test_killed_embedding_actor_and_proxy_worker_are_retried(job):
     assert_same_rankings(yaml.safe_load(path.read_text())["output"], reference)
 
 
+def committed_results(output: Path) -> list[Path]:
+    """One file per committed candidate: `<key>.parquet` (its row signals, `<key>.rows.parquet`, land first)."""
+    return [p for p in (output / "results").glob("*.parquet") if not p.name.endswith(".rows.parquet")]
+
+
 def test_killed_driver_resumes_without_recomputing_committed_candidates(job):
     config, reference = job
     path = config("killed-driver")
@@ -102,7 +107,7 @@ def test_killed_driver_resumes_without_recomputing_committed_candidates(job):
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
             helpers = psutil.Process(process.pid).children(recursive=True)
-            if len(list((output / "results").glob("*.parquet"))) >= 1:
+            if committed_results(output):
                 break
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGKILL)
@@ -115,7 +120,7 @@ def test_killed_driver_resumes_without_recomputing_committed_candidates(job):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    committed = {p: p.stat().st_mtime_ns for p in (output / "results").glob("*.parquet")}
+    committed = {p: p.stat().st_mtime_ns for p in committed_results(output)}
     assert 1 <= len(committed) < 6, "the driver must be killed mid-run"
     assert not (output / "rankings.parquet").exists()
 
