@@ -70,7 +70,7 @@ def build_page(run: load.RunData) -> render.Page:
     ids = run.info.get("content_hashes", {}).get("candidates", {})
     ranking = view.ranking_view(run.rankings, list(ids))
     spread = view.score_spread(run.scores, run.rankings)
-    evaluation = view.evaluation_view(run.evaluation, spread)
+    evaluation = view.evaluation_view(run.evaluation, spread, run.info.get("started_at"))
     return render.Page(
         title=f"synque report: {run.info.get('name', run.location)}",
         meta=_meta(run),

@@ -14,7 +14,7 @@ import polars as pl
 
 from synque_ray.embed import EmbeddingCache
 from synque_ray.errors import UserError
-from synque_ray.sources import CandidateFile, candidate_paths, read_candidate
+from synque_ray.runfiles import CandidateFile, candidate_paths, read_candidate, run_info, run_table
 from synque_ray.storage import Store
 
 HISTORY_RUNS = 8  # the latest runs a history table shows
@@ -46,32 +46,18 @@ class CandidateInputs:
     notes: list[str]
 
 
-def _table(store: Store, name: str) -> pl.DataFrame | None:
-    table = store.read_table(name)
-    return None if table is None else pl.from_arrow(table)
-
-
-def _required(store: Store, name: str) -> pl.DataFrame:
-    table = _table(store, name)
-    if table is None:
-        raise UserError(f"{store.display(name)}: not found or unreadable; run `synque score` first")
-    return table
-
-
 def load_run(location: str) -> RunData:
     """The run folder's tables; a UserError when it is not a finished run."""
     store = Store(location)
-    info = store.read_json("run.json")
-    if not isinstance(info, dict):
-        raise UserError(f"{store.display('run.json')}: not found or unreadable; run `synque score` first")
-    run = RunData(store.display(), info, _required(store, "scores.parquet"), _required(store, "rankings.parquet"))
-    run.row_scores = _table(store, "row_scores.parquet")
+    run = RunData(store.display(), run_info(store), run_table(store, "scores.parquet"),
+                  run_table(store, "rankings.parquet"))
+    run.row_scores = run_table(store, "row_scores.parquet", required=False)
     if run.row_scores is None:
         run.notes["rows"] = "row_scores.parquet is missing: no per-row signals for this run"
     run.evaluation = store.read_json("evaluation.json")
     if run.evaluation is None:
         run.notes["evaluation"] = "no evaluation.json: run `synque evaluate` with measured performance to add it"
-    run.judgements = _table(store, "lens_judgements.parquet")
+    run.judgements = run_table(store, "lens_judgements.parquet", required=False)
     if run.judgements is None:
         run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
     run.history = load_history(store)
@@ -86,7 +72,7 @@ def load_history(store: Store, latest: int = HISTORY_RUNS) -> list[tuple[str, pl
     stamps = [name for name, is_folder in entries if is_folder]
     found = []
     for stamp in stamps:
-        table = _table(store, f"runs/{stamp}/rankings.parquet")
+        table = run_table(store, f"runs/{stamp}/rankings.parquet", required=False)
         if table is not None:
             found.append((stamp, table))
     return found[-latest:]

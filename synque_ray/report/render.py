@@ -125,6 +125,8 @@ def evaluation_section(data: dict | None, images: dict[str, str], note: str | No
     figures = "".join(f'<img alt="{escape(p)} against performance" src="{uri}">' for p, uri in images.items())
     missing = "" if images else _note("evaluation.json lists no per-candidate performance (written by an older "
                                       "`synque evaluate`): re-run it to plot scores against performance")
+    if data["stale"]:
+        missing += _note(f"evaluation.json evaluated run {data['run']}, not this one: re-run `synque evaluate`")
     return (head + f"<p>{data['n']} candidates, mean measured performance {_fmt(data['mean_performance'])}. "
             f"Top-{k}: the mean performance of each proxy's {k} best-scored candidates, and its gain over the "
             f"mean.</p>" + table + missing + f'<div class="figures">{figures}</div>')

@@ -103,9 +103,9 @@ def agreement(rankings: pl.DataFrame) -> dict:
     return {"proxies": proxies, "spearman": matrix, "counts": counts}
 
 
-def evaluation_view(evaluation: dict | None, spread: dict[str, dict]) -> dict | None:
+def evaluation_view(evaluation: dict | None, spread: dict[str, dict], run_stamp: str | None = None) -> dict | None:
     """The top-k table of evaluation.json, and per proxy (score, measured performance) pairs
-    when the file lists each candidate's performance."""
+    when the file lists each candidate's performance; `stale` when it evaluated another run."""
     if not evaluation:
         return None
     performance = evaluation.get("performance") or {}
@@ -115,7 +115,8 @@ def evaluation_view(evaluation: dict | None, spread: dict[str, dict]) -> dict | 
         if pairs:
             points[proxy] = pairs
     return {"n": evaluation.get("n_datasets"), "mean_performance": evaluation.get("mean_performance"),
-            "top_k": evaluation.get("top_k"), "proxies": evaluation.get("proxies", {}), "points": points}
+            "top_k": evaluation.get("top_k"), "proxies": evaluation.get("proxies", {}), "points": points,
+            "stale": evaluation.get("run") not in (None, run_stamp), "run": evaluation.get("run")}
 
 
 def history_view(history: list[tuple[str, pl.DataFrame]], lead: str) -> dict | None:

@@ -1,4 +1,4 @@
-"""A finished run's candidate files, found again from its run.json.
+"""A finished run's files: its run.json and tables, and its candidate files found again.
 
 The report shows a candidate's rows and `synque select` copies them; both join them to
 row_scores.parquet by row index. That join is only right while the file still holds the
@@ -10,8 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from synque_ray.errors import UserError
 from synque_ray.reading import content_hash, list_candidates, read_texts
+from synque_ray.storage import Store
+
+
+def run_info(store: Store) -> dict:
+    """run.json, or a UserError naming it when the folder is not a finished run."""
+    info = store.read_json("run.json")
+    if not isinstance(info, dict):
+        raise UserError(f"{store.display('run.json')}: not found or unreadable; run `synque score` first")
+    return info
+
+
+def run_table(store: Store, name: str, required: bool = True) -> pl.DataFrame | None:
+    """A table of the run; a missing required one is a UserError naming it, an optional one None."""
+    table = store.read_table(name)
+    if table is None and required:
+        raise UserError(f"{store.display(name)}: not found or unreadable; run `synque score` first")
+    return None if table is None else pl.from_arrow(table)
 
 
 @dataclass(frozen=True)
