@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -65,7 +66,7 @@ def main() -> None:
     print(f"candidates {args.candidates} x {args.rows} rows, 2 seeds | score run {scoring:.1f}s")
     print(f"page: {size / 1e6:.2f} MB, {rows} ranking rows | generation {generation:.1f}s | "
           f"chromium load (navigate to load event) median {statistics.median(loads):.2f}s over {len(loads)} "
-          f"({', '.join(f'{s:.2f}' for s in loads)})")
+          f"({', '.join(f'{s:.2f}' for s in loads)}) | load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
