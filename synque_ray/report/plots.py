@@ -23,19 +23,22 @@ LABELLED_CANDIDATES = 24  # name candidates on an axis only up to this many
 
 
 def data_uri(figure) -> str:
-    """The figure as a palette PNG data URI; the figure is closed."""
-    raw = io.BytesIO()
-    figure.savefig(raw, format="png", dpi=DPI)
+    """The figure as a palette PNG data URI (drawn once, encoded once); the figure is closed."""
+    figure.canvas.draw()
+    width, height = figure.canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), figure.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    image = image.convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
     plt.close(figure)
-    raw.seek(0)
-    image = Image.open(raw).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float):
-    figure, axes = plt.subplots(figsize=(width, height), layout="constrained")
+def _figure(width: float, height: float, fixed: bool = False):
+    """A figure with one axes; `fixed` margins skip the layout engine (a figure without tick labels)."""
+    figure, axes = plt.subplots(figsize=(width, height), dpi=DPI, layout=None if fixed else "constrained")
+    if fixed:
+        figure.subplots_adjust(left=0.03, right=0.97, bottom=0.03, top=0.9)
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3, linewidth=0.5)
     return figure, axes
@@ -46,8 +49,8 @@ def score_spread(proxy: str, data: dict) -> str:
     n = len(data["ids"])
     figure, axes = _figure(min(9.0, 3.0 + 0.12 * n), 2.4)
     x = np.arange(1, n + 1)
-    for position, values in zip(x, data["seeds"], strict=True):
-        axes.plot([position] * len(values), values, ".", color=ACCENT, alpha=0.35, markersize=3)
+    seed_x = [position for position, values in zip(x, data["seeds"], strict=True) for _ in values]
+    axes.plot(seed_x, [v for values in data["seeds"] for v in values], ".", color=ACCENT, alpha=0.35, markersize=3)
     axes.errorbar(x, data["mean"], yerr=data["std"], fmt="o", color="black", markersize=2.5, elinewidth=0.8,
                   capsize=1.5)
     axes.set_title(f"{proxy}: score per seed, mean ± std (higher is better)", fontsize=8)
@@ -70,7 +73,7 @@ def score_vs_performance(proxy: str, points: list[tuple[float, float, str]]) -> 
 
 def projection(candidate_xy: np.ndarray, real_xy: np.ndarray, explained: float) -> str:
     """The candidate's rows beside U_r's on two principal components."""
-    figure, axes = _figure(3.0, 2.6)
+    figure, axes = _figure(3.0, 2.6, fixed=True)
     axes.scatter(real_xy[:, 0], real_xy[:, 1], s=9, color=REAL, alpha=0.7, label="U_r (real)", linewidths=0)
     axes.scatter(candidate_xy[:, 0], candidate_xy[:, 1], s=9, color=SYNTHETIC, alpha=0.7, label="candidate",
                  linewidths=0)
