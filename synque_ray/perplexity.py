@@ -161,7 +161,8 @@ def token_nll(model, ids, mask, labels):
 
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     targets = labels[:, 1:]
-    nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+                          reduction="none").view(targets.shape)
     return nll.sum(dim=1), (targets != IGNORE).sum(dim=1)
 
 
