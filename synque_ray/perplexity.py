@@ -121,6 +121,15 @@ def check_texts(texts: Sequence[str], name: str) -> list[str]:
     return list(texts)
 
 
+def check_train_texts(texts: Sequence[str], params: PerplexityParams) -> list[str]:
+    """`check_texts`, and at least `params.min_train_rows` rows."""
+    texts = check_texts(texts, "train_texts")
+    if len(texts) < params.min_train_rows:
+        raise ValueError(f"train_texts has {len(texts)} rows; perplexity fine-tuning needs at least "
+                         f"{params.min_train_rows} (min_train_rows)")
+    return texts
+
+
 def encode_rows(tokenizer, texts: Sequence[str], template: str, max_length: int) -> list[tuple[list, list]]:
     """Per row (input ids, labels): labels are the ids on the row's text tokens and −100 elsewhere."""
     prefix, suffix = template.split(PLACEHOLDER)
@@ -206,10 +215,7 @@ def finetune(model, tokenizer, texts: Sequence[str], params: PerplexityParams, t
     for `params.steps` AdamW steps; returns the model in eval mode. Deterministic given `params.seed`."""
     import torch
 
-    texts = check_texts(texts, "train_texts")
-    if len(texts) < params.min_train_rows:
-        raise ValueError(f"train_texts has {len(texts)} rows; perplexity fine-tuning needs at least "
-                         f"{params.min_train_rows} (min_train_rows)")
+    texts = check_train_texts(texts, params)
     rows = encode_rows(tokenizer, texts, params.template, params.max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with torch_threads(threads):
@@ -274,7 +280,7 @@ def perplexity_after_finetune(model_path: str, train_texts: Sequence[str],
     for seed, texts in eval_texts_by_seed.items():
         texts = check_texts(texts, f"eval_texts_by_seed[{seed}]")
         samples[seed] = [texts[i] for i in seeded_indices(len(texts), params.eval_rows, seed)]
-    check_texts(train_texts, "train_texts")
+    check_train_texts(train_texts, params)
     model, tokenizer = load(model_path)
     finetune(model, tokenizer, train_texts, params, threads)
     unique = list(dict.fromkeys(text for texts in samples.values() for text in texts))
