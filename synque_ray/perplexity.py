@@ -286,5 +286,5 @@ def perplexity_after_finetune(model_path: str, train_texts: Sequence[str],
     unique = list(dict.fromkeys(text for texts in samples.values() for text in texts))
     sums, counts = row_nll(model, tokenizer, unique, params, threads)
     where = {text: i for i, text in enumerate(unique)}
-    return {seed: summarise(sums[idx], counts[idx])
-            for seed, idx in ((seed, [where[t] for t in texts]) for seed, texts in samples.items())}
+    rows_of = {seed: np.array([where[text] for text in texts]) for seed, texts in samples.items()}
+    return {seed: summarise(sums[rows], counts[rows]) for seed, rows in rows_of.items()}
