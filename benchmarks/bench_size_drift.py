@@ -29,6 +29,8 @@ PROXIES = {
     "MMD² unbiased": lambda s, r, d: mmd_squared(s, r, estimator="unbiased"),
 }
 
+FORMAT = {"PAD": ".3f", "MMD": ".1e"}  # MMD² of unit-norm embeddings is of order 1e-4 here
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -51,7 +53,7 @@ def main() -> None:
             for name, proxy in PROXIES.items():
                 values[name].append(proxy(synthetic, real, draw))
         share = n_candidate / (n_candidate + n_real)
-        cells = " | ".join(f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in values.values())
+        cells = " | ".join(f"{np.mean(v):{FORMAT[n[:3]]}} ± {np.std(v):{FORMAT[n[:3]]}}" for n, v in values.items())
         print(f"| {n_candidate} | {n_real} | {1 - 4 * share * (1 - share):.2f} | {cells} |", flush=True)
 
 
