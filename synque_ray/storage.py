@@ -37,9 +37,6 @@ class Store:
     def display(self, relative: str = "") -> str:
         return f"{self.location.rstrip('/')}/{relative}" if relative else self.location
 
-    def exists(self, relative: str) -> bool:
-        return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
-
     def _write_bytes(self, relative: str, payload: bytes) -> None:
         target = self.path(relative)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
@@ -77,7 +74,3 @@ class Store:
                 return json.loads(stream.read().decode("utf-8"))
         except (FileNotFoundError, OSError, ValueError):
             return None
-
-    def copy(self, source: str, target: str) -> None:
-        self.fs.create_dir(self.path(target).rsplit("/", 1)[0], recursive=True)
-        self.fs.copy_file(self.path(source), self.path(target))
