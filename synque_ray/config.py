@@ -18,7 +18,8 @@ from synque_ray.errors import UserError
 from synque_ray.proxies import REGISTRY
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, "lens")
+STAGE_PROXY_NAMES = ("lens",)  # each computed by a stage of its own (synque_ray/stage)
+PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
 DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
 
 
@@ -151,7 +152,7 @@ class _JobFields(_Strict):
             raise ValueError("proxies lists a proxy twice")
         cascade = self.lens.candidates
         if cascade is not None and "lens" in self.proxies:
-            cheap = self.embedding_proxies
+            cheap = [p for p in self.proxies if p != "lens"]
             if cascade.by == "ensemble" and not cheap:
                 raise ValueError("lens.candidates.by: ensemble needs a proxy besides lens in proxies")
             if cascade.by != "ensemble" and cascade.by not in cheap:
@@ -161,7 +162,7 @@ class _JobFields(_Strict):
 
     @property
     def embedding_proxies(self) -> list[str]:
-        return [p for p in self.proxies if p != "lens"]
+        return [p for p in self.proxies if p in EMBEDDING_PROXY_NAMES]
 
     @property
     def cache_location(self) -> str:

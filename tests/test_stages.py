@@ -178,3 +178,20 @@ def test_lens_scores_carry_seeded_bootstrap_replicates():
         assert abs(replicates.mean() - record["score"]) < 4 * replicates.std() / np.sqrt(50) + 1e-9
     again = lens_results(variants, p_hat, "label", resamples=50)
     assert again["replicates"].to_list() == results["replicates"].to_list()
+
+
+@pytest.mark.parametrize("proxies, cascade, message", [
+    (["mdm", "lens"], {"top": 2, "by": "pad"}, "lens.candidates.by: 'pad' is not ensemble or a proxy in proxies"),
+    (["lens"], {"top": 2}, "lens.candidates.by: ensemble needs a proxy besides lens in proxies"),
+    (["mdm", "lens"], {"top": 0}, "lens.candidates.top: Input should be greater than 0"),
+    (["mdm", "lens"], {"top": 2, "over": 1}, "unknown key 'lens.candidates.over'"),
+])
+def test_cascade_settings_are_checked_in_one_line(proxies, cascade, message):
+    from synque_ray.config import parse_config
+    from synque_ray.errors import UserError
+
+    config = {"name": "t", "output": "o", "real": {"path": "r", "text": "t"}, "candidates": {"path": "c", "text": "t"},
+              "proxies": proxies, "lens": {"candidates": cascade}}
+    with pytest.raises(UserError, match=message) as err:
+        parse_config(config, "job.yaml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("job.yaml: ")

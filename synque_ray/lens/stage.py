@@ -102,17 +102,21 @@ class LensStage(Stage):
             blocks = [build_block(c, self.real, pairs, lens.max_rows) for c in todo]
             expected = {c.name: expected_rows(c, self.real, lens.max_rows) for c in todo}
             batches = score_rows(blocks, self.lens.settings, prefixes, lens.max_row_tokens, lens.batch_rows)
-            self._collect(batches, expected, commit)
+            self._collect(batches, expected, commit, started)
         self.timings["lens_judge"] = time.perf_counter() - started
 
-    def _collect(self, batches, expected: dict[str, int], commit: Commit) -> None:
-        """Commit each candidate as its last judged row arrives."""
+    def _collect(self, batches, expected: dict[str, int], commit: Commit, started: float) -> None:
+        """Commit each candidate as its last judged row arrives; time the first batch (engine start-up
+        and that batch's work) apart as `lens_first_batch`, and its rows as `lens_first_batch_rows`."""
         from tqdm import tqdm
 
         bar = tqdm(total=sum(expected.values()), desc="LENS judging rows", unit="row", disable=not self.progress)
         parts: dict[str, list[pa.Table]] = defaultdict(list)
         arrived: dict[str, int] = defaultdict(int)
         for batch in batches:
+            if "lens_first_batch" not in self.timings:
+                self.timings["lens_first_batch"] = time.perf_counter() - started
+                self.counts["lens_first_batch_rows"] = batch.num_rows
             batch = batch.select(OUTPUT_SCHEMA.names)
             for dataset_id in batch.column("dataset_id").unique().to_pylist():
                 part = batch.filter(pc.equal(batch.column("dataset_id"), dataset_id))
