@@ -128,11 +128,14 @@ def load_committed(store: Store, key: str, stage: Stage, expected_rows: int) -> 
     return Committed(pl.from_arrow(results), pl.from_arrow(rows))
 
 
-def write_committed(store: Store, key: str, stage: Stage, committed: Committed) -> None:
+def write_committed(store: Store, key: str, stage: Stage, committed: Committed) -> Committed:
+    """Commit one candidate (row signals first, results last); returns it as a reload would read it."""
     rows_path, results_path = result_paths(key)
-    store.write_table(rows_path, committed.rows.select(list(stage.row_schema)).cast(stage.row_schema).to_arrow())
-    store.write_table(results_path,
-                      committed.results.select(list(stage.result_schema)).cast(stage.result_schema).to_arrow())
+    rows = committed.rows.select(list(stage.row_schema)).cast(stage.row_schema)
+    results = committed.results.select(list(stage.result_schema)).cast(stage.result_schema)
+    store.write_table(rows_path, rows.to_arrow())
+    store.write_table(results_path, results.to_arrow())
+    return Committed(results, rows)
 
 
 def run_stage(stage: Stage, candidates: list[RowSet], store: Store, fresh: bool = False,
@@ -176,8 +179,7 @@ def _compute(stage: Stage, todo: list[RowSet], store: Store, outcome: StageOutco
         if committed.results.height != expected[dataset_id]:
             fail(dataset_id, f"{committed.results.height} result rows, expected {expected[dataset_id]}")
             return
-        write_committed(store, outcome.keys[dataset_id], stage, committed)
-        outcome.committed[dataset_id] = committed
+        outcome.committed[dataset_id] = write_committed(store, outcome.keys[dataset_id], stage, committed)
         outcome.computed.append(dataset_id)
 
     def fail(dataset_id: str, reason: str) -> None:

@@ -36,6 +36,28 @@ class TaskStage(Stage):
     need Ray) returning `(results, rows)` — result rows as dicts of `result_schema`'s
     columns and row signals as a dict of `row_schema`'s columns. A task whose worker
     dies is retried `retries` times; an exception inside it fails that candidate only.
+
+    A proxy that is not computed from embeddings is one such class and one line in
+    `pipeline.build_stages`, e.g.::
+
+        class PerplexityStage(TaskStage):
+            name = "perplexity"
+
+            def __init__(self, config, real):
+                super().__init__()
+                self.params, self.real = config.perplexity, real
+                self.num_gpus, self.retries = ..., config.resources.task_retries
+
+            def key_payload(self, candidate):
+                return {"params": self.params.model_dump(),
+                        "real": {str(s): r.content_hash for s, r in self.real.items()}}
+
+            def expected_results(self, candidate):
+                return len(self.real)  # one score row per seed
+
+            def task(self, candidate):
+                return perplexity_task, (candidate.name, candidate.texts,
+                                         {s: r.texts for s, r in self.real.items()}, self.params)
     """
 
     num_cpus: float = 1
