@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 FLAVOUR ?= cpu
 STAMP := $(VENV)/.installed-$(FLAVOUR)
 
-.PHONY: install demo test bench-sentiment clean
+.PHONY: install browser demo test bench-sentiment clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,15 @@ endif
 
 install: $(STAMP)
 
+# Debian's chromium, for the report's browser test, docs/screenshot.py and benchmarks/bench_report.py.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
 demo: install
 	$(PY) -m synque_ray demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 
 bench-sentiment: install

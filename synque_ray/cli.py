@@ -40,12 +40,22 @@ def _print_summary(summary) -> None:
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
 
 
+def _write_run_report(summary) -> None:
+    """The report of a finished run, at the top of its output and in its runs/<stamp>/ folder."""
+    from synque_ray.report import write_report
+
+    output = summary.output.rstrip("/")
+    written = write_report(output, [f"{output}/report.html", f"{summary.run_dir.rstrip('/')}/report.html"])
+    print(f"report: {written[0]}")
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
     from synque_ray.pipeline import run_job
 
     summary = run_job(load_config(args.config), fresh=args.fresh, progress=True)
     _print_summary(summary)
+    _write_run_report(summary)
     if summary.failed:
         print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
@@ -57,6 +67,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     report = evaluate_run(args.run_dir, args.performance, args.id_column, args.metric, args.top_k)
     print(report_text(report))
     print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
+    cmd_report(argparse.Namespace(run_dir=args.run_dir, out=None))  # the report gains the evaluation
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from synque_ray.report import write_report
+
+    print(f"report: {write_report(args.run_dir, [args.out] if args.out else None)[0]}")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from synque_ray.selection import select
+
+    result = select(args.run_dir, args.by, args.top, args.out, args.drop_rows)
+    for chosen in result["chosen"]:
+        print(f"{chosen['dataset_id']}: rank {chosen['rank']} by {result['by']}, {chosen['rows_out']} of "
+              f"{chosen['rows_in']} rows kept -> {args.out.rstrip('/')}/{chosen['file']}")
+    print(f"written: {args.out.rstrip('/')}/selection.json")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -64,6 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from synque_ray.demo import write_demo_data
     from synque_ray.evaluate import evaluate_scores, report_text
     from synque_ray.pipeline import run_job
+    from synque_ray.storage import Store
 
     config = load_config(args.config)
     data_dir = Path(config.candidates.path).parent
@@ -72,8 +100,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     summary = run_job(config, fresh=args.fresh, progress=True)
     _print_summary(summary)
     report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
+    report["run"] = summary.run_dir.rstrip("/").rsplit("/", 1)[-1]  # the run it evaluated (its stamp)
+    Store(config.output).write_json("evaluation.json", report)  # the demo's report shows it
     print("\nagreement with the known quality order:")
     print(report_text(report))
+    _write_run_report(summary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metric", required=True, help="the CSV column holding the performance")
     evaluate.add_argument("--top-k", type=int, default=3)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    report = commands.add_parser("report", help="write a run's self-contained HTML report")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="the HTML file to write (default RUN_DIR/report.html); a path or a URI")
+    report.set_defaults(handler=cmd_report)
+
+    select = commands.add_parser("select", help="copy a run's best candidates, optionally without flagged rows")
+    select.add_argument("run_dir")
+    select.add_argument("--by", required=True, help="the proxy to rank by (e.g. ensemble)")
+    select.add_argument("--top", required=True, type=int, help="how many candidates to take")
+    select.add_argument("--out", required=True, help="a new or empty folder to write them to")
+    select.add_argument("--drop-rows", help="SIGNAL>VALUE or SIGNAL<VALUE over row_scores.parquet, "
+                        "e.g. p_synthetic>0.9: drop a row flagged under any seed")
+    select.set_defaults(handler=cmd_select)
 
     demo = commands.add_parser("demo", help="score the embedded demo data on local Ray")
     demo.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)

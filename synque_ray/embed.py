@@ -46,9 +46,9 @@ class CachedEmbeddings:
         return vectors
 
 
-def _read_vectors(store: Store, key: str, size: int) -> np.ndarray | None:
+def _read_vectors(store: Store, key: str, size: int | None) -> np.ndarray | None:
     table = store.read_table(key)
-    if table is None or table.num_rows != size or "embedding" not in table.column_names:
+    if table is None or size not in (None, table.num_rows) or "embedding" not in table.column_names:
         return None
     column = table.column("embedding").combine_chunks()
     return column.flatten().to_numpy(zero_copy_only=False).reshape(table.num_rows, -1).astype(np.float32)
@@ -69,6 +69,10 @@ class EmbeddingCache:
     def load(self, rowset: RowSet) -> np.ndarray | None:
         """The embeddings, or None when absent or not a complete, readable file."""
         return _read_vectors(self.store, self._key(rowset), rowset.size)
+
+    def load_hash(self, content_hash: str) -> np.ndarray | None:
+        """The entry of a row set known only by its content hash (a finished run's), or None."""
+        return _read_vectors(self.store, f"{self.prefix}/{content_hash}.parquet", None)
 
     def handle(self, rowset: RowSet) -> CachedEmbeddings:
         return CachedEmbeddings(self.store.uri, self._key(rowset), rowset.size)

@@ -94,6 +94,7 @@ def evaluate_scores(
         }
     groups = [row["best_in_top_group"] for row in report["proxies"].values() if row["best_in_top_group"] is not None]
     report["best_in_top_group_rate"] = _clean(np.mean(groups)) if groups else None
+    report["performance"] = {i: performance[i] for i in ids}  # what the report plots scores against
     return report
 
 
@@ -106,6 +107,7 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
             raise UserError(f"{store.display(name + '.parquet')}: not found or unreadable; run `synque score` first")
         tables[name] = pl.from_arrow(table)
     report = evaluate_scores(tables["scores"], tables["rankings"], read_performance(csv_path, id_column, metric), top_k)
+    report["run"] = (store.read_json("run.json") or {}).get("started_at")  # which run it evaluated
     store.write_json("evaluation.json", report)
     return report
 

@@ -172,7 +172,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     tables = {
         "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
         "rankings.parquet": rank(with_ensemble, level=level),
-        "row_scores.parquet": row_scores_table([part for o in outcomes for part in o.rows]),
+        "row_scores.parquet": row_scores_table([part for o in outcomes for part in o.rows],
+                                               [column for o in outcomes for column in o.row_columns]),
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
     counts = candidate_counts(outcomes, candidates)

@@ -179,15 +179,15 @@ def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0) -> pl.DataFram
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
 
 
-def row_scores_table(parts: list[pl.DataFrame], lens_rows: pl.DataFrame | None = None) -> pl.DataFrame:
-    """row_scores.parquet: every candidate's per-row signals, with LENS's p̂ where LENS ran."""
+def row_scores_table(parts: list[pl.DataFrame], columns: list[pl.DataFrame] | None = None) -> pl.DataFrame:
+    """row_scores.parquet: every candidate's per-row signals (`parts`, ROW_SCHEMA), with the
+    `columns` of other stages (keyed by dataset_id, seed, row_index; LENS: `lens_p_real`)
+    joined on where they exist."""
     table = pl.concat([p.cast(ROW_SCHEMA) for p in parts]) if parts else pl.DataFrame(schema=ROW_SCHEMA)
-    if lens_rows is not None and lens_rows.height:
-        lens = lens_rows.select("dataset_id", "seed", pl.col("row_id").alias("row_index"),
-                                pl.col("p_hat").alias("lens_p_real"))
-        table = table.join(lens.cast({"row_index": pl.Int64, "seed": pl.Int64}), on=["dataset_id", "seed", "row_index"],
-                           how="left")
-    return table.sort(["dataset_id", "seed", "row_index"])
+    keys = ["dataset_id", "seed", "row_index"]
+    for extra in columns or []:
+        table = table.join(extra.cast({"row_index": pl.Int64, "seed": pl.Int64}), on=keys, how="left")
+    return table.sort(keys)
 
 
 def ranking_table_text(rankings: pl.DataFrame) -> str:

@@ -37,7 +37,11 @@ class Store:
     def display(self, relative: str = "") -> str:
         return f"{self.location.rstrip('/')}/{relative}" if relative else self.location
 
-    def _write_bytes(self, relative: str, payload: bytes) -> None:
+    def exists(self, relative: str) -> bool:
+        return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
+
+    def write_bytes(self, relative: str, payload: bytes) -> None:
+        """Write through a temporary name and a rename: readers see the old file or the new one."""
         target = self.path(relative)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
@@ -48,7 +52,7 @@ class Store:
     def write_table(self, relative: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        self._write_bytes(relative, buffer.getvalue())
+        self.write_bytes(relative, buffer.getvalue())
 
     def read_table(self, relative: str) -> pa.Table | None:
         """The table, or None when it is missing or unreadable (a crash's leftover)."""
@@ -66,7 +70,10 @@ class Store:
             return None
 
     def write_json(self, relative: str, data: object) -> None:
-        self._write_bytes(relative, json.dumps(data, indent=2, default=str).encode("utf-8"))
+        self.write_bytes(relative, json.dumps(data, indent=2, default=str).encode("utf-8"))
+
+    def write_text(self, relative: str, text: str) -> None:
+        self.write_bytes(relative, text.encode("utf-8"))
 
     def read_json(self, relative: str) -> object | None:
         try:
@@ -74,3 +81,11 @@ class Store:
                 return json.loads(stream.read().decode("utf-8"))
         except (FileNotFoundError, OSError, ValueError):
             return None
+
+    def listing(self, relative: str = "") -> list[tuple[str, bool]] | None:
+        """(name, is_folder) of each entry of a folder, sorted; None when the folder does not exist."""
+        info = self.fs.get_file_info(self.path(relative))
+        if info.type != pafs.FileType.Directory:
+            return None
+        entries = self.fs.get_file_info(pafs.FileSelector(self.path(relative)))
+        return sorted((e.base_name, e.type == pafs.FileType.Directory) for e in entries)

@@ -22,3 +22,12 @@ def bundled_model_path():
     from synque_ray.models import resolve_model
 
     return resolve_model("bundled-minilm", "embedding.model")[0]
+
+
+@pytest.fixture(scope="session")
+def scored_run(ray_session, tmp_path_factory):
+    """A small real run for the report and select tests: `synque score` twice (history),
+    then `synque evaluate`, on generated candidates in all four input formats."""
+    from tests._scored_run import make_scored_run
+
+    return make_scored_run(tmp_path_factory.mktemp("scored-run"))

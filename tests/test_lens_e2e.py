@@ -150,6 +150,10 @@ def test_cascade_judges_the_top_and_a_later_run_judges_only_the_newcomer(ray_ses
     assert first.rankings.filter(pl.col("proxy") == "lens")["dataset_id"].to_list() == [best_by_mmd]
     assert sorted(first.rankings.filter(pl.col("proxy") == "ensemble")["dataset_id"]) == sorted(CANDIDATES)
     assert json.loads((output / "run.json").read_text())["lens_skipped"] == [other]
+    rows = pl.read_parquet(output / "row_scores.parquet")  # LENS's p̂ beside the other row signals
+    judged = rows.filter(pl.col("dataset_id") == best_by_mmd)["lens_p_real"].drop_nulls()
+    assert judged.len() > 0 and ((judged >= 0) & (judged <= 1)).all()
+    assert rows.filter(pl.col("dataset_id") == other)["lens_p_real"].is_null().all()
     second = run_job(lens_config(lens_data, output, rubric_file=str(tmp_path / "rubric.json"),
                                  candidates={"top": 2, "by": "mmd"}))
     assert second.lens_skipped == [] and second.counts["lens_rows_judged"] == 2 * ROWS  # the newcomer only

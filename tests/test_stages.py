@@ -144,6 +144,18 @@ def test_skipped_candidates_are_ranked_by_the_cheap_proxies_and_not_incomplete()
     assert ranked.sort("rank")["dataset_id"].to_list() == ["b", "a", "c"]
 
 
+def test_a_stage_adds_row_columns_where_it_has_rows():
+    from synque_ray.reduce import ROW_SCHEMA, row_scores_table
+
+    base = pl.DataFrame({"dataset_id": ["a", "a", "b"], "seed": [1, 1, 1], "row_index": [0, 1, 0],
+                         "text_hash": ["h0", "h1", "h2"]}).with_columns(
+        [pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in ("dataset_id", "seed",
+                                                                                    "row_index", "text_hash")])
+    p_hat = pl.DataFrame({"dataset_id": ["a"], "seed": [1], "row_index": [1], "lens_p_real": [0.7]})
+    table = row_scores_table([base.select(list(ROW_SCHEMA))], [p_hat])
+    assert table.height == 3 and table["lens_p_real"].to_list() == [None, 0.7, None]
+
+
 # ---------------------------------------------------------------- LENS scores
 
 

@@ -139,6 +139,7 @@ class LensStage(Stage):
         self.p_hat = p_hat_table(judgements, self.lens.config.judgement)
         outcome.scores = lens_results(variants, self.p_hat, self.lens.config.judgement, self.resamples)
         outcome.tables = {"lens_judgements.parquet": judgements, "lens_scores.parquet": variants}
+        outcome.row_columns = [self.p_hat.rename({"p_hat": "lens_p_real"})]
         self.counts["lens_rows_reused"] = sum(c.rows.height for name, c in committed.items()
                                               if name not in outcome.computed)
         self.counts["lens_pairs_unscored"] = variants.height - outcome.scores.height

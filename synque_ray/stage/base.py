@@ -91,7 +91,8 @@ class Stage(ABC):
     def finish(self, outcome: StageOutcome) -> None:
         """After every candidate is in: fill `outcome.scores` (RESULT_SCHEMA rows of every candidate
         the stage holds a result for), and where the stage has them, `outcome.rows` (parts of
-        row_scores.parquet) and `outcome.tables` (extra outputs by file name)."""
+        row_scores.parquet), `outcome.row_columns` (columns joined onto it by dataset_id, seed,
+        row_index) and `outcome.tables` (extra outputs by file name)."""
         frames = [c.results for c in outcome.committed.values()]
         outcome.scores = pl.concat(frames) if frames else pl.DataFrame(schema=RESULT_SCHEMA)
 
@@ -107,7 +108,8 @@ class StageOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     scores: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RESULT_SCHEMA))
-    rows: list[pl.DataFrame] = field(default_factory=list)
+    rows: list[pl.DataFrame] = field(default_factory=list)  # parts of row_scores.parquet (ROW_SCHEMA)
+    row_columns: list[pl.DataFrame] = field(default_factory=list)  # more columns for it, by (id, seed, row)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 

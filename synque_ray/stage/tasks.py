@@ -6,6 +6,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 
 import os
+import sys
 
 import polars as pl
 
@@ -15,17 +16,19 @@ from synque_ray.stage.base import Commit, Committed, Fail, Stage, one_line
 
 def ensure_ray() -> None:
     """Join the cluster named by RAY_ADDRESS (set inside a Ray job), else start a local one."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:
+        # A local cluster keeps Ray's default token authentication; saying so is what stops Ray
+        # warning about it on every start. Ray reads the mode once, at import: set after that,
+        # the cluster it starts would expect a token its own driver does not send.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        # A local cluster keeps Ray's token authentication; saying so explicitly is what keeps
-        # Ray from warning on every start that it chose it by default.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
 
 

@@ -1,0 +1,103 @@
+"""`synque report`: a run folder → one self-contained HTML page (SPEC §4, §6).
+
+Split by concern: `load` reads the run (optional pieces become notes), `view` computes
+what is shown (pure), `plots` draws it, `render` lays out the HTML. This module wires
+them and writes the page atomically.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from synque_ray.report import load, plots, render, view
+from synque_ray.storage import Store
+
+
+def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs
+                   ) -> view.CandidateView:
+    """One candidate's section from its tables and the inputs read for it."""
+    result = view.CandidateView(dataset_id, view.anchor(dataset_id), cell, notes=list(inputs.notes))
+    if run.row_scores is not None:
+        rows = run.row_scores.filter(pl.col("dataset_id") == dataset_id)
+        result.rows, result.duplicate_share = view.duplicate_share(rows)
+        texts = inputs.file.texts if inputs.file is not None else None
+        result.signals, result.synthetic_looking, result.real_looking = view.example_rows(rows, texts)
+    if inputs.embeddings is not None and inputs.real_embeddings is not None:
+        result.projection = view.pca_2d(inputs.embeddings, inputs.real_embeddings)
+    if inputs.rubrics:
+        result.rubric_seed = min(inputs.rubrics)
+        result.rubric = inputs.rubrics[result.rubric_seed]
+    if run.judgements is not None:
+        result.judgements = view.judgement_means(run.judgements, dataset_id)
+    return result
+
+
+def _meta(run: load.RunData) -> list[str]:
+    info = run.info
+    counts = info.get("counts", {})
+    seeds = info.get("config", {}).get("real", {}).get("seeds", [])
+    lines = [f"run {info.get('started_at', '?')} · {counts.get('candidates_total', '?')} candidates · "
+             f"{len(seeds)} seed(s) · embedding model {info.get('models', {}).get('embedding', '?')}",
+             f"from {run.location}"]
+    failed = len(info.get("failed", {})) + len(info.get("failures", []))
+    if failed or info.get("incomplete"):
+        lines.append(f"{failed} failed result(s) and {len(info.get('incomplete', {}))} incomplete candidate(s): "
+                     "see run.json")
+    return lines
+
+
+def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view.CandidateView, str | None]]:
+    """Each candidate's view and projection, read and drawn one at a time (bounded memory)."""
+    paths, files_note = load.candidate_files(run)
+    real, real_note = load.real_embeddings(run)
+    if files_note:
+        run.notes["files"] = files_note
+    if real_note:
+        run.notes["real"] = real_note + ": no projections"
+    out = []
+    for row in ranking.rows:
+        dataset_id = row["dataset_id"]
+        inputs = load.candidate_inputs(run, dataset_id, paths, real)
+        if real is None:
+            inputs.notes = [n for n in inputs.notes if "embedding cache" not in n]
+        section = candidate_view(run, dataset_id, row["cells"].get(ranking.lead), inputs)
+        image = plots.projection(*section.projection) if section.projection is not None else None
+        out.append((section, image))
+    return out
+
+
+def build_page(run: load.RunData) -> render.Page:
+    ids = run.info.get("content_hashes", {}).get("candidates", {})
+    ranking = view.ranking_view(run.rankings, list(ids))
+    spread = view.score_spread(run.scores, run.rankings)
+    evaluation = view.evaluation_view(run.evaluation, spread, run.info.get("started_at"))
+    return render.Page(
+        title=f"synque report: {run.info.get('name', run.location)}",
+        meta=_meta(run),
+        ranking=ranking,
+        spread_images={p: plots.score_spread(p, d) for p, d in spread.items() if d["ids"]},
+        agreement=view.agreement(run.rankings),
+        evaluation=evaluation,
+        evaluation_images={p: plots.score_vs_performance(p, pts) for p, pts in (evaluation or {}).get(
+            "points", {}).items()},
+        history=view.history_view(run.history, ranking.lead),
+        candidates=_candidates(run, ranking),
+        notes=run.notes,
+    )
+
+
+def split_location(target: str) -> tuple[Store, str]:
+    """(the store of a file's folder, the file's name) for a local path or a URI."""
+    folder, _, name = target.rstrip("/").rpartition("/")
+    return Store(folder or "."), name
+
+
+def write_report(run_dir: str, targets: list[str] | None = None) -> list[str]:
+    """Render the run's report and write it (atomically) to each target, by default
+    RUN_DIR/report.html; returns where it was written."""
+    html = render.render_page(build_page(load.load_run(run_dir))).encode("utf-8")
+    targets = targets or [f"{run_dir.rstrip('/')}/report.html"]
+    for target in targets:
+        store, name = split_location(target)
+        store.write_bytes(name, html)
+    return targets

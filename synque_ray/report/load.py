@@ -1,0 +1,132 @@
+"""Reading everything a report shows from a run folder (any pyarrow filesystem).
+
+Only run.json, scores.parquet and rankings.parquet are required. Everything else (row
+scores, evaluation, LENS, history, embeddings, the candidate files) is optional: a
+missing piece becomes None plus a note the page shows, never an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from synque_ray.embed import EmbeddingCache
+from synque_ray.errors import UserError
+from synque_ray.runfiles import CandidateFile, candidate_paths, read_candidate, run_info, run_table
+from synque_ray.storage import Store
+
+HISTORY_RUNS = 8  # the latest runs a history table shows
+
+
+@dataclass
+class RunData:
+    """The tables of one run folder, with a note for each optional piece that is absent."""
+
+    location: str
+    info: dict
+    scores: pl.DataFrame
+    rankings: pl.DataFrame
+    row_scores: pl.DataFrame | None = None
+    evaluation: dict | None = None
+    judgements: pl.DataFrame | None = None
+    history: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # section -> why it is empty
+
+
+@dataclass
+class CandidateInputs:
+    """What one candidate's section needs beyond the tables; None where it could not be read."""
+
+    file: CandidateFile | None
+    embeddings: np.ndarray | None
+    real_embeddings: np.ndarray | None
+    rubrics: dict[int, dict]
+    notes: list[str]
+
+
+def load_run(location: str) -> RunData:
+    """The run folder's tables; a UserError when it is not a finished run."""
+    store = Store(location)
+    run = RunData(store.display(), run_info(store), run_table(store, "scores.parquet"),
+                  run_table(store, "rankings.parquet"))
+    run.row_scores = run_table(store, "row_scores.parquet", required=False)
+    if run.row_scores is None:
+        run.notes["rows"] = "row_scores.parquet is missing: no per-row signals for this run"
+    run.evaluation = store.read_json("evaluation.json")
+    if run.evaluation is None:
+        run.notes["evaluation"] = "no evaluation.json: run `synque evaluate` with measured performance to add it"
+    run.judgements = run_table(store, "lens_judgements.parquet", required=False)
+    if run.judgements is None:
+        run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
+    run.history = load_history(store)
+    if len(run.history) < 2:
+        run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"
+    return run
+
+
+def load_history(store: Store, latest: int = HISTORY_RUNS) -> list[tuple[str, pl.DataFrame]]:
+    """(stamp, rankings) of the latest runs under runs/, oldest first; unreadable ones skipped."""
+    entries = store.listing("runs") or []
+    stamps = [name for name, is_folder in entries if is_folder]
+    found = []
+    for stamp in stamps:
+        table = run_table(store, f"runs/{stamp}/rankings.parquet", required=False)
+        if table is not None:
+            found.append((stamp, table))
+    return found[-latest:]
+
+
+def _cache(run: RunData) -> EmbeddingCache | None:
+    config, model = run.info.get("config", {}), run.info.get("models", {}).get("embedding")
+    if not model:
+        return None
+    location = config.get("cache_dir") or f"{run.location.rstrip('/')}/cache"
+    return EmbeddingCache(Store(location), model)
+
+
+def real_embeddings(run: RunData) -> tuple[np.ndarray | None, str | None]:
+    """U_r's embeddings for the run's first seed, or None and why not."""
+    cache = _cache(run)
+    hashes = run.info.get("content_hashes", {}).get("real", {})
+    if cache is None or not hashes:
+        return None, "run.json names no embedding model or U_r hash"
+    seed = sorted(hashes, key=int)[0]
+    vectors = cache.load_hash(hashes[seed])
+    return vectors, None if vectors is not None else f"U_r's embeddings are not in the cache ({cache.store.display()})"
+
+
+def candidate_inputs(run: RunData, dataset_id: str, paths: dict, real: np.ndarray | None) -> CandidateInputs:
+    """Read one candidate's file, embeddings and rubrics; each absent piece leaves a note."""
+    notes: list[str] = []
+    file = None
+    if dataset_id in paths:
+        try:
+            file = read_candidate(run.info, dataset_id, paths[dataset_id])
+        except UserError as err:
+            notes.append(str(err))
+    else:
+        notes.append("its file is no longer among the run's candidates: rows are shown without their text")
+    if file is not None and file.changed:
+        notes.append(file.change_message().replace("; re-run `synque score` first", ": rows whose text changed "
+                                                   "are shown without it"))
+    cache, recorded = _cache(run), run.info.get("content_hashes", {}).get("candidates", {}).get(dataset_id)
+    vectors = cache.load_hash(recorded) if cache is not None and recorded else None
+    if vectors is None:
+        notes.append("its embeddings are not in the embedding cache: no projection")
+    store = Store(run.location)
+    rubrics = {}
+    for seed in run.info.get("config", {}).get("real", {}).get("seeds", []):
+        rubric = store.read_json(f"rubrics/{dataset_id}/seed{seed}.json")
+        if isinstance(rubric, dict):
+            rubrics[int(seed)] = rubric
+    return CandidateInputs(file, vectors, real, rubrics, notes)
+
+
+def candidate_files(run: RunData) -> tuple[dict, str | None]:
+    """Candidate id → file, or an empty mapping and why (the folder moved, say)."""
+    try:
+        return candidate_paths(run.info), None
+    except UserError as err:
+        return {}, f"candidate files not found ({err}): rows are shown without their text"

@@ -1,0 +1,224 @@
+"""The report's HTML: one self-contained page (inline CSS, a few lines of inline JS, figures
+as data URIs), so that it opens from a disk or an object store with no network at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from importlib import resources
+
+from synque_ray.report.view import CandidateView, RankingView
+
+SIGNAL_TITLES = {"p_synthetic": "p synthetic (PAD)", "nearest_real_distance": "distance to U_r",
+                 "lens_p_real": "p real (LENS)"}
+
+
+@dataclass
+class Page:
+    """Everything the page shows, already computed and drawn."""
+
+    title: str
+    meta: list[str]
+    ranking: RankingView
+    spread_images: dict[str, str]
+    agreement: dict
+    evaluation: dict | None
+    evaluation_images: dict[str, str]
+    history: dict | None
+    candidates: list[tuple[CandidateView, str | None]]  # (view, projection image)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def _asset(name: str) -> str:
+    return resources.files("synque_ray.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(text: str, sort_value="", css: str = "", title: str = "") -> str:
+    attrs = f' data-v="{escape(str(sort_value))}"' + (f' class="{css}"' if css else "")
+    attrs += f' title="{escape(title)}"' if title else ""
+    return f"<td{attrs}>{text}</td>"
+
+
+def _table(headers: list[str], rows: list[str], table_id: str = "", sortable: bool = True) -> str:
+    head = "".join(f'<th class="id">{escape(h)}</th>' if k == 0 or h == "text" else f"<th>{escape(h)}</th>"
+                   for k, h in enumerate(headers))
+    attrs = (f' id="{table_id}"' if table_id else "") + (' class="sortable"' if sortable else "")
+    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _note(text: str | None) -> str:
+    return f'<p class="note">{escape(text)}</p>' if text else ""
+
+
+def rank_cell(cell: dict | None) -> str:
+    """A rank with its interval; tied-with-best ranks are bold and marked with '='."""
+    if cell is None:
+        return _cell("not ranked", "")
+    mark = " =" if cell["tied"] else ""
+    text = f'{cell["rank"]}{mark} <span class="interval">[{cell["low"]}–{cell["high"]}]</span>'
+    title = f"score {_fmt(cell['mean'], 4)} ± {_fmt(cell['std'], 4)} over seeds"
+    return _cell(text, cell["rank"], "tied" if cell["tied"] else "", title)
+
+
+def ranking_section(view: RankingView) -> str:
+    headers = ["candidate", *view.proxies, "tied with best"]
+    rows = []
+    for row in view.rows:
+        lead = row["cells"].get(view.lead)
+        tied = lead is not None and lead["tied"]
+        cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
+        link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
+        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else '', int(tied))}</tr>")
+    return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
+            f"90% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate that cannot be "
+            f"told apart from the best. Ordered by <b>{escape(view.lead)}</b>; click a header to sort, a name to "
+            f"see the candidate. Hover a rank for its score.</p>"
+            + _table(headers, rows, "ranking-table"))
+
+
+def spread_section(images: dict[str, str]) -> str:
+    figures = "".join(f'<img alt="{escape(p)} scores" src="{uri}">' for p, uri in images.items())
+    return ('<h2 id="scores">Scores per proxy</h2><p>Each candidate\'s score under every seed and its spread: '
+            f'wide bars mean the seeds (U_r samples) disagree.</p><div class="figures">{figures}</div>')
+
+
+def _shade(value: float | None) -> str:
+    if value is None:
+        return ""
+    alpha = min(1.0, abs(value))
+    colour = "27,158,119" if value >= 0 else "217,95,2"
+    return f"background: rgba({colour},{alpha * 0.6:.2f})"
+
+
+def agreement_section(data: dict) -> str:
+    proxies = data["proxies"]
+    rows = []
+    for i, name in enumerate(proxies):
+        cells = "".join(f'<td style="{_shade(v)}" title="over {data["counts"][i][j]} candidates">{_fmt(v, 2)}</td>'
+                        for j, v in enumerate(data["spearman"][i]))
+        rows.append(f'<tr><td class="id">{escape(name)}</td>{cells}</tr>')
+    return ('<h2 id="agreement">Agreement between proxies</h2><p>Spearman correlation of the candidates\' mean '
+            "scores between two proxies: near 1, they rank alike; near 0 or below, they disagree, and which one "
+            "to trust is what <code>synque evaluate</code> answers.</p>"
+            + _table(["proxy", *proxies], rows, sortable=False))
+
+
+def evaluation_section(data: dict | None, images: dict[str, str], note: str | None) -> str:
+    head = '<h2 id="evaluation">Against measured performance</h2>'
+    if data is None:
+        return head + _note(note)
+    rows = []
+    for proxy, r in data["proxies"].items():
+        group = r.get("top_group_size")
+        holds = "" if group is None else f"{group} ({'holds' if r.get('best_in_top_group') else 'misses'} the best)"
+        rows.append("<tr>" + _cell(escape(proxy), proxy, "id") + "".join(
+            _cell(_fmt(r.get(k)), "" if r.get(k) is None else r[k])
+            for k in ("spearman", "spearman_std", "pearson", "top_k_performance", "top_k_gain")) +
+            _cell(escape(holds), group if group is not None else "") + "</tr>")
+    k = data["top_k"]
+    table = _table(["proxy", "spearman", "± over seeds", "pearson", f"top-{k} performance", f"top-{k} gain",
+                    "top group"], rows, "evaluation-table")
+    figures = "".join(f'<img alt="{escape(p)} against performance" src="{uri}">' for p, uri in images.items())
+    missing = "" if images else _note("evaluation.json lists no per-candidate performance (written by an older "
+                                      "`synque evaluate`): re-run it to plot scores against performance")
+    if data["stale"]:
+        missing += _note(f"evaluation.json evaluated run {data['run']}, not this one: re-run `synque evaluate`")
+    return (head + f"<p>{data['n']} candidates, mean measured performance {_fmt(data['mean_performance'])}. "
+            f"Top-{k}: the mean performance of each proxy's {k} best-scored candidates, and its gain over the "
+            f"mean.</p>" + table + missing + f'<div class="figures">{figures}</div>')
+
+
+def _move(move: int | None, new: bool) -> tuple[str, int | str]:
+    if new:
+        return "new", ""
+    if move is None:
+        return "–", ""
+    if move == 0:
+        return "=", 0
+    css = "up" if move > 0 else "down"
+    return f'<span class="{css}">{"▲" if move > 0 else "▼"} {abs(move)}</span>', move
+
+
+def history_section(data: dict | None, note: str | None) -> str:
+    head = '<h2 id="history">History</h2>'
+    if data is None:
+        return head + _note(note)
+    rows = []
+    for row in data["rows"]:
+        text, value = _move(row["move"], row["new"])
+        ranks = "".join(_cell("–" if r is None else str(r), "" if r is None else r) for r in row["ranks"])
+        rows.append(f"<tr>{_cell(escape(row['dataset_id']), row['dataset_id'], 'id')}{ranks}"
+                    f"{_cell(text, value)}</tr>")
+    return (head + f"<p>Each candidate's <b>{escape(data['lead'])}</b> rank in the latest runs under "
+            "<code>runs/</code> (oldest first), and its move since the run before (▲ rose, ▼ fell).</p>"
+            + _table(["candidate", *data["stamps"], "move"], rows, "history-table"))
+
+
+def _rows_table(title: str, rows: list[dict], signals: list[str]) -> str:
+    body = []
+    for row in rows:
+        text = escape(row["text"]) if row["text"] is not None else "<i>text not available</i>"
+        values = "".join(_cell(_fmt(row.get(s)), "" if row.get(s) is None else row[s]) for s in signals)
+        body.append(f"<tr>{_cell(str(row['row_index']), row['row_index'])}{_cell(text, '', 'text')}{values}"
+                    f"{_cell('yes' if row['duplicate'] else '', int(bool(row['duplicate'])))}</tr>")
+    headers = ["row", "text", *[SIGNAL_TITLES.get(s, s) for s in signals], "near-duplicate"]
+    return f"<h4>{escape(title)}</h4>" + _table(headers, body, sortable=False)
+
+
+def _lens_part(view: CandidateView) -> str:
+    if view.rubric is None and view.judgements is None:
+        return ""
+    parts = ["<h4>LENS</h4>"]
+    if view.rubric is not None:
+        for key, title in (("commonalities", "What real and synthetic share"),
+                           ("real_vs_synthetic", "How real differs from synthetic"),
+                           ("synthetic_vs_real", "How synthetic differs from real")):
+            items = "".join(f"<li>{escape(str(p))}</li>" for p in view.rubric.get(key, []))
+            parts.append(f'<p><b>{title}</b> (rubric of seed {view.rubric_seed})</p><ul class="rubric">{items}</ul>')
+    if view.judgements is not None:
+        rows = [f"<tr><td class=\"id\">is the row {escape(j['question'])} given {escape(j['differences'])}</td>"
+                f"<td>{_fmt(j['synthetic'], 2)}</td><td>{_fmt(j['real'], 2)}</td></tr>" for j in view.judgements]
+        parts.append(_table(["permutation", "candidate rows", "U_r rows"], rows, sortable=False)
+                     + '<p class="meta">Mean judgement, 0 = very unlikely … 4 = very likely, over all seeds.</p>')
+    return "".join(parts)
+
+
+def candidate_section(view: CandidateView, image: str | None) -> str:
+    cell = view.cell
+    rank = "not ranked" if cell is None else (f"rank {cell['rank']} [{cell['low']}–{cell['high']}]"
+                                              + (", cannot be told from the best" if cell["tied"] else ""))
+    share = "–" if view.duplicate_share is None else f"{view.duplicate_share:.0%}"
+    facts = f"{rank} · {view.rows if view.rows is not None else '–'} rows scored · near-duplicate share {share}"
+    figure = f'<img alt="projection of {escape(view.dataset_id)}" src="{image}">' if image else ""
+    tables = ""
+    if view.synthetic_looking:
+        tables = (_rows_table("Most synthetic-looking rows", view.synthetic_looking, view.signals)
+                  + _rows_table("Most real-looking rows", view.real_looking, view.signals))
+    notes = "".join(_note(n) for n in view.notes)
+    return (f'<section class="candidate" id="{view.anchor}"><h3>{escape(view.dataset_id)}</h3>'
+            f'<p class="meta">{escape(facts)}</p>{notes}<div class="columns">{figure}<div>{tables}</div></div>'
+            f"{_lens_part(view)}</section>")
+
+
+def render_page(page: Page) -> str:
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
+        ("ranking", "Ranking"), ("scores", "Scores"), ("agreement", "Agreement"), ("evaluation", "Evaluation"),
+        ("history", "History"), ("candidates", "Candidates")))
+    meta = "".join(f'<p class="meta">{escape(m)}</p>' for m in page.meta)
+    candidates = "".join(candidate_section(view, image) for view, image in page.candidates)
+    body = (f"<h1>{escape(page.title)}</h1>{meta}<nav>{nav}</nav>{ranking_section(page.ranking)}"
+            f"{spread_section(page.spread_images)}{agreement_section(page.agreement)}"
+            f"{evaluation_section(page.evaluation, page.evaluation_images, page.notes.get('evaluation'))}"
+            f"{history_section(page.history, page.notes.get('history'))}"
+            f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("lens"))}'
+            f"{_note(page.notes.get('files'))}{_note(page.notes.get('real'))}{candidates}")
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{escape(page.title)}</title><style>{_asset('report.css')}</style></head>"
+            f"<body>{body}<script>{_asset('report.js')}</script></body></html>")
+

@@ -1,0 +1,217 @@
+"""The HTML report: its view model on a small real run (scored by `synque score` through Ray),
+the page it writes, and how it says what is missing."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+
+from synque_ray.reading import read_texts
+from synque_ray.report import build_page, candidate_view, load, render, view, write_report
+from synque_ray.runfiles import candidate_paths
+from tests._scored_run import ROWS, SEEDS
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def run(scored_run):
+    return load.load_run(str(scored_run.output))
+
+
+@pytest.fixture(scope="module")
+def page_html(scored_run):
+    return (scored_run.output / "report.html").read_text()
+
+
+def test_score_writes_the_report_and_prints_its_path(scored_run, page_html):
+    stamps = sorted((scored_run.output / "runs").iterdir())
+    assert len(stamps) == 2
+    for output in scored_run.printed[:2]:
+        assert f"report: {scored_run.output}/report.html\n" in output
+    assert (stamps[-1] / "report.html").is_file()
+    assert page_html.startswith("<!DOCTYPE html>") and "</html>" in page_html
+    assert "http://" not in page_html and "https://" not in page_html  # nothing to fetch
+    assert "default-src 'none'" in page_html  # and the page forbids fetching anything
+
+
+def test_ranking_view_has_one_row_per_candidate_in_ensemble_order(run, scored_run):
+    ranking = view.ranking_view(run.rankings, list(scored_run.quality))
+    ensemble = run.rankings.filter(pl.col("proxy") == "ensemble").sort(["rank", "dataset_id"])
+    assert ranking.lead == "ensemble"
+    assert ranking.proxies == ["mauve", "mdm", "mmd", "pad", "ensemble"]
+    assert [r["dataset_id"] for r in ranking.rows] == ensemble["dataset_id"].to_list()
+    for row, expected in zip(ranking.rows, ensemble.iter_rows(named=True), strict=True):
+        cell = row["cells"]["ensemble"]
+        assert (cell["rank"], cell["low"], cell["high"], cell["tied"]) == (
+            expected["rank"], expected["rank_low"], expected["rank_high"], expected["tied_with_best"])
+
+
+def test_a_candidate_without_a_ranking_is_listed_last_as_unranked(run, scored_run):
+    ranking = view.ranking_view(run.rankings, [*scored_run.quality, "zz_failed"])
+    assert ranking.rows[-1]["dataset_id"] == "zz_failed"
+    assert all(cell is None for cell in ranking.rows[-1]["cells"].values())
+    assert "not ranked" in render.ranking_section(ranking)
+
+
+def test_score_spread_matches_the_scores_table(run):
+    spread = view.score_spread(run.scores, run.rankings)
+    pad = spread["pad"]
+    assert len(pad["ids"]) == len(pad["seeds"]) == 4
+    for dataset_id, seeds, mean, std in zip(pad["ids"], pad["seeds"], pad["mean"], pad["std"], strict=True):
+        own = run.scores.filter((pl.col("proxy") == "pad") & (pl.col("dataset_id") == dataset_id))["score"]
+        assert sorted(seeds) == sorted(own.to_list()) and len(seeds) == len(SEEDS)
+        assert mean == pytest.approx(np.mean(seeds)) and std == pytest.approx(np.std(seeds))
+
+
+def test_agreement_is_spearman_between_proxies_mean_scores(run):
+    data = view.agreement(run.rankings)
+    wide = run.rankings.pivot(on="proxy", index="dataset_id", values="score_mean")
+    i, j = data["proxies"].index("mdm"), data["proxies"].index("pad")
+    expected = spearmanr(wide["mdm"].to_numpy(), wide["pad"].to_numpy()).statistic
+    assert data["spearman"][i][j] == pytest.approx(expected)
+    assert data["spearman"][i][i] == pytest.approx(1.0) and data["counts"][i][j] == 4
+
+
+def test_evaluation_pairs_each_proxys_score_with_measured_performance(run, scored_run):
+    spread = view.score_spread(run.scores, run.rankings)
+    data = view.evaluation_view(run.evaluation, spread, run.info["started_at"])
+    assert not data["stale"] and data["top_k"] == 2
+    mdm = {dataset_id: (score, performance) for score, performance, dataset_id in data["points"]["mdm"]}
+    assert set(mdm) == set(scored_run.quality)
+    for dataset_id, (score, performance) in mdm.items():
+        assert performance == pytest.approx(scored_run.quality[dataset_id])
+        assert score == pytest.approx(spread["mdm"]["mean"][spread["mdm"]["ids"].index(dataset_id)])
+    older = view.evaluation_view({**run.evaluation, "run": "20200101T000000Z"}, spread, run.info["started_at"])
+    assert older["stale"]
+
+
+def test_history_follows_each_candidate_across_runs(run):
+    data = view.history_view(run.history, "ensemble")
+    assert len(data["stamps"]) == 2
+    assert all(r["move"] == 0 and r["ranks"][0] == r["ranks"][1] for r in data["rows"])  # an unchanged re-run
+
+
+def _ranks(pairs):
+    return pl.DataFrame({"dataset_id": [p[0] for p in pairs], "proxy": "ensemble", "rank": [p[1] for p in pairs]})
+
+
+def test_history_says_who_rose_who_fell_and_who_is_new():
+    history = [("r1", _ranks([("a", 1), ("b", 2), ("c", 3)])), ("r2", _ranks([("a", 2), ("b", 1)])),
+               ("r3", _ranks([("a", 3), ("b", 1), ("c", 2), ("d", 4)]))]
+    rows = {r["dataset_id"]: r for r in view.history_view(history, "ensemble")["rows"]}
+    assert rows["a"]["move"] == -1 and rows["b"]["move"] == 0
+    assert rows["c"]["move"] == 1 and rows["c"]["ranks"] == [3, None, 2]  # against the last run that ranked it
+    assert rows["d"]["new"] and rows["d"]["move"] is None
+    assert view.history_view(history[:1], "ensemble") is None
+
+
+def test_example_rows_are_the_extremes_of_pads_out_of_fold_probability(run, scored_run):
+    dataset_id = sorted(scored_run.quality)[1]
+    rows = run.row_scores.filter(pl.col("dataset_id") == dataset_id)
+    texts = read_texts(candidate_paths(run.info)[dataset_id], "text")
+    signals, synthetic, real = view.example_rows(rows, texts)
+    mean = rows.group_by("row_index").agg(pl.col("p_synthetic").mean()).sort("p_synthetic")
+    assert signals == ["p_synthetic", "nearest_real_distance"]
+    assert [r["row_index"] for r in real] == mean["row_index"].head(5).to_list()
+    assert {r["row_index"] for r in synthetic} == set(mean["row_index"].tail(5).to_list())
+    assert all(r["text"] == texts[r["row_index"]] for r in synthetic + real)
+    changed = list(texts)
+    changed[synthetic[0]["row_index"]] = "edited after the run"
+    _, again, _ = view.example_rows(rows, changed)
+    assert again[0]["text"] is None and again[1]["text"] == synthetic[1]["text"]
+
+
+def test_duplicate_share_counts_rows_with_a_near_duplicate(run, scored_run):
+    worst = sorted(scored_run.quality)[-1]  # the most degraded demo candidate has planted near-copies
+    rows = run.row_scores.filter(pl.col("dataset_id") == worst)
+    count, share = view.duplicate_share(rows)
+    per_row = rows.unique("row_index")
+    assert count == ROWS
+    assert share == pytest.approx((per_row["duplicate_group"] >= 0).sum() / ROWS) and share > 0
+
+
+def test_pca_keeps_the_direction_that_separates_the_sets():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 8))
+    candidate = rng.normal(size=(300, 8)) + np.eye(8)[3] * 6
+    a, b, explained = view.pca_2d(candidate, real, limit=250)
+    assert a.shape == (250, 2) and b.shape == (200, 2)
+    assert abs(a[:, 0].mean() - b[:, 0].mean()) > 4 and explained > 0.5
+
+
+def _with_lens(scored_run, tmp_path):
+    """A copy of the run with LENS outputs written as the LENS stage writes them (LENS itself
+    needs a vLLM engine: minutes on CPU, tested in test_lens_e2e)."""
+    out = tmp_path / "out"
+    shutil.copytree(scored_run.output, out)
+    run = load.load_run(str(out))
+    dataset_id = sorted(scored_run.quality)[0]
+    rows = []
+    for seed in SEEDS:
+        for role, base in (("synthetic", 1.0), ("real", 3.0)):
+            for row_id in range(4):
+                rows.append({"dataset_id": dataset_id, "seed": seed, "row_id": row_id, "role": role,
+                             "g_real_csr": base, "g_synth_csr": 4 - base, "g_real_crs": base + row_id % 2,
+                             "g_synth_crs": float("nan") if row_id == 0 else 2.0})
+        rubric = {"commonalities": ["both are headlines"], "real_vs_synthetic": ["real names real firms"],
+                  "synthetic_vs_real": ["synthetic repeats templates"]}
+        (out / "rubrics" / dataset_id).mkdir(parents=True, exist_ok=True)
+        (out / "rubrics" / dataset_id / f"seed{seed}.json").write_text(json.dumps(rubric))
+    pl.DataFrame(rows).write_parquet(out / "lens_judgements.parquet")
+    run.row_scores.with_columns(pl.lit(0.25).alias("lens_p_real")).write_parquet(out / "row_scores.parquet")
+    return out, dataset_id
+
+
+def test_lens_rubric_and_the_four_permutations(scored_run, tmp_path):
+    out, dataset_id = _with_lens(scored_run, tmp_path)
+    run = load.load_run(str(out))
+    means = {m["column"]: m for m in view.judgement_means(run.judgements, dataset_id)}
+    assert means["g_real_csr"]["synthetic"] == 1.0 and means["g_real_csr"]["real"] == 3.0
+    assert means["g_real_crs"]["synthetic"] == pytest.approx(1.5)
+    assert means["g_synth_crs"]["synthetic"] == 2.0  # an unparsed (NaN) judgement is left out
+    assert view.judgement_means(run.judgements, "nobody") is None
+    paths, _ = load.candidate_files(run)
+    section = candidate_view(run, dataset_id, None, load.candidate_inputs(run, dataset_id, paths, None))
+    assert section.rubric_seed == SEEDS[0] and section.signals[-1] == "lens_p_real"
+    html = render.render_page(build_page(run))
+    assert "synthetic repeats templates" in html and "p real (LENS)" in html
+    assert "LENS did not run" not in html
+
+
+def test_missing_pieces_are_said_on_the_page(scored_run, tmp_path):
+    out = tmp_path / "bare"
+    shutil.copytree(scored_run.output, out)
+    for name in ("evaluation.json", "row_scores.parquet"):
+        (out / name).unlink()
+    shutil.rmtree(out / "cache")
+    for extra in sorted((out / "runs").iterdir())[:-1]:
+        shutil.rmtree(extra)
+    info = json.loads((out / "run.json").read_text())
+    info["config"]["candidates"]["path"] = str(tmp_path / "moved")
+    (out / "run.json").write_text(json.dumps(info))
+    [target] = write_report(str(out))
+    html = (out / "report.html").read_text()
+    assert target == f"{out}/report.html"
+    for said in ("no evaluation.json", "1 run(s) under runs/", "row_scores.parquet is missing",
+                 "LENS did not run", "candidate files not found", "not in the cache"):
+        assert said in html, said
+    assert html.count('class="candidate"') == len(scored_run.quality)
+
+
+def test_report_command_writes_where_asked_and_refuses_a_non_run(scored_run, tmp_path):
+    target = tmp_path / "elsewhere" / "page.html"
+    done = subprocess.run([sys.executable, "-m", "synque_ray", "report", str(scored_run.output), "--out",
+                           str(target)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"report: {target}\n" and target.read_text().startswith("<!DOCTYPE html>")
+    bad = subprocess.run([sys.executable, "-m", "synque_ray", "report", str(tmp_path / "norun")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr == f"error: {tmp_path}/norun/run.json: not found or unreadable; run `synque score` first\n"
+    assert not (tmp_path / "norun").exists()
