@@ -71,7 +71,7 @@ def test_a_failing_candidate_is_recorded_and_the_others_commit_then_are_reused(r
     real, candidates = rowsets()
     store = Store(str(tmp_path))
     first = run_stage(LengthStage(real, broken="bbb"), candidates, store)
-    assert first.computed == ["aa", "c"] and list(first.committed) == ["aa", "c"]
+    assert sorted(first.computed) == ["aa", "c"] and list(first.committed) == ["aa", "c"]  # computed: as they finish
     assert first.failed["bbb"].startswith("length: ") and "cannot score bbb" in first.failed["bbb"]
     assert first.counts == {"scored": 2, "reused": 0, "failed": 1, "skipped": 0}
     assert first.scores.height == 4 and first.scores.columns == list(RESULT_SCHEMA)
