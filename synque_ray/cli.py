@@ -31,6 +31,9 @@ def _print_summary(summary) -> None:
         print(f"not ranked: {failure['dataset_id']} {failure['proxy']} seed {failure['seed']}: {failure['error']}")
     for dataset_id, lacks in summary.incomplete.items():
         print(f"incomplete (left out of the ensemble): {dataset_id} lacks {', '.join(lacks)}")
+    if summary.lens_skipped:
+        print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
+              f"candidate(s): {', '.join(summary.lens_skipped)}")
     stages = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES if k in t)
     compute = ", ".join(f"{k} {t[k]:.1f}s" for k in EMBEDDING_PROXY_NAMES if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))

@@ -18,7 +18,8 @@ from synque_ray.errors import UserError
 from synque_ray.proxies import REGISTRY
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, "lens")
+STAGE_PROXY_NAMES = ("lens",)  # each computed by a stage of its own (synque_ray/stage)
+PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
 DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
 
 
@@ -68,6 +69,14 @@ class RankingConfig(_Strict):
     level: float = Field(0.9, gt=0, lt=1)
 
 
+class LensCandidates(_Strict):
+    """The cascade: judge only the `top` candidates of the cheaper proxies' ranking `by`
+    ("ensemble", or a proxy of `proxies` other than lens); the others get no LENS score."""
+
+    top: int = Field(gt=0)
+    by: str = "ensemble"
+
+
 class LensConfig(_Strict):
     """LENS (SPEC §8). The writer is a model name like the scorer, or an OpenAI-compatible
     endpoint: {openai_base_url, model, api_key_env (default OPENAI_API_KEY), timeout_s,
@@ -91,6 +100,7 @@ class LensConfig(_Strict):
     block_size: int | None = Field(None, gt=0)  # KV cache block (prefix-cache granularity); CPU default 32
     batch_rows: int = Field(64, gt=0)  # rows per Ray Data batch (four prompts each)
     dtype: str = "auto"
+    candidates: LensCandidates | None = None  # the cascade; None judges every candidate
 
     @model_validator(mode="after")
     def _writer_endpoint(self) -> LensConfig:
@@ -113,6 +123,7 @@ class ResourcesConfig(_Strict):
     lens_gpus: float = Field(0, ge=0)
     tensor_parallel: int = Field(1, gt=0)
     proxy_cpus: float = Field(1, gt=0)  # CPUs reserved by each (candidate, seed) proxy task
+    task_retries: int = Field(3, ge=0)  # a Ray task whose worker dies is run again this many times
 
 
 class _JobFields(_Strict):
@@ -139,11 +150,19 @@ class _JobFields(_Strict):
     def _no_repeats(self):
         if len(set(self.proxies)) != len(self.proxies):
             raise ValueError("proxies lists a proxy twice")
+        cascade = self.lens.candidates
+        if cascade is not None and "lens" in self.proxies:
+            cheap = [p for p in self.proxies if p != "lens"]
+            if cascade.by == "ensemble" and not cheap:
+                raise ValueError("lens.candidates.by: ensemble needs a proxy besides lens in proxies")
+            if cascade.by != "ensemble" and cascade.by not in cheap:
+                raise ValueError(f"lens.candidates.by: '{cascade.by}' is not ensemble or a proxy in proxies "
+                                 f"other than lens ({', '.join(cheap) or 'none'})")
         return self
 
     @property
     def embedding_proxies(self) -> list[str]:
-        return [p for p in self.proxies if p != "lens"]
+        return [p for p in self.proxies if p in EMBEDDING_PROXY_NAMES]
 
     @property
     def cache_location(self) -> str:

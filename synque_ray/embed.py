@@ -19,8 +19,6 @@ import pyarrow as pa
 from synque_ray.reading import RowSet
 from synque_ray.storage import Store
 
-
-ACTOR_RESTARTS = 3
 # Rows per actor call, in encoder batches. `SentenceTransformer.encode` sorts its input by
 # length before batching, so one call over many rows pads far less than one call per
 # encoder batch: on the sentiment headlines, calls of 256 rows took ~20% longer than calls
@@ -124,6 +122,8 @@ def embed_rowsets(
     import ray
     import ray.data
 
+    from synque_ray.stage.tasks import map_actor_pool
+
     if not rowsets:
         return
     context = ray.data.DataContext.get_current()
@@ -144,17 +144,12 @@ def embed_rowsets(
                 "text": texts[start:stop],
             })))
         del texts
-    dataset = ray.data.from_arrow_refs(blocks).map_batches(
-        Embedder,
-        fn_constructor_kwargs={"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor},
-        batch_size=None,  # one block per call
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=gpus_per_actor,
-        num_cpus=cpus_per_actor,
-        # A killed actor is restarted and its in-flight batches are retried.
-        max_restarts=ACTOR_RESTARTS,
-        max_task_retries=ACTOR_RESTARTS,
+    # A killed actor is restarted and its in-flight batches are retried (Ray Data's pool).
+    dataset = map_actor_pool(
+        ray.data.from_arrow_refs(blocks), Embedder,
+        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor},
+        actors=actors, batch_size=None, batch_format="numpy",  # one block per call
+        num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
     )
     _collect(dataset.iter_batches(batch_size=None, batch_format="numpy"), rowsets, on_done, on_rows)
 

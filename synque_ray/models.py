@@ -23,7 +23,8 @@ def _package_dir(module: str, package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
+    """`org/name`: what a model hub names a model by."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
@@ -38,6 +39,6 @@ def resolve_model(name: str, key: str) -> tuple[str, str]:
     path = Path(name).expanduser()
     if path.exists():
         return str(path.resolve()), str(path.resolve())
-    if _looks_like_hub_id(name):
+    if looks_like_hub_id(name):
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")

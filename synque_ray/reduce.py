@@ -61,45 +61,82 @@ def _replicate_cube(scores: pl.DataFrame, ids: list[str], seeds: list[int], resa
     return cube
 
 
-def add_ensemble(scores: pl.DataFrame) -> pl.DataFrame:
+def _proxy_ranks(rows: pl.DataFrame, ids: list[str], seed: int, resamples: int) -> tuple[np.ndarray, np.ndarray]:
+    """One proxy's rank of each of `ids` (NaN where it has no score) and of its replicates,
+    shapes (ids,) and (ids, resamples); ranked among the candidates the proxy scored."""
+    rows = rows.sort("dataset_id")
+    present = rows.get_column("dataset_id").to_list()
+    at = [ids.index(d) for d in present]
+    points = np.full(len(ids), np.nan)
+    replicates = np.full((len(ids), resamples), np.nan)
+    if present:
+        points[at] = rankdata(-rows.get_column("score").to_numpy(), method="average")
+        cube = _replicate_cube(rows, present, [seed], resamples)[:, 0]
+        replicates[at] = rankdata(-cube, axis=0, method="average")
+    return points, replicates
+
+
+def _seed_ensemble(group: pl.DataFrame, proxies: list[str], seed: int, exempt: dict[str, set[str]]) -> list[dict]:
+    """The ensemble rows of one seed: each candidate with every proxy it is meant to have (all but
+    its `exempt` ones) gets its mean rank over the proxies it has."""
+    have = set(zip(group["dataset_id"], group["proxy"], strict=True))
+    ids = sorted(d for d in set(group["dataset_id"])
+                 if all((d, p) in have or p in exempt.get(d, ()) for p in proxies))
+    if not ids:
+        return []
+    resamples = _resamples(group)
+    ranks = [_proxy_ranks(group.filter((pl.col("proxy") == p) & pl.col("dataset_id").is_in(ids)), ids, seed,
+                          max(resamples, 1)) for p in proxies]
+    mean_rank = np.nanmean(np.stack([points for points, _ in ranks]), axis=0)
+    replicate_rank = np.nanmean(np.stack([replicates for _, replicates in ranks]), axis=0)
+    return [{"dataset_id": dataset_id, "proxy": "ensemble", "seed": seed, "raw": mean_rank[i], "score": -mean_rank[i],
+             "replicates": list(-replicate_rank[i]) if resamples else None} for i, dataset_id in enumerate(ids)]
+
+
+def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None) -> pl.DataFrame:
     """Append `proxy = "ensemble"` rows: per seed, each complete candidate's mean rank over the
-    proxies (raw = mean rank, score = −mean rank), with replicates from the proxies' replicates."""
+    proxies (raw = mean rank, score = −mean rank), with replicates from the proxies' replicates.
+
+    `exempt` names, per candidate, proxies it is not meant to have (the LENS cascade): it is
+    complete without them and its mean rank is over the others."""
     scores = scores.filter(pl.col("proxy") != "ensemble")
     proxies = sorted(scores.get_column("proxy").unique().to_list())
     if len(proxies) < 2:
         return scores
-    rows = []
-    for (seed,), group in scores.group_by(["seed"], maintain_order=True):
-        complete = group.group_by("dataset_id").agg(pl.col("proxy").n_unique().alias("n"))
-        ids = sorted(complete.filter(pl.col("n") == len(proxies)).get_column("dataset_id").to_list())
-        if not ids:
-            continue
-        resamples = _resamples(group)
-        complete_rows = group.filter(pl.col("dataset_id").is_in(ids)).sort("dataset_id")
-        per_proxy = [_replicate_cube(complete_rows.filter(pl.col("proxy") == p), ids, [seed], max(resamples, 1))[:, 0]
-                     for p in proxies]
-        points = np.stack([complete_rows.filter(pl.col("proxy") == p).get_column("score").to_numpy() for p in proxies])
-        mean_rank = rankdata(-points, axis=1, method="average").mean(axis=0)
-        replicate_rank = np.mean([rankdata(-cube, axis=0, method="average") for cube in per_proxy], axis=0)
-        for i, dataset_id in enumerate(ids):
-            rows.append({"dataset_id": dataset_id, "proxy": "ensemble", "seed": seed, "raw": mean_rank[i],
-                         "score": -mean_rank[i], "replicates": list(-replicate_rank[i]) if resamples else None})
+    rows = [row for (seed,), group in scores.group_by(["seed"], maintain_order=True)
+            for row in _seed_ensemble(group, proxies, seed, exempt or {})]
     extra = {"replicates": pl.List(pl.Float64)} if "replicates" in scores.columns else {}
     ensemble = pl.DataFrame(rows, schema={**SCORE_SCHEMA, "replicates": pl.List(pl.Float64)})
     ensemble = ensemble.select([*SCORE_SCHEMA, *extra])
     return pl.concat([scores.select([*SCORE_SCHEMA, *extra]), ensemble]).sort(["proxy", "dataset_id", "seed"])
 
 
-def incomplete(scores: pl.DataFrame, seeds: list[int]) -> dict[str, list[str]]:
-    """Per candidate, the `proxy@seed` results it lacks (so it is left out of the ensemble)."""
+def incomplete(scores: pl.DataFrame, seeds: list[int], exempt: dict[str, set[str]] | None = None
+               ) -> dict[str, list[str]]:
+    """Per candidate, the `proxy@seed` results it lacks (so it is left out of the ensemble);
+    proxies it is `exempt` from are not lacking."""
+    exempt = exempt or {}
     proxies = sorted(set(scores.get_column("proxy").to_list()) - {"ensemble"})
     have = set(zip(scores["dataset_id"], scores["proxy"], scores["seed"], strict=True))
     missing: dict[str, list[str]] = {}
     for dataset_id in sorted(set(scores.get_column("dataset_id").to_list())):
-        lacks = [f"{p}@{s}" for p in proxies for s in seeds if (dataset_id, p, s) not in have]
+        lacks = [f"{p}@{s}" for p in proxies for s in seeds
+                 if (dataset_id, p, s) not in have and p not in exempt.get(dataset_id, ())]
         if lacks:
             missing[dataset_id] = lacks
     return missing
+
+
+def top_by(scores: pl.DataFrame, by: str, top: int) -> list[str]:
+    """The `top` best candidates (by rank, then id) of `by`: "ensemble" (the only proxy when
+    there is one) or a proxy name, over the usable rows of `scores`."""
+    usable, _ = split_failures(scores)
+    proxies = set(usable.get_column("proxy").to_list())
+    if by == "ensemble":
+        usable = add_ensemble(usable)
+        by = by if len(proxies) > 1 else next(iter(proxies), by)
+    ranked = rank(usable.filter(pl.col("proxy") == by))
+    return ranked.sort(["rank", "dataset_id"]).head(top).get_column("dataset_id").to_list()
 
 
 def rank_intervals(cube: np.ndarray, level: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -142,15 +179,15 @@ def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0) -> pl.DataFram
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
 
 
-def row_scores_table(parts: list[pl.DataFrame], lens_rows: pl.DataFrame | None = None) -> pl.DataFrame:
-    """row_scores.parquet: every candidate's per-row signals, with LENS's p̂ where LENS ran."""
+def row_scores_table(parts: list[pl.DataFrame], columns: list[pl.DataFrame] | None = None) -> pl.DataFrame:
+    """row_scores.parquet: every candidate's per-row signals (`parts`, ROW_SCHEMA), with the
+    `columns` of other stages (keyed by dataset_id, seed, row_index; LENS: `lens_p_real`)
+    joined on where they exist."""
     table = pl.concat([p.cast(ROW_SCHEMA) for p in parts]) if parts else pl.DataFrame(schema=ROW_SCHEMA)
-    if lens_rows is not None and lens_rows.height:
-        lens = lens_rows.select("dataset_id", "seed", pl.col("row_id").alias("row_index"),
-                                pl.col("p_hat").alias("lens_p_real"))
-        table = table.join(lens.cast({"row_index": pl.Int64, "seed": pl.Int64}), on=["dataset_id", "seed", "row_index"],
-                           how="left")
-    return table.sort(["dataset_id", "seed", "row_index"])
+    keys = ["dataset_id", "seed", "row_index"]
+    for extra in columns or []:
+        table = table.join(extra.cast({"row_index": pl.Int64, "seed": pl.Int64}), on=keys, how="left")
+    return table.sort(keys)
 
 
 def ranking_table_text(rankings: pl.DataFrame) -> str:

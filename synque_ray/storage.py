@@ -89,7 +89,3 @@ class Store:
             return None
         entries = self.fs.get_file_info(pafs.FileSelector(self.path(relative)))
         return sorted((e.base_name, e.type == pafs.FileType.Directory) for e in entries)
-
-    def copy(self, source: str, target: str) -> None:
-        self.fs.create_dir(self.path(target).rsplit("/", 1)[0], recursive=True)
-        self.fs.copy_file(self.path(source), self.path(target))

@@ -28,7 +28,9 @@ from synque_ray.demo import _headline, candidate_rows
 from synque_ray.errors import UserError
 from synque_ray.lens.engine import kv_cache_bytes
 from synque_ray.lens.models import resolve_llm
-from synque_ray.lens.rubric import OpenAIWriter, Rubric, RubricRequest, write_rubrics
+from synque_ray.lens import Lens
+from synque_ray.lens.rubric import Rubric, RubricRequest
+from synque_ray.lens.writers import OpenAIWriter, write_rubrics
 from synque_ray.pipeline import read_candidates, read_real, run_job
 from synque_ray.storage import Store
 
@@ -86,7 +88,9 @@ def test_every_row_has_four_judgements_or_is_counted_unparsed(lens_run):
         expected = parsed[column.replace("g_", "e_")]
         assert ((expected >= 0) & (expected <= 4)).all()
     unparsed = judgements.filter(pl.col("unparsed"))
-    assert all(any(row[c] is None for c in columns) for row in unparsed.iter_rows(named=True))
+    # a row is marked unparsed exactly when one of its four judgements is missing
+    missing = judgements.select(pl.any_horizontal(pl.col(columns).is_null()).alias("missing"))["missing"]
+    assert (missing == judgements["unparsed"]).all() and parsed.height > 0
     assert summary.counts["lens_rows_unparsed"] == unparsed.height
     assert summary.counts["lens_rows_judged"] == judgements.height
     run = json.loads(Path(config.output, "run.json").read_text())
@@ -109,7 +113,10 @@ def test_both_candidates_are_ranked(lens_run):
     rankings = pl.read_parquet(f"{config.output}/rankings.parquet")
     lens = rankings.filter(pl.col("proxy") == "lens")
     assert sorted(lens["dataset_id"]) == sorted(CANDIDATES)
-    assert lens["rank"].min() == 1
+    # ranks follow the scores (a tie shares a rank) and sit inside their bootstrap intervals
+    (a, b) = lens.iter_rows(named=True)
+    assert np.sign(a["score_mean"] - b["score_mean"]) == np.sign(b["rank"] - a["rank"])
+    assert ((lens["rank_low"] <= lens["rank"]) & (lens["rank"] <= lens["rank_high"])).all()
     assert set(rankings["proxy"]) == {"mmd", "lens", "ensemble"}
     scores = pl.read_parquet(f"{config.output}/scores.parquet").filter(pl.col("proxy") == "lens")
     assert scores.height == len(CANDIDATES)
@@ -127,6 +134,31 @@ def test_rerun_reuses_rubrics_and_judgements(lens_run):
     before = first.scores.filter(pl.col("proxy") == "lens").sort("dataset_id")
     after = again.scores.filter(pl.col("proxy") == "lens").sort("dataset_id")
     assert before["raw"].to_list() == after["raw"].to_list()
+
+
+def test_cascade_judges_the_top_and_a_later_run_judges_only_the_newcomer(ray_session, lens_data, tmp_path):
+    rubric = {"commonalities": ["Rows are short news headlines"], "real_vs_synthetic": ["Real rows name firms"],
+              "synthetic_vs_real": ["Synthetic rows repeat themselves"]}
+    (tmp_path / "rubric.json").write_text(json.dumps(rubric))
+    output = tmp_path / "out"
+    first = run_job(lens_config(lens_data, output, rubric_file=str(tmp_path / "rubric.json"),
+                                candidates={"top": 1, "by": "mmd"}))
+    best_by_mmd = first.rankings.filter((pl.col("proxy") == "mmd") & (pl.col("rank") == 1))["dataset_id"].item()
+    [other] = [name for name in CANDIDATES if name != best_by_mmd]
+    assert first.lens_skipped == [other] and first.counts["lens_rows_judged"] == 2 * ROWS
+    assert first.incomplete == {} and not first.failed
+    assert first.rankings.filter(pl.col("proxy") == "lens")["dataset_id"].to_list() == [best_by_mmd]
+    assert sorted(first.rankings.filter(pl.col("proxy") == "ensemble")["dataset_id"]) == sorted(CANDIDATES)
+    assert json.loads((output / "run.json").read_text())["lens_skipped"] == [other]
+    rows = pl.read_parquet(output / "row_scores.parquet")  # LENS's p̂ beside the other row signals
+    judged = rows.filter(pl.col("dataset_id") == best_by_mmd)["lens_p_real"].drop_nulls()
+    assert judged.len() > 0 and ((judged >= 0) & (judged <= 1)).all()
+    assert rows.filter(pl.col("dataset_id") == other)["lens_p_real"].is_null().all()
+    second = run_job(lens_config(lens_data, output, rubric_file=str(tmp_path / "rubric.json"),
+                                 candidates={"top": 2, "by": "mmd"}))
+    assert second.lens_skipped == [] and second.counts["lens_rows_judged"] == 2 * ROWS  # the newcomer only
+    assert second.counts["lens_rows_reused"] == 2 * ROWS
+    assert sorted(second.rankings.filter(pl.col("proxy") == "lens")["dataset_id"]) == sorted(CANDIDATES)
 
 
 def test_missing_scorer_path_fails_before_any_work(lens_data, tmp_path):
@@ -190,25 +222,22 @@ def vllm_server(tmp_path_factory):
 
 
 def test_endpoint_writes_rubrics_into_the_store(vllm_server, lens_data, tmp_path):
-    from synque_ray.lens.stage import prepare_rubrics
-
     config = lens_config(lens_data, tmp_path / "out", rubric_retries=2,
                          rubric_writer={"openai_base_url": vllm_server, "model": "smollm2", "context_tokens": 2048})
     candidates, real = read_candidates(config), read_real(config)
-    store, counts = Store(config.output), {}
-    rubrics = prepare_rubrics(config, candidates, real, store, False, counts)
-    assert counts["lens_rubrics_written"] == len(CANDIDATES)
+    store, lens = Store(config.output), Lens(config.lens, config.resources)
+    rubrics = lens.rubrics(candidates, real, store)
+    assert rubrics.written == len(CANDIDATES)
     for name in CANDIDATES:
-        rubric = rubrics[(name, 1)]
+        rubric = rubrics.by_pair[(name, 1)]
         assert isinstance(rubric, Rubric) and rubric.source == f"smollm2@{vllm_server}"
         assert all(1 <= len(getattr(rubric, k)) <= 2 for k in ("commonalities", "real_vs_synthetic",
                                                                "synthetic_vs_real"))
         saved = json.loads(Path(config.output, "rubrics", name, "seed1.json").read_text())
         assert saved["commonalities"] == rubric.commonalities
     # a second pass reuses what the first one saved
-    again = {}
-    prepare_rubrics(config, candidates, real, store, False, again)
-    assert again["lens_rubrics_written"] == 0 and again["lens_rubrics_reused"] == len(CANDIDATES)
+    again = lens.rubrics(candidates, real, store)
+    assert again.written == 0 and again.reused == len(CANDIDATES)
 
 
 def test_endpoint_unknown_model_is_a_user_error(vllm_server):

@@ -37,7 +37,8 @@ def test_bytes_are_layers_kv_heads_head_dim_and_dtype_per_token(tmp_path):
 
 def test_cpu_engine_gets_bytes_not_a_share(tmp_path):
     path = _model(tmp_path)
-    settings = engine.engine_settings(_config(max_model_len=1024, kv_cache_sequences=3), path)["engine"]
+    config = _config(max_model_len=1024, kv_cache_sequences=3)
+    settings = engine.engine_settings(config.lens, config.resources, path)["engine"]
     assert "gpu_memory_utilization" not in settings
     assert settings["kv_cache_memory_bytes"] == 3 * 1024 * 23_040
 
@@ -45,7 +46,7 @@ def test_cpu_engine_gets_bytes_not_a_share(tmp_path):
 def test_gpu_engine_keeps_a_share_of_the_gpu(tmp_path):
     config = parse_config({"name": "t", "output": "out", "real": {"path": "r.json", "text": "t"},
                            "candidates": {"path": "c", "text": "t"}, "resources": {"lens_gpus": 1}})
-    settings = engine.engine_settings(config, _model(tmp_path))["engine"]
+    settings = engine.engine_settings(config.lens, config.resources, _model(tmp_path))["engine"]
     assert settings["gpu_memory_utilization"] == 0.9 and "kv_cache_memory_bytes" not in settings
 
 

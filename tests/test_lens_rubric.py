@@ -10,16 +10,9 @@ import pytest
 
 from synque_ray.errors import UserError
 from synque_ray.lens import prompts
-from synque_ray.lens.rubric import (
-    Rubric,
-    RubricRequest,
-    Writer,
-    fit_rows,
-    load_rubric_file,
-    parse_points,
-    sample_rows,
-    write_rubrics,
-)
+from synque_ray.lens.parsing import parse_points
+from synque_ray.lens.rubric import Rubric, RubricRequest, fit_rows, load_rubric_file, sample_rows
+from synque_ray.lens.writers import Writer, write_rubrics
 from synque_ray.lens.score import read_answer
 
 THREE = ["Headlines name a listed company", "Most rows quote a percentage move", "Tone is neutral to upbeat"]
@@ -64,10 +57,11 @@ class FakeWriter(Writer):
     model_id = "fake"
 
     def __init__(self, script):
-        self.script, self.calls = script, []
+        self.script, self.calls, self.seen = script, [], []
 
     def complete(self, conversations, n_points, attempt):
         self.calls.append((len(conversations), attempt))
+        self.seen.append(conversations)
         answer = self.script(conversations, attempt)
         return [answer] * len(conversations)
 
@@ -94,9 +88,10 @@ def test_a_good_retry_stops_retrying():
     writer = FakeWriter(lambda c, attempt: "no idea" if attempt == 0 else json.dumps(THREE))
     (rubric,) = write_rubrics(writer, [request()], "generic", 3, retries=3)
     assert not rubric.short and rubric.attempts["commonalities"] == 2
-    # the differences prompts carry the commonalities
-    assert all(point in prompts.differences_prompt("generic", ["a"], ["b"], THREE, 3, True)[1]["content"]
-               for point in THREE)
+    # the differences prompts the writer was sent carry the commonalities it gave on the retry
+    differences = writer.seen[2]
+    assert len(differences) == 2
+    assert all(point in conversation[-1]["content"] for conversation in differences for point in THREE)
 
 
 def test_no_list_at_all_is_a_clear_error_message():

@@ -62,13 +62,14 @@ from ray.cluster_utils import Cluster
 
 import synque_ray.embed as embed
 import synque_ray.pipeline as pipeline
+import synque_ray.stage.embedding as embedding_stage
 from synque_ray.config import load_config
 
 # Observe, without changing them, the two places where work runs: proxy tasks
-# (pipeline.score_pair, made remote by _ProxyStage) and embedding actors (embed.Embedder,
+# (score_pair, made remote by the embedding stage) and embedding actors (embed.Embedder,
 # the Ray Data map_batches class). Both are looked up by name when a job runs.
-assert callable(pipeline.score_pair) and isinstance(embed.Embedder, type), "pipeline hooks moved"
-_score_pair = pipeline.score_pair
+assert callable(embedding_stage.score_pair) and isinstance(embed.Embedder, type), "pipeline hooks moved"
+_score_pair = embedding_stage.score_pair
 
 
 def score_pair(*args, **kwargs):
@@ -86,7 +87,7 @@ class Embedder(embed.Embedder):
         return super().__call__(batch)
 
 
-pipeline.score_pair = score_pair
+embedding_stage.score_pair = score_pair
 embed.Embedder = Embedder
 
 def start_cluster():

@@ -16,7 +16,7 @@ import math
 import os
 from pathlib import Path
 
-from synque_ray.config import JobConfig
+from synque_ray.config import LensConfig, ResourcesConfig
 from synque_ray.errors import UserError
 
 CPU_BLOCK_SIZE = 32  # tokens per KV block on CPU (BENCHMARKS.md, LENS)
@@ -85,9 +85,17 @@ def check_kv_memory(needed: int, what: str = "lens") -> None:
         )
 
 
-def engine_settings(config: JobConfig, model_path: str) -> dict:
-    """Keyword arguments for vllm.LLM, plus what the actor needs to set up its process."""
-    lens, resources = config.lens, config.resources
+def check_resources(resources: ResourcesConfig) -> None:
+    """Each LENS actor needs one GPU per tensor-parallel rank."""
+    if resources.tensor_parallel > 1 and resources.lens_gpus < resources.tensor_parallel:
+        raise UserError(
+            f"resources.tensor_parallel is {resources.tensor_parallel} but resources.lens_gpus is "
+            f"{resources.lens_gpus:g}: each LENS actor needs one GPU per tensor-parallel rank"
+        )
+
+
+def engine_settings(lens: LensConfig, resources: ResourcesConfig, model_path: str) -> dict:
+    """Keyword arguments for vllm.LLM, plus what the actor needs: its process set-up and its GPUs."""
     on_gpu = resources.lens_gpus > 0
     engine = {
         "model": model_path,
@@ -110,7 +118,7 @@ def engine_settings(config: JobConfig, model_path: str) -> dict:
                                                          lens.dtype, engine["block_size"])
     if resources.tensor_parallel > 1:
         engine["distributed_executor_backend"] = "mp"  # workers inside this actor's GPUs
-    return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors}
+    return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors, "num_gpus": resources.lens_gpus}
 
 
 def prepare_process(settings: dict) -> None:
@@ -139,11 +147,3 @@ def build_engine(settings: dict):
     from vllm import LLM
 
     return LLM(**settings["engine"])
-
-
-def ray_resources(config: JobConfig) -> dict:
-    """num_cpus / num_gpus of each LENS actor."""
-    resources = config.resources
-    if resources.lens_gpus > 0:
-        return {"num_cpus": 1, "num_gpus": resources.lens_gpus}
-    return {"num_cpus": 1}

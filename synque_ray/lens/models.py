@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from synque_ray.errors import UserError
+from synque_ray.models import looks_like_hub_id
 
 BUNDLED_LLM = "bundled-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -102,7 +103,6 @@ def resolve_llm(name: str, key: str) -> tuple[str, str]:
         if not path.is_dir():
             raise UserError(f"{key}: model path '{name}' is not a folder (vLLM needs a Hugging Face model folder)")
         return str(path.resolve()), str(path.resolve())
-    parts = name.split("/")
-    if len(parts) == 2 and all(parts) and not name.startswith((".", "~")):
+    if looks_like_hub_id(name):
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")

@@ -17,7 +17,6 @@ asked again once (sampled); if that fails too the row is recorded as unparsed.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -175,15 +174,12 @@ class JudgeActor:
     def __init__(self, settings: dict, prefixes: dict[str, str], max_row_tokens: int):
         from synque_ray.lens.engine import build_engine
 
-        started = time.perf_counter()
         self.llm = build_engine(settings)
-        self.startup_s = time.perf_counter() - started
         tokenizer = self.llm.get_tokenizer()
         self.label_ids = label_token_ids(tokenizer)
         self.builder = PromptBuilder(tokenizer, prefixes, max_row_tokens, settings["engine"]["max_model_len"])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        started = time.perf_counter()
         pairs = batch.column("pair").to_pylist()
         texts = batch.column("text").to_pylist()
         token_prompts = [p for pair, text in zip(pairs, texts, strict=True) for p in self.builder.prompts_for(pair, text)]
@@ -205,34 +201,30 @@ class JudgeActor:
         columns["retried"] = pa.array(retried.reshape(n, 4).sum(axis=1).astype(np.int64))
         columns["prompt_tokens"] = pa.array(prompt_tokens)
         columns["cached_tokens"] = pa.array(cached.reshape(n, 4).sum(axis=1))
-        # Diagnostics for benchmarks (dropped by the stage): engine start-up and batch time.
-        columns["_engine_startup_s"] = pa.array(np.full(n, self.startup_s))
-        columns["_batch_s"] = pa.array(np.full(n, (time.perf_counter() - started) / max(1, n)))
         return pa.table(columns)
 
 
 def score_rows(blocks: list[pa.Table], settings: dict, prefixes: dict[str, str], max_row_tokens: int,
-               batch_rows: int, resources: dict) -> Iterator[pa.Table]:
-    """Judge rows on Ray Data; yields output batches in input order.
+               batch_rows: int) -> Iterator[pa.Table]:
+    """Judge rows on Ray Data; yields output batches (OUTPUT_SCHEMA) in input order.
 
-    Each block has the columns pair, dataset_id, seed, row_id, role, text.
+    Each block has the columns pair, dataset_id, seed, row_id, role, text. The blocks move
+    into the object store when judging starts: the list is emptied, so the driver keeps no texts.
     """
     import ray
     import ray.data
+
+    from synque_ray.stage.tasks import map_actor_pool
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # the stage shows one bar of its own, in rows
     refs = [ray.put(block) for block in blocks]
-    dataset = ray.data.from_arrow_refs(refs).map_batches(
-        JudgeActor,
-        fn_constructor_kwargs={"settings": settings, "prefixes": prefixes, "max_row_tokens": max_row_tokens},
-        batch_size=batch_rows,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=settings["actors"]),
-        max_restarts=2,  # a lost actor is rebuilt and its batches retried
-        max_task_retries=2,
-        **resources,
+    blocks.clear()
+    dataset = map_actor_pool(
+        ray.data.from_arrow_refs(refs), JudgeActor,
+        {"settings": settings, "prefixes": prefixes, "max_row_tokens": max_row_tokens},
+        actors=settings["actors"], batch_size=batch_rows, batch_format="pyarrow",
+        num_cpus=1, num_gpus=settings["num_gpus"],
     )
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        yield batch
+    yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")

@@ -1,0 +1,207 @@
+"""The embedding proxies as one stage: embed (Ray Data) → the registered proxies (Ray tasks).
+
+Per candidate: one task for what looks at the candidate alone (MDM, near-duplicates)
+and one per (candidate, seed) for what compares it with U_r. Tasks are submitted as
+each candidate's embeddings land, so proxies run while the rest is still embedded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import polars as pl
+
+from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
+from synque_ray.reading import RowSet, row_hashes
+from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
+from synque_ray.scoring import TaskSpec, score_pair
+from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line
+
+RESULT_VERSION = 2  # bumped when what a committed result holds changes (2: replicates, errors, row signals)
+
+
+def task_spec(config) -> TaskSpec:
+    """Everything a proxy result depends on besides the embeddings: part of the result key."""
+    params = {name: config.proxy_params(name).model_dump() for name in config.embedding_proxies}
+    return TaskSpec(params, config.candidates.sample_size, config.ranking.resamples)
+
+
+class EmbeddingStage(Stage):
+    name = "embedding"
+
+    def __init__(self, config, real: dict[int, RowSet], model: tuple[str, str], cache: EmbeddingCache,
+                 fresh: bool = False, progress: bool = False):
+        super().__init__()
+        self.config, self.real, self.cache, self.fresh, self.progress = config, real, cache, fresh, progress
+        (self.model_path, self.model_id), self.spec = model, task_spec(config)
+        self.models = {"embedding": self.model_id}
+
+    def key_payload(self, candidate: RowSet) -> dict:
+        return {"real": {str(s): r.content_hash for s, r in self.real.items()}, "params": self.spec.params,
+                "sample_size": self.spec.sample_size, "resamples": self.spec.resamples, "model": self.model_id,
+                "version": RESULT_VERSION}
+
+    def expected_results(self, candidate: RowSet) -> int:
+        return len(self.spec.params) * len(self.real)
+
+    def finish(self, outcome: StageOutcome) -> None:
+        super().finish(outcome)
+        outcome.rows = [committed.rows for committed in outcome.committed.values()]
+
+    def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
+        """Embed what the cache lacks (reals first), feeding each candidate to its tasks as it lands."""
+        from tqdm import tqdm
+
+        missing = [rs for rs in [*self.real.values(), *todo] if self.fresh or not self.cache.has(rs)]
+        self.counts["rows_embedded"] = sum(rs.size for rs in missing)
+        self.counts["rows_from_cache"] = sum(rs.size for rs in [*self.real.values(), *todo]) - sum(
+            rs.size for rs in missing)
+        # One bar: candidates scored, with the rows embedded so far beside it (two bars on one
+        # terminal overwrite each other whenever anything else prints).
+        bar = tqdm(total=len(todo), desc="scored", unit="candidate", disable=not self.progress)
+        tasks = _ProxyTasks(self, {c.name: c for c in todo}, commit, fail, bar)
+        started = time.perf_counter()
+        try:
+            self._embed(missing, todo, tasks, bar)
+            self.timings["embed"] = time.perf_counter() - started
+            tasks.finish()
+        finally:
+            bar.close()
+        self.timings["proxies"] = time.perf_counter() - started - self.timings["embed"]
+        self.timings.update(tasks.compute_seconds())
+
+    def _embed(self, missing: list[RowSet], todo: list[RowSet], tasks: _ProxyTasks, bar) -> None:
+        import ray
+
+        seed_of = {rowset.name: seed for seed, rowset in self.real.items()}
+        missing_names = {rs.name for rs in missing}
+        cached = [c for c in todo if c.name not in missing_names]
+        tasks.real = {s: self.cache.handle(rs) for s, rs in self.real.items() if rs.name not in missing_names}
+        if len(tasks.real) == len(self.real):
+            tasks.submit_all(cached, self.cache)  # their proxies run while the rest is embedded
+        done_rows = [0]
+
+        def rows_done(count: int) -> None:
+            done_rows[0] += count
+            bar.set_postfix_str(f"embedded {done_rows[0]}/{self.counts['rows_embedded']} rows")
+
+        def embedded(index: int, vectors: np.ndarray) -> None:
+            rowset = missing[index]
+            self.cache.save(rowset, vectors)  # committed before any task reads it
+            if rowset.name in seed_of:
+                tasks.real[seed_of[rowset.name]] = self.cache.handle(rowset)
+            else:
+                tasks.submit(rowset.name, self.cache.handle(rowset), block=False)
+
+        resources = self.config.resources
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
+        embed_rowsets(missing, self.model_path, self.config.embedding.batch_size, resources.embed_actors,
+                      resources.embed_gpus, cpus, embedded, rows_done)
+        tasks.submit_all(cached, self.cache)
+
+
+class _ProxyTasks:
+    """The Ray tasks of the candidates being scored; commits each candidate when its tasks are done.
+
+    Outside the embedding stage at most `limit` tasks are in flight, so the object store
+    holds a bounded number of candidates whatever the size of the job.
+    """
+
+    def __init__(self, stage: EmbeddingStage, candidates: dict[str, RowSet], commit: Commit, fail: Fail, bar):
+        import ray
+
+        self.ray = ray
+        # A task whose worker dies is retried; an exception inside it marks the candidate failed.
+        # SPREAD: on a cluster, proxy tasks go to every node rather than crowding the head.
+        self.task = ray.remote(num_cpus=stage.config.resources.proxy_cpus,
+                               max_retries=stage.config.resources.task_retries,
+                               scheduling_strategy="SPREAD")(score_pair)
+        self.stage, self.candidates, self.commit, self.fail, self.bar = stage, candidates, commit, fail, bar
+        self.real: dict[int, CachedEmbeddings] = {}
+        self.pending: dict = {}  # ObjectRef -> dataset_id
+        self.parts: dict[str, list[dict]] = {}
+        self.failed: set[str] = set()
+        self.done: list[pl.DataFrame] = []
+        self.limit = max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+    def submit_all(self, candidates: list[RowSet], cache: EmbeddingCache) -> None:
+        while candidates:
+            candidate = candidates.pop(0)
+            self.submit(candidate.name, cache.handle(candidate))
+
+    def submit(self, dataset_id: str, embeddings: CachedEmbeddings, block: bool = True) -> None:
+        """Queue the candidate's tasks.
+
+        With `block`, wait while more than `limit` tasks are in flight. While embedding
+        runs the driver must not block: the embedding actors may hold every CPU, and
+        the proxy tasks could only start once the driver has drained the embeddings.
+        """
+        if len(self.real) != len(self.stage.real):
+            raise RuntimeError("a candidate reached the proxy stage before every real sample")
+        self.parts[dataset_id] = []
+        for seed, real in [(None, None), *self.real.items()]:
+            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.stage.spec)] = dataset_id
+        if block:
+            while len(self.pending) > self.limit:
+                [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+                self._handle(done)
+        else:
+            done, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+            for ref in done:
+                self._handle(ref)
+
+    def _handle(self, done) -> None:
+        dataset_id = self.pending.pop(done)
+        try:
+            part = self.ray.get(done)
+        except self.ray.exceptions.RayError as err:
+            self.parts.pop(dataset_id, None)
+            self.failed.add(dataset_id)
+            self.fail(dataset_id, one_line(err))
+            return
+        if dataset_id in self.failed:
+            return
+        parts = self.parts[dataset_id]
+        parts.append(part)
+        if len(parts) == len(self.stage.real) + 1:
+            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), list(self.stage.real),
+                                     self.candidates[dataset_id].texts)
+            self.commit(dataset_id, Committed(results, rows))
+            self.done.append(results)
+            self.bar.update(1)
+
+    def finish(self) -> None:
+        while self.pending:
+            [done], _ = self.ray.wait(list(self.pending), num_returns=1)
+            self._handle(done)
+
+    def compute_seconds(self) -> dict[str, float]:
+        """Per proxy: compute seconds summed over the tasks this run executed. The tasks run in
+        parallel, so these add up to more than the stage's wall time."""
+        if not self.done:
+            return {}
+        computed = pl.concat(self.done).group_by("proxy").agg(pl.col("seconds").sum())
+        return dict(computed.iter_rows())
+
+
+def assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[str]
+             ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One candidate's (results, row signals) from its tasks' outputs. The candidate-only
+    results (seed None) hold for every seed: they are repeated under each."""
+    alone = next(part for part in parts if part["seed"] is None)
+    scores = [row for part in parts if part is not alone for row in part["scores"]]
+    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in seeds]
+    duplicates = pl.DataFrame(alone["rows"], schema={"row_index": pl.Int64, "duplicate_group": pl.Int64})
+    hashes = row_hashes(texts)
+    row_parts = []
+    for part in parts:
+        if part is alone:
+            continue
+        frame = pl.DataFrame(part["rows"]).with_columns(pl.lit(dataset_id).alias("dataset_id"),
+                                                        pl.lit(part["seed"], pl.Int64).alias("seed"))
+        frame = frame.with_columns(pl.col("row_index").map_elements(hashes.__getitem__, pl.Utf8).alias("text_hash"))
+        row_parts.append(frame.join(duplicates, on="row_index", how="left"))
+    rows = pl.concat(row_parts, how="diagonal_relaxed")
+    rows = rows.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in rows.columns])
+    return pl.DataFrame(scores, schema=RESULT_SCHEMA), rows.select(list(ROW_SCHEMA)).cast(ROW_SCHEMA)

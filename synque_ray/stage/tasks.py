@@ -1,0 +1,120 @@
+"""Ray at the edge of a stage: one Ray task per candidate, and one Ray Data actor pool helper."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+
+import os
+import sys
+
+import polars as pl
+
+from synque_ray.reading import RowSet
+from synque_ray.stage.base import Commit, Committed, Fail, Stage, one_line
+
+
+def ensure_ray() -> None:
+    """Join the cluster named by RAY_ADDRESS (set inside a Ray job), else start a local one."""
+    address = os.environ.get("RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:
+        # A local cluster keeps Ray's default token authentication; saying so is what stops Ray
+        # warning about it on every start. Ray reads the mode once, at import: set after that,
+        # the cluster it starts would expect a token its own driver does not send.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, logging_level="WARNING")
+    else:
+        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+
+
+class TaskStage(Stage):
+    """A stage that runs one Ray task per candidate (a GPU each where `num_gpus` says so).
+
+    A subclass gives `task(candidate) -> (function, args)`: a pure function (it must not
+    need Ray) returning `(results, rows)` — result rows as dicts of `result_schema`'s
+    columns and row signals as a dict of `row_schema`'s columns. A task whose worker
+    dies is retried `retries` times; an exception inside it fails that candidate only.
+
+    A proxy that is not computed from embeddings is one such class and one line in
+    `pipeline.build_stages`, e.g.::
+
+        class PerplexityStage(TaskStage):
+            name = "perplexity"
+
+            def __init__(self, config, real):
+                super().__init__()
+                self.params, self.real = config.perplexity, real
+                self.num_gpus, self.retries = ..., config.resources.task_retries
+
+            def key_payload(self, candidate):
+                return {"params": self.params.model_dump(),
+                        "real": {str(s): r.content_hash for s, r in self.real.items()}}
+
+            def expected_results(self, candidate):
+                return len(self.real)  # one score row per seed
+
+            def task(self, candidate):
+                return perplexity_task, (candidate.name, candidate.texts,
+                                         {s: r.texts for s, r in self.real.items()}, self.params)
+    """
+
+    num_cpus: float = 1
+    num_gpus: float = 0
+    retries: int = 3
+
+    @abstractmethod
+    def task(self, candidate: RowSet) -> tuple[Callable, tuple]:
+        """The pure function that computes `candidate`'s result, and its arguments."""
+
+    def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
+        import ray
+
+        remotes: dict[Callable, object] = {}
+        pending = {}
+        for candidate in todo:
+            function, args = self.task(candidate)
+            if function not in remotes:
+                remotes[function] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                               max_retries=self.retries)(function)
+            pending[remotes[function].remote(*args)] = candidate.name
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            dataset_id = pending.pop(done)
+            try:
+                results, rows = ray.get(done)
+            except ray.exceptions.RayError as err:
+                fail(dataset_id, f"{self.name}: {one_line(err)}")
+                continue
+            commit(dataset_id, Committed(pl.DataFrame(results, schema=self.result_schema),
+                                         pl.DataFrame(rows, schema=self.row_schema)))
+
+
+def map_actor_pool(dataset, actor_class: type, constructor_kwargs: dict, *, actors: int, batch_size: int | None,
+                   batch_format: str, num_cpus: float, num_gpus: float = 0):
+    """`dataset.map_batches` through a fixed pool of `actors` instances of `actor_class`.
+
+    Only Ray's named remote parameters are used. Ray Data itself makes the pool fault
+    tolerant: its actors are created with unbounded restarts and task retries (Ray 2.60,
+    `ActorPoolMapOperator._apply_default_remote_args`), so a lost actor is rebuilt and
+    its batches run again; Ray 2.60 has no named parameter to bound them. Ray Data hands
+    each pool actor its context and its transform by object reference, which is why
+    Ray's core worker logs, once per pool, that the actor "has constructor arguments in
+    the object store and max_restarts > 0": it is true of every restartable Ray Data
+    pool whatever its constructor arguments, and goes only with the restarts.
+    """
+    import ray.data
+
+    return dataset.map_batches(
+        actor_class,
+        fn_constructor_kwargs=constructor_kwargs,
+        batch_size=batch_size,
+        batch_format=batch_format,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+    )
