@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from synque_ray.errors import UserError
+from synque_ray.perplexity import PerplexityParams
 
 from synque_ray.proxies import REGISTRY
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-STAGE_PROXY_NAMES = ("lens",)  # each computed by a stage of its own (synque_ray/stage)
+STAGE_PROXY_NAMES = ("lens", "perplexity")  # each computed by a stage of its own (synque_ray/stage)
 PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
 DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
 
@@ -124,6 +125,7 @@ class ResourcesConfig(_Strict):
     tensor_parallel: int = Field(1, gt=0)
     proxy_cpus: float = Field(1, gt=0)  # CPUs reserved by each (candidate, seed) proxy task
     task_retries: int = Field(3, ge=0)  # a Ray task whose worker dies is run again this many times
+    perplexity_gpus: float = Field(0, ge=0)  # GPUs each perplexity task (one fine-tune) takes
 
 
 class _JobFields(_Strict):
@@ -135,6 +137,7 @@ class _JobFields(_Strict):
     embedding: EmbeddingConfig = EmbeddingConfig()
     proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_PROXIES), min_length=1)
     lens: LensConfig = LensConfig()
+    perplexity: PerplexityParams = PerplexityParams()
     ranking: RankingConfig = RankingConfig()
     resources: ResourcesConfig = ResourcesConfig()
 
@@ -165,11 +168,16 @@ class _JobFields(_Strict):
         return [p for p in self.proxies if p in EMBEDDING_PROXY_NAMES]
 
     @property
+    def sized_proxies(self) -> list[str]:
+        """The proxies in `proxies` whose parameters say how many rows they need."""
+        return [*self.embedding_proxies, *(["perplexity"] if "perplexity" in self.proxies else [])]
+
+    @property
     def cache_location(self) -> str:
         return self.cache_dir or f"{self.output.rstrip('/')}/cache"
 
     def proxy_params(self, name: str):
-        """The parameters section of an embedding proxy (`config.mdm`, `config.pad`, ...)."""
+        """The parameters section of a proxy (`config.mdm`, `config.pad`, `config.perplexity`, ...)."""
         return getattr(self, name)
 
 

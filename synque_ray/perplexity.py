@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, field_validator
 
-from synque_ray.proxies.base import Params
+from synque_ray.proxies.base import Params, resample_weights
 from synque_ray.reading import seeded_indices
 
 IGNORE = -100  # the label that cross-entropy leaves out (torch's and transformers' convention)
@@ -168,6 +168,7 @@ def token_nll(model, ids, mask, labels):
     and only positions whose target label is not −100 count."""
     import torch.nn.functional as F
 
+    ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     targets = labels[:, 1:]
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
@@ -190,15 +191,17 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def load(model_path: str):
-    """(model in float32, in eval mode; tokenizer) from a Hugging Face folder; the bundled folder is
-    stored in bfloat16, which is too coarse for small fine-tuning updates on CPU."""
+def load(model_path: str, device: str | None = None):
+    """(model in float32, in eval mode, on `device`; tokenizer) from a Hugging Face folder; the
+    bundled folder is stored in bfloat16, too coarse for small fine-tuning updates. `device`
+    None: the GPU when this process sees one (a Ray task given `num_gpus`), else the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    return model.eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def batch_order(rows: int, steps: int, batch_size: int, seed: int) -> np.ndarray:
@@ -248,7 +251,7 @@ def row_nll(model, tokenizer, texts: Sequence[str], params: PerplexityParams, th
         for start in range(0, len(rows), params.eval_batch_size):
             chosen = order[start : start + params.eval_batch_size]
             nll, count = token_nll(model, *collate([rows[i] for i in chosen], pad))
-            sums[chosen], counts[chosen] = nll.double().numpy(), count.numpy()
+            sums[chosen], counts[chosen] = nll.double().cpu().numpy(), count.cpu().numpy()
     return sums, counts
 
 
@@ -258,6 +261,15 @@ def summarise(sums: np.ndarray, counts: np.ndarray) -> SampleScore:
     if not math.isfinite(mean) or mean > MAX_NLL:
         raise ValueError(f"perplexity is not finite (mean NLL per text token: {mean:.3g} nats)")
     return SampleScore(perplexity=math.exp(mean), row_nll=sums / counts, row_tokens=counts)
+
+
+def resampled_perplexity(score: SampleScore, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Shape (resamples,): the sample's perplexity with its U_r rows drawn with replacement.
+
+    The fine-tuned model is kept (refitting it per draw would cost `resamples` fine-tunes),
+    so these replicates carry U_r's sampling noise, not the fine-tune's."""
+    weights = resample_weights(len(score.row_nll), resamples, rng)
+    return np.exp((weights @ (score.row_nll * score.row_tokens)) / (weights @ score.row_tokens))
 
 
 def perplexity(model, tokenizer, texts: Sequence[str], params: PerplexityParams, threads: int = 1) -> SampleScore:

@@ -25,6 +25,7 @@ from synque_ray.reading import RowSet, list_candidates, read_texts, sample_pool
 from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, incomplete, rank, row_scores_table, split_failures
 from synque_ray.stage.base import Stage, StageOutcome, run_stage
 from synque_ray.stage.embedding import EmbeddingStage
+from synque_ray.stage.perplexity import PerplexityStage
 from synque_ray.stage.tasks import ensure_ray  # noqa: F401 - part of this module's API (jobs, tests)
 from synque_ray.storage import Store
 
@@ -62,7 +63,7 @@ def read_real(config: JobConfig) -> dict[int, RowSet]:
 def minimum_rows(config: JobConfig, real: bool = False) -> tuple[int, str]:
     """The fewest rows a candidate (or a real sample) may have, and which proxy needs them."""
     needs = [(1, "scoring")]
-    for name in config.embedding_proxies:
+    for name in config.sized_proxies:
         params = config.proxy_params(name)
         needs.append(params.min_real_rows() if real else params.min_rows())
     return max(needs)
@@ -113,6 +114,10 @@ def build_stages(config: JobConfig, real: dict[int, RowSet], candidates: list[Ro
         model = resolve_model(config.embedding.model, "embedding.model")
         cache = EmbeddingCache(Store(config.cache_location), model[1])
         stages.append(EmbeddingStage(config, real, model, cache, fresh, progress))
+    if "perplexity" in config.proxies:
+        resources = config.resources
+        stages.append(PerplexityStage(config.perplexity, real, config.ranking.resamples, resources.proxy_cpus,
+                                      resources.perplexity_gpus, resources.task_retries))
     if "lens" in config.proxies:  # after the others: the cascade reads their ranking
         from synque_ray.lens import Lens
 

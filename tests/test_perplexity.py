@@ -15,6 +15,7 @@ from synque_ray.perplexity import (
     load,
     perplexity,
     perplexity_after_finetune,
+    resampled_perplexity,
     resolve_model,
     summarise,
 )
@@ -201,3 +202,12 @@ def test_params_are_validated(change):
 
 def test_params_declare_their_fewest_rows():
     assert PerplexityParams(min_train_rows=20).min_rows() == (20, "perplexity fine-tuning")
+
+
+def test_resampled_perplexity_reweights_the_rows_by_hand():
+    score = summarise(np.array([6.0, 2.0, 9.0]), np.array([3, 2, 3]))
+    replicates = resampled_perplexity(score, 50, np.random.default_rng(7))
+    weights = np.random.default_rng(7).multinomial(3, [1 / 3] * 3, size=50)
+    by_hand = [math.exp((w @ [6.0, 2.0, 9.0]) / (w @ [3, 2, 3])) for w in weights]
+    np.testing.assert_allclose(replicates, by_hand, rtol=1e-12)
+    assert min(replicates) < score.perplexity < max(replicates)

@@ -182,3 +182,28 @@ def test_candidate_sample_size_subsamples_each_seed(ray_session, data_dir, tmp_p
     one = per_seed.filter(pl.col("dataset_id") == per_seed["dataset_id"][0]).sort("seed")["rows"].to_list()
     assert one[0] != one[1]  # a different subsample per seed
     assert summary.counts["candidates_scored"] == 4
+
+
+def test_perplexity_stage_scores_every_seed_and_is_reused(ray_session, data_dir, tmp_path):
+    from synque_ray.perplexity import perplexity_after_finetune, resolve_model
+
+    tiny = {"steps": 2, "batch_size": 4, "max_length": 16, "eval_rows": 6, "min_train_rows": 4}
+    config = make_config(data_dir, tmp_path / "ppl", proxies=["mdm", "perplexity"], perplexity=tiny)
+    summary = run_job(config)
+    scores = pl.read_parquet(tmp_path / "ppl" / "scores.parquet").filter(pl.col("proxy") == "perplexity")
+    assert scores.height == 4 * len(SEEDS) and scores["raw"].is_finite().all()
+    assert (scores["score"] == -scores["raw"]).all()
+    # the stage's numbers are the pure function's on the same rows
+    first = scores.sort("dataset_id").row(0, named=True)
+    pool = read_texts(data_dir / "real" / "pool.jsonl", "text")
+    real = {seed: sample_pool(pool, SAMPLE, seed, "pool") for seed in SEEDS}
+    texts = read_texts(data_dir / "candidates" / f"{first['dataset_id']}.jsonl", "text")
+    direct = perplexity_after_finetune(resolve_model(config.perplexity)[0], texts, real, config.perplexity)
+    assert scores.filter(pl.col("dataset_id") == first["dataset_id"]).sort("seed")["raw"].to_list() == \
+        pytest.approx([direct[s].perplexity for s in SEEDS], rel=1e-6)
+    rankings = pl.read_parquet(tmp_path / "ppl" / "rankings.parquet")
+    assert set(rankings["proxy"]) == {"mdm", "perplexity", "ensemble"}
+    assert (rankings["rank_low"] <= rankings["rank"]).all() and (rankings["rank"] <= rankings["rank_high"]).all()
+    assert summary.counts["stages"]["perplexity"]["scored"] == 4
+    again = run_job(config)
+    assert again.counts["stages"]["perplexity"] == {"scored": 0, "reused": 4, "failed": 0, "skipped": 0}
