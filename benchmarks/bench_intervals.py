@@ -26,7 +26,8 @@ from scipy.stats import rankdata
 from synque_ray.config import load_config
 from synque_ray.embed import EmbeddingCache
 from synque_ray.models import resolve_model
-from synque_ray.pipeline import read_candidates, read_real, task_spec
+from synque_ray.pipeline import read_candidates, read_real
+from synque_ray.stage.embedding import task_spec
 from synque_ray.reduce import add_ensemble, rank, split_failures
 from synque_ray.scoring import score_pair
 from synque_ray.storage import Store
@@ -52,7 +53,7 @@ def cost(config, candidates: int) -> tuple[float, float]:
 
 def committed_results(config) -> pl.DataFrame:
     store = Store(config.output)
-    keys = store.read_json("run.json")["result_keys"]
+    keys = store.read_json("run.json")["result_keys"]["embedding"]  # the embedding stage's, by candidate
     frames = [pl.from_arrow(store.read_table(f"results/{key}.parquet")) for key in keys.values()]
     return split_failures(pl.concat(frames))[0]
 
