@@ -14,6 +14,7 @@ pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parent.parent
 NOISE = [
     "Token authentication is enabled",  # Ray's warning when the auth mode is left to its default
+    "ray_remote_args",  # Ray's deprecation warning for map_batches' unnamed remote arguments
     "Traceback",
 ]
 
