@@ -55,7 +55,8 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="synque-chromium-")
         self.process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.socket = connect(self._devtools_url(), max_size=None, open_timeout=self.timeout)
+        # Entered as a context manager, as websockets ≥ 17.1 requires; closed in __exit__.
+        self.socket = connect(self._devtools_url(), max_size=None, open_timeout=self.timeout).__enter__()
         return self
 
     def _devtools_url(self) -> str:
