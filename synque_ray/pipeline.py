@@ -117,7 +117,7 @@ def build_stages(config: JobConfig, real: dict[int, RowSet], candidates: list[Ro
     if "perplexity" in config.proxies:
         resources = config.resources
         stages.append(PerplexityStage(config.perplexity, real, config.ranking.resamples, resources.proxy_cpus,
-                                      resources.perplexity_gpus, resources.task_retries))
+                                      resources.perplexity_gpus, resources.task_retries, progress))
     if "lens" in config.proxies:  # after the others: the cascade reads their ranking
         from synque_ray.lens import Lens
 

@@ -45,9 +45,9 @@ class PerplexityStage(TaskStage):
     name = "perplexity"
 
     def __init__(self, params: PerplexityParams, real: dict[int, RowSet], resamples: int, cpus: float,
-                 gpus: float, retries: int):
+                 gpus: float, retries: int, progress: bool = False):
         super().__init__()
-        self.params, self.real, self.resamples = params, real, resamples
+        self.params, self.real, self.resamples, self.progress = params, real, resamples, progress
         self.model_path, model_id = resolve_model(params)  # once: a missing model stops the job here
         self.models = {"perplexity": model_id}
         self.num_cpus, self.num_gpus, self.retries = cpus, gpus, retries

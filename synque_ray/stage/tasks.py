@@ -66,6 +66,7 @@ class TaskStage(Stage):
     num_cpus: float = 1
     num_gpus: float = 0
     retries: int = 3
+    progress: bool = False  # a bar of candidates done, on the terminal
 
     @abstractmethod
     def task(self, candidate: RowSet) -> tuple[Callable, tuple]:
@@ -73,6 +74,7 @@ class TaskStage(Stage):
 
     def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
         import ray
+        from tqdm import tqdm
 
         remotes: dict[Callable, object] = {}
         pending = {}
@@ -82,16 +84,18 @@ class TaskStage(Stage):
                 remotes[function] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                                                max_retries=self.retries)(function)
             pending[remotes[function].remote(*args)] = candidate.name
-        while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
-            dataset_id = pending.pop(done)
-            try:
-                results, rows = ray.get(done)
-            except ray.exceptions.RayError as err:
-                fail(dataset_id, f"{self.name}: {one_line(err)}")
-                continue
-            commit(dataset_id, Committed(pl.DataFrame(results, schema=self.result_schema),
-                                         pl.DataFrame(rows, schema=self.row_schema)))
+        with tqdm(total=len(pending), desc=self.name, unit="candidate", disable=not self.progress) as bar:
+            while pending:
+                [done], _ = ray.wait(list(pending), num_returns=1)
+                dataset_id = pending.pop(done)
+                bar.update(1)
+                try:
+                    results, rows = ray.get(done)
+                except ray.exceptions.RayError as err:
+                    fail(dataset_id, f"{self.name}: {one_line(err)}")
+                    continue
+                commit(dataset_id, Committed(pl.DataFrame(results, schema=self.result_schema),
+                                             pl.DataFrame(rows, schema=self.row_schema)))
 
 
 def map_actor_pool(dataset, actor_class: type, constructor_kwargs: dict, *, actors: int, batch_size: int | None,
