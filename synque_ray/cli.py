@@ -11,7 +11,7 @@ from synque_ray.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
-STAGES = ("read", "embed", "proxies", "lens", "reduce", "total")  # wall times
+STAGES = ("read", "embed", "proxies", "perplexity", "lens", "reduce", "total")  # wall times
 
 
 def _print_summary(summary) -> None:
