@@ -128,7 +128,6 @@ def embed_rowsets(
         return
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = False  # the driver shows one bar of its own, in rows
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Blocks of at most `rows_per_call` rows of one row set each, put in the object store
     # one set at a time (the driver never holds more than one candidate's texts); each

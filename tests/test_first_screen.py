@@ -1,5 +1,8 @@
 """What a newcomer sees: a `synque score` run prints progress, the ranking and where the
-outputs are; no warning or error line from Ray whose cause is ours."""
+outputs are; no warning or error line from Ray whose cause is ours. (Ray core's line that
+a Ray Data pool actor "has constructor arguments in the object store and max_restarts > 0"
+stays: Ray Data passes every restartable pool actor its context by reference, and the
+restarts are what the fault-tolerance tests rely on; see stage/tasks.py.)"""
 
 import subprocess
 import sys
@@ -15,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOISE = [
     "Token authentication is enabled",  # Ray's warning when the auth mode is left to its default
     "ray_remote_args",  # Ray's deprecation warning for map_batches' unnamed remote arguments
+    "Progress bars disabled",  # Ray Data's notice that its bars are off (ours replace them)
     "Traceback",
 ]
 

@@ -218,7 +218,6 @@ def score_rows(blocks: list[pa.Table], settings: dict, prefixes: dict[str, str],
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = False  # the stage shows one bar of its own, in rows
     refs = [ray.put(block) for block in blocks]
     blocks.clear()
     dataset = map_actor_pool(

@@ -210,7 +210,6 @@ def write_rubrics_on_ray(settings: dict, model_id: str, rows: list[dict], task: 
 
     if not rows:
         return {}
-    ray.data.DataContext.get_current().enable_progress_bars = False
     actors = max(1, min(settings["actors"], len(rows)))
     dataset = map_actor_pool(
         ray.data.from_arrow(pa.Table.from_pylist(rows)), RubricActor,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Callable
-
+import logging
 import os
 import sys
+from abc import abstractmethod
+from collections.abc import Callable
 
 import polars as pl
 
@@ -113,6 +113,10 @@ def map_actor_pool(dataset, actor_class: type, constructor_kwargs: dict, *, acto
     """
     import ray.data
 
+    # Our stages show one bar of their own (in rows or candidates), so Ray Data's bars stay
+    # off; its notice that they are off only restates that choice on every first run.
+    dataset.context.enable_progress_bars = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return dataset.map_batches(
         actor_class,
         fn_constructor_kwargs=constructor_kwargs,
