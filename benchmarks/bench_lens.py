@@ -330,3 +330,7 @@ def report(stage: dict, bare: dict, rdllm: dict | None, config: Path) -> None:
     if rdllm:
         print(f"| ray.data.llm processor, same prompts: wall incl. start-up, s | {rdllm['wall_incl_startup_s']:.1f} "
               f"({rdllm['parsed']}/{rdllm['prompts']} parsed) | | |")
+
+
+if __name__ == "__main__":
+    main()
