@@ -17,6 +17,7 @@ from synque_ray.errors import UserError
 from synque_ray.perplexity import PerplexityParams
 
 from synque_ray.proxies import REGISTRY
+from synque_ray.proxies.base import Params
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
 STAGE_PROXY_NAMES = ("lens", "perplexity")  # each computed by a stage of its own (synque_ray/stage)
@@ -169,8 +170,8 @@ class _JobFields(_Strict):
 
     @property
     def sized_proxies(self) -> list[str]:
-        """The proxies in `proxies` whose parameters say how many rows they need."""
-        return [*self.embedding_proxies, *(["perplexity"] if "perplexity" in self.proxies else [])]
+        """The proxies in `proxies` whose parameters say how many rows they need (a `Params` section)."""
+        return [p for p in self.proxies if isinstance(getattr(self, p), Params)]
 
     @property
     def cache_location(self) -> str:

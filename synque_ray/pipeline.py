@@ -23,7 +23,7 @@ from synque_ray.errors import UserError
 from synque_ray.models import resolve_model
 from synque_ray.reading import RowSet, list_candidates, read_texts, sample_pool
 from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, incomplete, rank, row_scores_table, split_failures
-from synque_ray.stage.base import Stage, StageOutcome, run_stage
+from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.embedding import EmbeddingStage
 from synque_ray.stage.perplexity import PerplexityStage
 from synque_ray.stage.tasks import ensure_ray  # noqa: F401 - part of this module's API (jobs, tests)
@@ -204,7 +204,7 @@ def run_record(config: JobConfig, fresh: bool, stages: list[Stage], outcomes: li
         "models": {key: value for stage in stages for key, value in stage.models.items()},
         "content_hashes": {
             "candidates": {c.name: c.content_hash for c in candidates},
-            "real": {str(seed): rowset.content_hash for seed, rowset in real.items()},
+            "real": real_hashes(real),
         },
         "result_keys": {o.name: o.keys for o in outcomes},
         "timings": {k: round(v, 4) for k, v in timings.items()},

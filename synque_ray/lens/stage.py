@@ -25,7 +25,7 @@ from synque_ray.lens.rubric_source import Rubrics
 from synque_ray.lens.score import OUTPUT_SCHEMA, score_rows
 from synque_ray.reading import RowSet
 from synque_ray.reduce import RESULT_SCHEMA, top_by
-from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome
+from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class LensStage(Stage):
     def key_payload(self, candidate: RowSet) -> dict:
         lens = self.lens.config
         return {"scorer": self.lens.scorer_id, "prompts": prompts.PROMPT_VERSION,
-                "real": {str(s): r.content_hash for s, r in self.real.items()},
+                "real": real_hashes(self.real),
                 "rubrics": {str(s): self.rubrics.by_pair[(candidate.name, s)].digest for s in self.real},
                 "max_rows": lens.max_rows, "max_row_tokens": lens.max_row_tokens,
                 "max_model_len": lens.max_model_len, "task": lens.task, "dtype": lens.dtype}

@@ -37,6 +37,11 @@ def digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def real_hashes(real: dict[int, RowSet]) -> dict[str, str]:
+    """{seed: content hash} of the U_r samples, as result keys and run.json record them."""
+    return {str(seed): rowset.content_hash for seed, rowset in real.items()}
+
+
 def one_line(err: BaseException) -> str:
     """The last non-empty line of an error (a Ray error's own cause comes last)."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]

@@ -16,7 +16,7 @@ from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
 from synque_ray.reading import RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
 from synque_ray.scoring import TaskSpec, score_pair
-from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line
+from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
 RESULT_VERSION = 2  # bumped when what a committed result holds changes (2: replicates, errors, row signals)
 
@@ -38,7 +38,7 @@ class EmbeddingStage(Stage):
         self.models = {"embedding": self.model_id}
 
     def key_payload(self, candidate: RowSet) -> dict:
-        return {"real": {str(s): r.content_hash for s, r in self.real.items()}, "params": self.spec.params,
+        return {"real": real_hashes(self.real), "params": self.spec.params,
                 "sample_size": self.spec.sample_size, "resamples": self.spec.resamples, "model": self.model_id,
                 "version": RESULT_VERSION}
 

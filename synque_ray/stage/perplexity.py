@@ -11,6 +11,7 @@ import numpy as np
 from synque_ray.perplexity import PerplexityParams, perplexity_after_finetune, resampled_perplexity, resolve_model
 from synque_ray.reading import RowSet
 from synque_ray.reduce import ROW_SCHEMA
+from synque_ray.stage.base import real_hashes
 from synque_ray.stage.tasks import TaskStage
 
 RESULT_VERSION = 1  # bumped when what a committed perplexity result holds changes
@@ -54,7 +55,7 @@ class PerplexityStage(TaskStage):
 
     def key_payload(self, candidate: RowSet) -> dict:
         return {"params": self.params.model_dump(), "model": self.models["perplexity"],
-                "real": {str(s): r.content_hash for s, r in self.real.items()}, "resamples": self.resamples,
+                "real": real_hashes(self.real), "resamples": self.resamples,
                 "version": RESULT_VERSION}
 
     def expected_results(self, candidate: RowSet) -> int:
