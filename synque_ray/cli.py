@@ -49,11 +49,37 @@ def _write_run_report(summary) -> None:
     print(f"report: {written[0]}")
 
 
+def _committed_results(output: str) -> int:
+    """Committed per-candidate results under OUTPUT/results (each a completion mark a re-run reuses)."""
+    from synque_ray.storage import Store
+
+    try:
+        entries = Store(output).listing("results") or []
+    except OSError:
+        return 0
+    return sum(1 for name, folder in entries if not folder and name.endswith(".parquet")
+               and not name.endswith(".rows.parquet"))
+
+
+def _run(config, fresh: bool):
+    """`run_job`; a write that fails (disk full, read-only folder) ends in one line naming the
+    path, what stays committed, and that a re-run resumes from it."""
+    from synque_ray.pipeline import run_job
+    from synque_ray.storage import Store, WriteError
+
+    try:
+        return run_job(config, fresh=fresh, progress=True)
+    except WriteError as err:
+        kept = _committed_results(config.output)
+        raise UserError(f"{err}; {kept} committed result(s) under {Store(config.output).display('results')} are "
+                        "kept: free space or make the folder writable, then re-run the same command to resume "
+                        "from them") from None
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
-    from synque_ray.pipeline import run_job
 
-    summary = run_job(load_config(args.config), fresh=args.fresh, progress=True)
+    summary = _run(load_config(args.config), args.fresh)
     _print_summary(summary)
     _write_run_report(summary)
     if summary.failed:
@@ -90,14 +116,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
     from synque_ray.demo import write_demo_data
     from synque_ray.evaluate import evaluate_scores, report_text
-    from synque_ray.pipeline import run_job
     from synque_ray.storage import Store
 
     config = load_config(args.config)
     data_dir = Path(config.candidates.path).parent
     quality = write_demo_data(data_dir)
     print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
-    summary = run_job(config, fresh=args.fresh, progress=True)
+    summary = _run(config, args.fresh)
     _print_summary(summary)
     report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
     report["run"] = summary.run_dir.rstrip("/").rsplit("/", 1)[-1]  # the run it evaluated (its stamp)

@@ -134,7 +134,7 @@ def test_model_path_that_does_not_exist(workspace):
 def test_unknown_key(workspace):
     tmp_path, config = workspace
     config["pad"] = {"classifer": "xgboost"}
-    assert_one_line_failure(run_with(tmp_path, config), "job.yaml: unknown key 'pad.classifer'", tmp_path)
+    assert_one_line_failure(run_with(tmp_path, config), "job.yaml: unknown key 'pad.classifer' (did you mean 'classifier'?)", tmp_path)
 
 
 def test_sample_larger_than_pool(workspace):

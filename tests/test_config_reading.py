@@ -31,7 +31,7 @@ def test_defaults_follow_the_spec():
     "change, message",
     [
         ({"colour": 1}, "cfg.yaml: unknown key 'colour'"),
-        ({"mdm": {"k": 3, "kk": 2}}, "cfg.yaml: unknown key 'mdm.kk'"),
+        ({"mdm": {"k": 3, "kk": 2}}, "cfg.yaml: unknown key 'mdm.kk' (did you mean 'k'?)"),
         ({"real": {"text": "t"}}, "cfg.yaml: real: give exactly one of real.path (a pool) or real.samples (one file per seed)"),
         ({"real": {"samples": ["a.json"], "seeds": [1, 2], "text": "t"}},
          "cfg.yaml: real: real.samples has 1 files but real.seeds has 2 seeds; they are paired one to one"),
@@ -83,7 +83,9 @@ def test_every_format_reads_the_same_texts_and_templates(tmp_path):
     [
         ("e.json", "", "text", "{p}: file is empty"),
         ("e.json", "[]", "text", "{p}: file has no rows"),
-        ("e.json", "{\"a\": 1}", "text", "{p}: expected a JSON list of objects"),
+        ("e.json", "{\"a\": 1}", "text", "{p}: entry 'a' is neither text nor an object (got int); a .json file "
+         "holds a list of objects or one object mapping ids to texts or objects"),
+        ("e.json", "3", "text", "{p}: expected a JSON list of objects or an object mapping ids to texts or objects"),
         ("e.json", "[{\"text\": \"x\"}, {\"other\": \"y\"}]", "text", "{p}: row 2 has no field 'text'"),
         ("e.json", "[{\"text\": 3}]", "text", "{p}: row 1 field 'text' is not text (got int)"),
         ("e.json", "[{\"text\": null}]", "text", "{p}: row 1 field 'text' is not text (got null)"),
