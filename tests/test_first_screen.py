@@ -4,6 +4,7 @@ a Ray Data pool actor "has constructor arguments in the object store and max_res
 stays: Ray Data passes every restartable pool actor its context by reference, and the
 restarts are what the fault-tolerance tests rely on; see stage/tasks.py.)"""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synque_ray import cli
+from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
+from synque_ray.pipeline import read_candidates
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parent.parent
@@ -46,3 +50,42 @@ def test_run_succeeds_and_prints_the_ranking(cli_run):
 @pytest.mark.parametrize("line", NOISE)
 def test_no_noise_of_ours(cli_run, line):
     assert line not in cli_run.stdout + cli_run.stderr
+
+
+# ---------------------------------------------------------------- what a newcomer's own files meet (issue 16 §2)
+
+
+def newcomer_job(root, candidates, text, **extra):
+    """A config over the newcomer's candidate files {name: content} and a small pool."""
+    (root / "cands").mkdir()
+    for name, content in candidates.items():
+        (root / "cands" / name).write_text(content)
+    (root / "pool.jsonl").write_text("".join(json.dumps({"text": f"a real row {i}"}) + "\n" for i in range(20)))
+    job = {"name": "mine", "output": str(root / "out"), "real": {"path": str(root / "pool.jsonl"), "text": "text",
+           "sample_size": 10}, "candidates": {"path": str(root / "cands"), "text": text, **extra}}
+    (root / "job.yaml").write_text(yaml.safe_dump(job))
+    return root / "job.yaml"
+
+
+def test_a_misspelt_key_gets_the_nearest_valid_one(tmp_path, capsys):
+    job = newcomer_job(tmp_path, {"a.json": json.dumps([{"text": "x"}] * 5)}, "text", sampel_size=3)
+    assert cli.main(["score", str(job)]) == 2
+    assert capsys.readouterr().err == (f"error: {job}: unknown key 'candidates.sampel_size' "
+                                       "(did you mean 'sample_size'?)\n")
+
+
+def test_a_template_over_a_numeric_field_formats_it(tmp_path):
+    rows = [{"stars": i % 5 + 1, "helpful": i % 2 == 0, "text": f"review {i}"} for i in range(6)]
+    config = load_config(newcomer_job(tmp_path, {"reviews.jsonl": "".join(json.dumps(r) + "\n" for r in rows)},
+                                      "{stars} stars ({helpful}): {text}"))
+    (candidate,) = read_candidates(config)
+    assert candidate.texts[:2] == ["1 stars (True): review 0", "2 stars (False): review 1"]
+
+
+def test_a_json_object_of_id_to_task_is_one_row_per_entry(tmp_path):
+    tasks = {f"Site--{i}": f"Find the opening hours of shop {i}" for i in range(5)}
+    records = {f"r{i}": {"ques": f"Book table {i}", "web": "x"} for i in range(5)}
+    config = load_config(newcomer_job(tmp_path, {"tasks.json": json.dumps(tasks),
+                                                 "records.json": json.dumps(records)}, "ques"))
+    by_name = {c.name: c.texts for c in read_candidates(config)}
+    assert by_name == {"records": [f"Book table {i}" for i in range(5)], "tasks": list(tasks.values())}
