@@ -239,3 +239,17 @@ def test_unknown_key_suggests_the_nearest_valid_one():
         with pytest.raises(UserError) as caught:
             parse_config({**BASE, **change}, "cfg.yaml")
         assert str(caught.value) == message
+
+
+def test_select_copies_the_rows_of_every_shape_the_reader_accepts(tmp_path):
+    """`select` copies rows by the index the reader gave them: a .json id map keeps its ids, a
+    .jsonl line holding U+2028 stays one row."""
+    from synque_ray.selection import subset_bytes
+
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({"t1": "one", "t2": {"text": "two"}, "t3": "three"}))
+    assert read_texts(path, "text") == ["one", "two", "three"]
+    assert json.loads(subset_bytes(path, [0, 2], 3)) == {"t1": "one", "t3": "three"}
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "a\u2028b"}\n{"text": "c"}\n', encoding="utf-8")
+    assert subset_bytes(path, [1], len(read_texts(path, "text"))) == b'{"text": "c"}\n'
