@@ -63,29 +63,33 @@ def row_hashes(texts: list[str]) -> list[str]:
     return [hashlib.sha256(text.encode("utf-8")).hexdigest()[:16] for text in texts]
 
 
-def _utf8(path: Path, data: bytes, csv_rows: bool = False) -> str:
+def _utf8(path: Path, raw: bytes, csv_rows: bool = False) -> str:
     """The file's bytes as text (a leading byte-order mark dropped). A byte that is not UTF-8 is
     a UserError naming its line, and for a CSV its data row (quoted newlines counted)."""
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        line = raw.count(b"\n", 0, err.start) + 1
         where = f"line {line}"
-        if csv_rows:
-            row = _csv_row_at(data.decode("utf-8", errors="replace"), line)
+        row = _csv_row_at(raw.decode("utf-8", errors="replace"), line) if csv_rows else None
+        if row is not None:
             where = f"row {row} (line {line})" if row else f"the header (line {line})"
-        raise UserError(f"{path}: {where} is not UTF-8 text (byte 0x{data[err.start]:02x})") from None
+        raise UserError(f"{path}: {where} is not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
 
 
-def _csv_row_at(text: str, line: int) -> int:
+def _csv_row_at(text: str, line: int) -> int | None:
     """The data row (1-based; 0 = the header) that holds physical line `line`, counting records
-    as pyarrow does: a quoted value may span lines and blank lines are no rows."""
+    as pyarrow does: a quoted value may span lines and blank lines are no rows. None when the
+    file cannot be parsed that far (the line alone is then named)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     row = -1
-    for record in reader:
-        row += bool(record)
-        if reader.line_num >= line:
-            return max(row, 0)
+    try:
+        for record in reader:
+            row += bool(record)
+            if reader.line_num >= line:
+                break
+    except csv.Error:
+        return None
     return max(row, 0)
 
 
@@ -93,10 +97,10 @@ class _EntryText(str):
     """A row that is nothing but its text: a string value of a .json object mapping ids to texts."""
 
 
-def _json_rows(path: Path, text: str) -> list:
+def _json_rows(path: Path, raw: bytes) -> list:
     """A .json file's rows: its list, or one row per entry of an object mapping ids to texts or
     to objects (an id → text entry becomes an `_EntryText`)."""
-    data = json.loads(text)
+    data = json.loads(_utf8(path, raw))
     if isinstance(data, list):
         return data
     if not isinstance(data, dict):
@@ -110,11 +114,11 @@ def _json_rows(path: Path, text: str) -> list:
     return rows
 
 
-def _jsonl_rows(path: Path, text: str) -> list:
+def _jsonl_rows(path: Path, raw: bytes) -> list:
     """One row per non-blank line. Lines end at "\\n" only: JSON strings may hold U+2028 and the
     other characters that `str.splitlines` would also break at."""
     rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_utf8(path, raw).split("\n"), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -123,21 +127,20 @@ def _jsonl_rows(path: Path, text: str) -> list:
     return rows
 
 
-def _csv_rows(path: Path, text: str, data: bytes) -> list[dict]:
+def _csv_rows(path: Path, raw: bytes) -> list[dict]:
     """Every column read as text, as written (a text column of digits stays text, "007" keeps its
     zeros); a quoted value may span lines."""
-    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    header = next(csv.reader(io.StringIO(_utf8(path, raw, csv_rows=True), newline="")), [])
     convert = pa_csv.ConvertOptions(strings_can_be_null=False, column_types={name: pa.string() for name in header})
     parse = pa_csv.ParseOptions(newlines_in_values=True)
-    return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse, convert_options=convert).to_pylist()
+    return pa_csv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=convert).to_pylist()
 
 
-# Suffix -> rows from (path, text, bytes); Parquet is read from the path (its own encoding).
-_TEXT_READERS = {
-    ".json": lambda path, text, data: _json_rows(path, text),
-    ".jsonl": lambda path, text, data: _jsonl_rows(path, text),
-    ".csv": _csv_rows,
-}
+def _parquet_rows(path: Path, raw: bytes) -> list[dict]:
+    return pq.read_table(pa.BufferReader(raw)).to_pylist()
+
+
+_READERS = {".json": _json_rows, ".jsonl": _jsonl_rows, ".parquet": _parquet_rows, ".csv": _csv_rows}
 
 
 def _read_records(path: Path) -> list:
@@ -148,14 +151,10 @@ def _read_records(path: Path) -> list:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
+    if suffix not in _READERS:
         raise UserError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
     try:
-        if suffix == ".parquet":
-            records = pq.read_table(path).to_pylist()
-        else:
-            data = path.read_bytes()
-            records = _TEXT_READERS[suffix](path, _utf8(path, data, csv_rows=suffix == ".csv"), data)
+        records = _READERS[suffix](path, path.read_bytes())
     except UserError:
         raise
     except json.JSONDecodeError as err:
