@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from synque_ray.errors import UserError
 from synque_ray.perplexity import PerplexityParams
-from synque_ray.reading import template_fields
+from synque_ray.reading import template_fields, utf8_text
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import Params
@@ -47,7 +47,7 @@ class RealConfig(_Strict):
     sample_size: int = Field(200, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
 
-    _text = field_validator("text")(lambda value: _usable_text_spec(value))
+    _text = field_validator("text")(_usable_text_spec)
 
     @model_validator(mode="after")
     def _one_source(self) -> RealConfig:
@@ -69,7 +69,7 @@ class CandidatesConfig(_Strict):
     # A seeded subsample of each candidate per seed (MDM: one fixed subsample); None keeps every row.
     sample_size: int | None = Field(None, gt=0)
 
-    _text = field_validator("text")(lambda value: _usable_text_spec(value))
+    _text = field_validator("text")(_usable_text_spec)
 
 
 class EmbeddingConfig(_Strict):
@@ -262,12 +262,7 @@ def load_config(path: str | Path) -> JobConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise UserError(f"{path}: line {line} is not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
+    text = utf8_text(path, path.read_bytes())
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -63,7 +63,7 @@ def row_hashes(texts: list[str]) -> list[str]:
     return [hashlib.sha256(text.encode("utf-8")).hexdigest()[:16] for text in texts]
 
 
-def _utf8(path: Path, raw: bytes, csv_rows: bool = False) -> str:
+def utf8_text(path: Path, raw: bytes, csv_rows: bool = False) -> str:
     """The file's bytes as text (a leading byte-order mark dropped). A byte that is not UTF-8 is
     a UserError naming its line, and for a CSV its data row (quoted newlines counted)."""
     try:
@@ -100,7 +100,7 @@ class _EntryText(str):
 def _json_rows(path: Path, raw: bytes) -> list:
     """A .json file's rows: its list, or one row per entry of an object mapping ids to texts or
     to objects (an id → text entry becomes an `_EntryText`)."""
-    data = json.loads(_utf8(path, raw))
+    data = json.loads(utf8_text(path, raw))
     if isinstance(data, list):
         return data
     if not isinstance(data, dict):
@@ -118,7 +118,7 @@ def _jsonl_rows(path: Path, raw: bytes) -> list:
     """One row per non-blank line. Lines end at "\\n" only: JSON strings may hold U+2028 and the
     other characters that `str.splitlines` would also break at."""
     rows = []
-    for number, line in enumerate(_utf8(path, raw).split("\n"), start=1):
+    for number, line in enumerate(utf8_text(path, raw).split("\n"), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -130,7 +130,7 @@ def _jsonl_rows(path: Path, raw: bytes) -> list:
 def _csv_rows(path: Path, raw: bytes) -> list[dict]:
     """Every column read as text, as written (a text column of digits stays text, "007" keeps its
     zeros); a quoted value may span lines."""
-    header = next(csv.reader(io.StringIO(_utf8(path, raw, csv_rows=True), newline="")), [])
+    header = next(csv.reader(io.StringIO(utf8_text(path, raw, csv_rows=True), newline="")), [])
     convert = pa_csv.ConvertOptions(strings_can_be_null=False, column_types={name: pa.string() for name in header})
     parse = pa_csv.ParseOptions(newlines_in_values=True)
     return pa_csv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=convert).to_pylist()
