@@ -4,14 +4,14 @@ plain name, so that a user sees *why* it ranks where it does, not only *where*.
 Findings are computed from `row_scores.parquet` (the per-row signals) and the ranking
 table, and joined onto every row of `rankings.parquet` as columns:
 
-| column | what it is |
-|---|---|
-| `duplicate_share` | rows that are near-duplicates of an earlier row of the candidate (every row of a near-duplicate group beyond its first), over all rows |
-| `real_copy_share` | rows that copy a U_r row exactly or nearly (`copies_real`) |
-| `synthetic_share` | rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P` |
-| `short_share` | rows of fewer than `SHORT_CHARS` characters (empty rows included) |
-| `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement` | the proxy whose rank of the candidate is furthest from the ensemble's, its rank, and how far (in ranks) |
-| `flags` | the findings that cross their limit in `LIMITS` |
+- `duplicate_share`: rows that near-duplicate an earlier row of the candidate (every row of
+  a near-duplicate group beyond its first), over all rows;
+- `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
+- `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
+- `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
+- `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
+  candidate is furthest from the ensemble's, its rank, and how far (in ranks);
+- `flags`: the findings that cross their limit in `LIMITS`.
 
 Shares are taken per seed (a seed may score a subsample of the candidate's rows) and
 averaged over seeds. A share whose signal is absent (an older run, a proxy that did
@@ -143,7 +143,8 @@ _SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "ro
                 "short_share": f"rows under {SHORT_CHARS} characters"}
 
 
-def _percent(share: float) -> str:
+def percent(share: float) -> str:
+    """A share as a percentage, with a decimal below 1% (so 0.4% does not read as 0%)."""
     return f"{share:.1%}" if 0 < share < 0.01 else f"{share:.0%}"
 
 
@@ -156,7 +157,7 @@ def finding_parts(row: dict) -> list[str]:
     for name in sorted(_SHARE_NAMES, key=lambda n: n not in flags):
         value = row.get(name)
         if value is not None and value > 0:
-            parts.append(f"{_percent(value)} {_SHARE_NAMES[name]}" + (" (!)" if name in flags else ""))
+            parts.append(f"{percent(value)} {_SHARE_NAMES[name]}" + (" (!)" if name in flags else ""))
     if row.get("disagreeing_proxy") is not None and (row.get("proxy_disagreement") or 0) > 0:
         lead = f"the ensemble's {row['rank']}" if row.get("rank") is not None else "the ensemble's rank"
         parts.append(f"{row['disagreeing_proxy']} ranks it {row['disagreeing_rank']:g}, {lead} "

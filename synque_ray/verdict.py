@@ -15,6 +15,9 @@ import textwrap
 
 import polars as pl
 
+from synque_ray.findings import LIMITS, SHORT_CHARS, SYNTHETIC_P
+from synque_ray.rowsignals import DUPLICATE_COSINE
+
 # One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
 # what it measures, which way is better, when to trust it.
 PROXY_LEGEND: dict[str, str] = {
@@ -22,8 +25,8 @@ PROXY_LEGEND: dict[str, str] = {
            "spread out the candidate is; higher is better. It never looks at U_r, so a varied but off-topic "
            "candidate scores well: trust it only among candidates that are all on the task.",
     "mmd": "Squared maximum mean discrepancy between the candidate's embeddings and U_r's (score = −MMD²): how "
-           "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows; the kernel "
-           "is set under mmd: in the config.",
+           "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows, and its "
+           "scale depends on the kernel (mmd.kernel), so compare it only within one run.",
     "pad": "Proxy A-distance (score = −PAD): how well a classifier tells the candidate's rows from U_r's; the "
            "harder, the better. It needs tens of rows on each side, and with a small U_r its rank swings "
            "between seeds (look at the interval).",
@@ -61,16 +64,18 @@ TERM_LEGEND: dict[str, str] = {
     "p_best / p_top": "The share of resampled draws in which the candidate ranks first / within the top "
                       "ranking.top.",
     "duplicate_share": "Rows that repeat an earlier row of the candidate nearly word for word (cosine of "
-                       "embeddings ≥ 0.95): each near-duplicate group counts beyond its first row.",
+                       f"embeddings ≥ {DUPLICATE_COSINE:g}): each near-duplicate group counts beyond its first row.",
     "real_copy_share": "Rows that copy a U_r row exactly or nearly: they flatter every proxy that compares "
                        "with U_r, and leak the real sample into training.",
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
-                       "0.5); about half for a candidate indistinguishable from U_r.",
-    "short_share": "Rows shorter than 10 characters, empty rows included.",
+                       f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
+    "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry before trusting the ensemble.",
-    "flagged": "A candidate with a finding over its limit (near-duplicates > 10%, copies of U_r > 1%, "
-               "synthetic-looking rows > 75%, short rows > 5%, a proxy at least half the ranking away).",
+    "flagged": f"A candidate with a finding over its limit (near-duplicates > {LIMITS['duplicate_share']:.0%}, "
+               f"copies of U_r > {LIMITS['real_copy_share']:.0%}, synthetic-looking rows > "
+               f"{LIMITS['synthetic_share']:.0%}, short rows > {LIMITS['short_share']:.0%}, a proxy at least "
+               f"{LIMITS['proxy_disagreement']:.0%} of the ranking and 2 ranks away).",
 }
 
 LEGEND: dict[str, str] = {**PROXY_LEGEND, **TERM_LEGEND}

@@ -123,3 +123,32 @@ def test_every_argument_has_help():
     assert missing == []
     subcommands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert all(choice.help for choice in subcommands._choices_actions)
+
+
+FILTERED = r'''
+import os, sys, time
+from synque_ray.stage.tasks import without_restart_notice
+notice = (b"[2026-12-01 10:00:00,123 E 4242 4243] core_worker.cc:2194: Actor with class name: "
+          b"'MapWorker(MapBatches(Embedder))' and ID: 'ab12' has constructor arguments in the object store and "
+          b"max_restarts > 0. If the arguments in the object store go out of scope or are lost, the actor "
+          b"restart will fail. See https://github.com/ray-project/ray/issues/53727 for more details.\n")
+with without_restart_notice():
+    os.write(2, b"\rscored 0/3 [00:00<?, ?candidate/s]")
+    os.write(2, notice)
+    time.sleep(0.3)
+    os.write(2, b"\rscored 1/3 [00:01<00:02, 1.0candidate/s]")
+    os.write(2, b"[2026-12-01 10:00:01,000 E 4242 4243] core_worker.cc:99: Failed to register actor\n")
+    sys.stderr.write("a real warning\n")
+    os.write(2, notice[:60])  # the notice in two writes
+    time.sleep(0.01)
+    os.write(2, notice[60:])
+raise SystemExit("after the filter")
+'''
+
+
+def test_the_stderr_filter_drops_only_rays_restart_notice():
+    done = subprocess.run([sys.executable, "-c", FILTERED], cwd=REPO, capture_output=True, timeout=60)
+    assert done.stderr.decode() == (
+        "\rscored 0/3 [00:00<?, ?candidate/s]\rscored 1/3 [00:01<00:02, 1.0candidate/s]"
+        "[2026-12-01 10:00:01,000 E 4242 4243] core_worker.cc:99: Failed to register actor\n"
+        "a real warning\nafter the filter\n")

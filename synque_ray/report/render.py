@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
-from synque_ray.findings import LIMITS, SHARES
+from synque_ray.findings import LIMITS, SHARES, percent
 from synque_ray.report.view import CandidateView, RankingView
 from synque_ray.verdict import PROXY_LEGEND, TERM_LEGEND
 
@@ -82,8 +82,7 @@ def finding_cells(findings: dict | None) -> str:
     for name in SHARES:
         value = findings.get(name)
         css, title = ("flag", f"over the {LIMITS[name]:.0%} limit") if name in flags else ("", "")
-        cells.append(_cell("–" if value is None else f"{value:.0%}" if value == 0 or value >= 0.01 else
-                           f"{value:.1%}", "" if value is None else value, css, title))
+        cells.append(_cell("–" if value is None else percent(value), "" if value is None else value, css, title))
     proxy, gap = findings.get("disagreeing_proxy"), findings.get("proxy_disagreement")
     text = "–" if proxy is None else f"{escape(proxy)}: {findings['disagreeing_rank']:g} ({gap:g} apart)"
     cells.append(_cell(text, "" if gap is None else gap, "flag" if "proxy_disagreement" in flags else ""))
