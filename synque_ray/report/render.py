@@ -84,7 +84,8 @@ def finding_cells(findings: dict | None) -> str:
         css, title = ("flag", f"over the {LIMITS[name]:.0%} limit") if name in flags else ("", "")
         cells.append(_cell("–" if value is None else percent(value), "" if value is None else value, css, title))
     proxy, gap = findings.get("disagreeing_proxy"), findings.get("proxy_disagreement")
-    text = "–" if proxy is None else f"{escape(proxy)}: {findings['disagreeing_rank']:g} ({gap:g} apart)"
+    text = ("–" if proxy is None else "all agree" if gap == 0 else
+            f"{escape(proxy)}: {findings['disagreeing_rank']:g} ({gap:g} apart)")
     cells.append(_cell(text, "" if gap is None else gap, "flag" if "proxy_disagreement" in flags else ""))
     return "".join(cells)
 
