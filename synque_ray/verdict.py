@@ -145,7 +145,7 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     rows = ranked.to_dicts()
     best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == 1]
     best_ids = [r["dataset_id"] for r in best]
-    first = rows[0]
+    first = best[0]  # the best set's highest-ranked member
     under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if len(best) == 1:
         lines = [f"train on: {first['dataset_id']} ({under}{_chance(first)}; best set at {_percent(level)}: "
