@@ -58,12 +58,38 @@ def _write_run_report(summary, quiet: bool = False) -> None:
         print(f"report: {written[0]}")
 
 
+def _committed_results(output: str) -> int:
+    """Committed per-candidate results under OUTPUT/results (each a completion mark a re-run reuses)."""
+    from synque_ray.storage import Store
+
+    try:
+        entries = Store(output).listing("results") or []
+    except OSError:
+        return 0
+    return sum(1 for name, folder in entries if not folder and name.endswith(".parquet")
+               and not name.endswith(".rows.parquet"))
+
+
+def _run(config, fresh: bool, progress: bool = True):
+    """`run_job`; a write that fails (disk full, read-only folder) ends in one line naming the
+    path, what stays committed, and that a re-run resumes from it."""
+    from synque_ray.pipeline import run_job
+    from synque_ray.storage import Store, WriteError
+
+    try:
+        return run_job(config, fresh=fresh, progress=progress)
+    except WriteError as err:
+        kept = _committed_results(config.output)
+        raise UserError(f"{err}; {kept} committed result(s) under {Store(config.output).display('results')} are "
+                        "kept: free space or make the folder writable, then re-run the same command to resume "
+                        "from them") from None
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
-    from synque_ray.pipeline import run_job
 
     config = load_config(args.config)
-    summary = run_job(config, fresh=args.fresh, progress=not args.quiet)
+    summary = _run(config, args.fresh, progress=not args.quiet)
     _print_summary(summary, config.ranking.level, args.quiet)
     _write_run_report(summary, args.quiet)
     if summary.failed:
@@ -103,7 +129,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
     from synque_ray.demo import write_demo_data
     from synque_ray.evaluate import evaluate_scores, report_text
-    from synque_ray.pipeline import run_job
     from synque_ray.storage import Store
 
     config = load_config(args.config)
@@ -111,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     quality = write_demo_data(data_dir)
     if not args.quiet:
         print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
-    summary = run_job(config, fresh=args.fresh, progress=not args.quiet)
+    summary = _run(config, args.fresh, progress=not args.quiet)
     _print_summary(summary, config.ranking.level, args.quiet)
     report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
     report["run"] = summary.run_dir.rstrip("/").rsplit("/", 1)[-1]  # the run it evaluated (its stamp)

@@ -5,6 +5,7 @@ object store and max_restarts > 0" is kept off the terminal: see stage/tasks.py)
 says its version, explains its terms and has help on every argument."""
 
 import argparse
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 import yaml
 
 from synque_ray import __version__, cli
+from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
+from synque_ray.pipeline import read_candidates
 from synque_ray.verdict import LEGEND
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,3 +155,42 @@ def test_the_stderr_filter_drops_only_rays_restart_notice():
         "\rscored 0/3 [00:00<?, ?candidate/s]\rscored 1/3 [00:01<00:02, 1.0candidate/s]"
         "[2026-12-01 10:00:01,000 E 4242 4243] core_worker.cc:99: Failed to register actor\n"
         "a real warning\nafter the filter\n")
+
+
+# ---------------------------------------------------------------- what a newcomer's own files meet (issue 16 §2)
+
+
+def newcomer_job(root, candidates, text, **extra):
+    """A config over the newcomer's candidate files {name: content} and a small pool."""
+    (root / "cands").mkdir()
+    for name, content in candidates.items():
+        (root / "cands" / name).write_text(content)
+    (root / "pool.jsonl").write_text("".join(json.dumps({"text": f"a real row {i}"}) + "\n" for i in range(20)))
+    job = {"name": "mine", "output": str(root / "out"), "real": {"path": str(root / "pool.jsonl"), "text": "text",
+           "sample_size": 10}, "candidates": {"path": str(root / "cands"), "text": text, **extra}}
+    (root / "job.yaml").write_text(yaml.safe_dump(job))
+    return root / "job.yaml"
+
+
+def test_a_misspelt_key_gets_the_nearest_valid_one(tmp_path, capsys):
+    job = newcomer_job(tmp_path, {"a.json": json.dumps([{"text": "x"}] * 5)}, "text", sampel_size=3)
+    assert cli.main(["score", str(job)]) == 2
+    assert capsys.readouterr().err == (f"error: {job}: unknown key 'candidates.sampel_size' "
+                                       "(did you mean 'sample_size'?)\n")
+
+
+def test_a_template_over_a_numeric_field_formats_it(tmp_path):
+    rows = [{"stars": i % 5 + 1, "helpful": i % 2 == 0, "text": f"review {i}"} for i in range(6)]
+    config = load_config(newcomer_job(tmp_path, {"reviews.jsonl": "".join(json.dumps(r) + "\n" for r in rows)},
+                                      "{stars} stars ({helpful}): {text}"))
+    (candidate,) = read_candidates(config)
+    assert candidate.texts[:2] == ["1 stars (True): review 0", "2 stars (False): review 1"]
+
+
+def test_a_json_object_of_id_to_task_is_one_row_per_entry(tmp_path):
+    tasks = {f"Site--{i}": f"Find the opening hours of shop {i}" for i in range(5)}
+    records = {f"r{i}": {"ques": f"Book table {i}", "web": "x"} for i in range(5)}
+    config = load_config(newcomer_job(tmp_path, {"tasks.json": json.dumps(tasks),
+                                                 "records.json": json.dumps(records)}, "ques"))
+    by_name = {c.name: c.texts for c in read_candidates(config)}
+    assert by_name == {"records": [f"Book table {i}" for i in range(5)], "tasks": list(tasks.values())}

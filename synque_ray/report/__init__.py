@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from synque_ray.errors import UserError
 from synque_ray.findings import flagged_lines, with_findings
 from synque_ray.report import load, plots, render, view
 from synque_ray.storage import Store
@@ -25,7 +26,9 @@ def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs
         texts = inputs.file.texts if inputs.file is not None else None
         result.signals, result.synthetic_looking, result.real_looking = view.example_rows(rows, texts)
     if inputs.embeddings is not None and inputs.real_embeddings is not None:
-        result.projection = view.pca_2d(inputs.embeddings, inputs.real_embeddings)
+        result.projection = load.projection(
+            run, dataset_id, lambda: view.pca_2d(inputs.embeddings, inputs.real_embeddings),
+            f"pca{view.PROJECTION_POINTS}s0")
     if inputs.rubrics:
         result.rubric_seed = min(inputs.rubrics)
         result.rubric = inputs.rubrics[result.rubric_seed]
@@ -101,10 +104,15 @@ def split_location(target: str) -> tuple[Store, str]:
 
 def write_report(run_dir: str, targets: list[str] | None = None) -> list[str]:
     """Render the run's report and write it (atomically) to each target, by default
-    RUN_DIR/report.html; returns where it was written."""
-    html = render.render_page(build_page(load.load_run(run_dir))).encode("utf-8")
+    RUN_DIR/report.html; returns where it was written. A target that is a folder is refused
+    before anything is drawn."""
     targets = targets or [f"{run_dir.rstrip('/')}/report.html"]
-    for target in targets:
-        store, name = split_location(target)
+    places = [split_location(target) for target in targets]
+    for target, (store, name) in zip(targets, places, strict=True):
+        if store.listing(name) is not None:
+            raise UserError(f"{target}: is a folder; give the HTML file to write, e.g. "
+                            f"{target.rstrip('/')}/report.html")
+    html = render.render_page(build_page(load.load_run(run_dir))).encode("utf-8")
+    for store, name in places:
         store.write_bytes(name, html)
     return targets
