@@ -225,3 +225,25 @@ def test_ensemble_uses_the_given_weights():
     assert seed1 == {"a": 1.0, "b": 2.0, "c": 4.0, "d": 3.0}  # mdm's ranks alone
     with pytest.raises(ValueError, match="ensemble method 'median' is not one of robust, mean"):
         ensemble_weights(SCORES, "median")
+
+
+def test_the_run_records_the_ensemble_weights_and_ranks_by_the_configured_settings():
+    from synque_ray.config import RankingConfig
+    from synque_ray.pipeline import reduce_outcomes
+    from synque_ray.reduce import RANKING_COLUMNS, RESULT_SCHEMA
+    from synque_ray.stage.base import StageOutcome
+
+    results = SCORES.with_columns(pl.lit(None, pl.List(pl.Float64)).alias("replicates"),
+                                  pl.lit(None, pl.Utf8).alias("error"), pl.lit(0.0).alias("seconds"))
+    outcome = StageOutcome("proxies", {}, scores=results.select(list(RESULT_SCHEMA)),
+                           counts={"scored": 4, "reused": 0, "failed": 0, "skipped": 0})
+    for method in ("robust", "mean"):
+        tables, summary = reduce_outcomes([outcome], [], [1, 2], RankingConfig(top=2, ensemble=method))
+        assert summary["ensemble"] == {"method": method, "weights": ensemble_weights(SCORES, method)}
+        rankings = tables["rankings.parquet"]
+        assert rankings.columns == RANKING_COLUMNS
+        for proxy in ("mdm", "pad", "ensemble"):
+            part = rankings.filter(pl.col("proxy") == proxy)
+            assert part["p_top"].sum() == pytest.approx(2.0) and part["p_best"].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        RankingConfig(ensemble="median")
