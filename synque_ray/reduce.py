@@ -137,7 +137,7 @@ def ensemble_weights(scores: pl.DataFrame, method: str = "robust") -> dict[str, 
         raise ValueError(f"ensemble method {method!r} is not one of {', '.join(ENSEMBLES)}")
     scores = scores.filter(pl.col("proxy") != "ensemble")
     proxies = sorted(scores.get_column("proxy").unique().to_list())
-    return ENSEMBLES[method](scores, proxies) if proxies else {}
+    return ENSEMBLES[method](scores, proxies) if len(proxies) > 1 else _equal_weights(proxies) if proxies else {}
 
 
 def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
