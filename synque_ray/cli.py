@@ -23,10 +23,10 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     from synque_ray.verdict import verdict
 
     if quiet:
-        print(ranking_table_text(summary.rankings))
+        print(ranking_table_text(summary.rankings, level))
         return
     print("\n".join([*verdict(summary.rankings, level), *flagged_lines(summary.rankings)]) + "\n")
-    print(ranking_table_text(summary.rankings))
+    print(ranking_table_text(summary.rankings, level))
     c, t = summary.counts, summary.timings
     print(
         f"\ncandidates: {c['candidates_total']} total, {c['candidates_scored']} scored, "

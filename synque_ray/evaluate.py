@@ -1,7 +1,7 @@
 """How well each proxy's ranking agrees with measured downstream performance (SPEC §9).
 
 Correlations are computed per seed across candidates and then averaged over seeds,
-the paper's protocol; top-k uses the mean score over seeds.
+the paper's protocol; top-k and decision accuracy use the mean score over seeds.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from synque_ray.storage import Store
 
 
 def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, float]:
+    """{dataset id: measured performance} from a CSV; an unreadable file, a missing column, an empty
+    or repeated id, or a value that is not a finite number is a UserError naming the row."""
     path = Path(csv_path)
     if not path.is_file():
         raise UserError(f"{csv_path}: file not found")
@@ -28,13 +30,22 @@ def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, fl
     for column in (id_column, metric):
         if column not in frame.columns:
             raise UserError(f"{csv_path}: no column '{column}' (columns: {', '.join(frame.columns)})")
+    ids = frame.get_column(id_column).cast(pl.Utf8).to_list()
+    first: dict[str, int] = {}
+    for row, dataset_id in enumerate(ids, start=2):  # row 1 is the header
+        if dataset_id is None or not dataset_id.strip():
+            raise UserError(f"{csv_path}: row {row} column '{id_column}' is empty")
+        if dataset_id in first:
+            raise UserError(f"{csv_path}: row {row} repeats {id_column} '{dataset_id}' (first on row "
+                            f"{first[dataset_id]})")
+        first[dataset_id] = row
     values = frame.get_column(metric).cast(pl.Float64, strict=False)
-    for row, value in enumerate(values.to_list(), start=2):  # row 1 is the header
+    for row, value in enumerate(values.to_list(), start=2):
         if value is None:
             raise UserError(f"{csv_path}: row {row} column '{metric}' is not a number")
         if not math.isfinite(value):
             raise UserError(f"{csv_path}: row {row} column '{metric}' is not a finite number ({value})")
-    return dict(zip(frame.get_column(id_column).cast(pl.Utf8).to_list(), values.to_list(), strict=True))
+    return dict(zip(ids, values.to_list(), strict=True))
 
 
 def _clean(value: float) -> float | None:
@@ -55,6 +66,18 @@ def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) 
     return spearman, pearson
 
 
+def decision_accuracy(score: np.ndarray, performance: np.ndarray) -> float | None:
+    """The share of candidate pairs with different measured performance that `score` orders the
+    same way (the pairwise decision accuracy of data-selection studies); a pair the score ties
+    counts one half, what a coin would get. Shapes (candidates,) each; None without such a pair."""
+    i, j = np.triu_indices(len(score), k=1)
+    differs = performance[i] != performance[j]
+    if not differs.any():
+        return None
+    agree = np.sign(score[i] - score[j]) * np.sign(performance[i] - performance[j])  # 1, 0 (score tie), -1
+    return float(np.mean((agree[differs] + 1) / 2))
+
+
 def _top_group(ranked: pl.DataFrame, performance: dict[str, float]) -> dict:
     """The candidates that cannot be told from the proxy's best (`tied_with_best`), and whether the
     candidate that truly performs best among the ranked ones is among them."""
@@ -69,25 +92,32 @@ def _top_group(ranked: pl.DataFrame, performance: dict[str, float]) -> dict:
 def evaluate_scores(
     scores: pl.DataFrame, rankings: pl.DataFrame, performance: dict[str, float], top_k: int = 3
 ) -> dict:
-    """The SPEC §9 report as a dict; pure, so that tests can check it against scipy."""
-    ids = sorted(scores.get_column("dataset_id").unique().to_list())
-    missing = [i for i in ids if i not in performance]
-    if missing:
-        raise UserError(f"performance file has no row for dataset_id '{missing[0]}'")
+    """The SPEC §9 report as a dict; pure, so that tests can check it against scipy. Candidates the
+    performance lacks are left out of every figure and named in `missing_performance`."""
+    scored = sorted(scores.get_column("dataset_id").unique().to_list())
+    missing = [i for i in scored if i not in performance]
+    ids = [i for i in scored if i in performance]
+    if not ids:
+        raise UserError(f"performance file has a row for none of the {len(scored)} candidates "
+                        f"(e.g. dataset_id '{scored[0]}')" if scored else "the run scored no candidates")
     if top_k < 1 or top_k > len(ids):
         raise UserError(f"--top-k {top_k} must be between 1 and the {len(ids)} candidates")
+    scores = scores.filter(pl.col("dataset_id").is_in(ids))
+    rankings = rankings.filter(pl.col("dataset_id").is_in(ids))
     mean_performance = float(np.mean([performance[i] for i in ids]))
     report: dict = {"n_datasets": len(ids), "mean_performance": round(mean_performance, 6), "top_k": top_k,
-                    "proxies": {}}
+                    "missing_performance": missing, "proxies": {}}
     for proxy in scores.get_column("proxy").unique(maintain_order=True).to_list():
         spearman, pearson = _per_seed_correlations(scores.filter(pl.col("proxy") == proxy), performance)
         ranked = rankings.filter(pl.col("proxy") == proxy).sort(["rank", "dataset_id"])
         top = float(np.mean([performance[i] for i in ranked.head(top_k).get_column("dataset_id")]))
+        measured = np.array([performance[i] for i in ranked.get_column("dataset_id")])
         report["proxies"][proxy] = {
             "spearman": _clean(np.mean(spearman)) if spearman else None,
             "pearson": _clean(np.mean(pearson)) if pearson else None,
             "spearman_std": _clean(np.std(spearman)) if spearman else None,
             "seeds_used": len(spearman),
+            "decision_accuracy": _clean(decision_accuracy(ranked.get_column("score_mean").to_numpy(), measured)),
             "top_k_performance": _clean(top),
             "top_k_gain": _clean(top - mean_performance),
             **_top_group(ranked, performance),
@@ -113,11 +143,15 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
 
 
 def report_text(report: dict) -> str:
+    """The evaluation as a terminal table, after a warning naming the candidates it left out."""
     k = report["top_k"]
-    lines = [
+    missing = report.get("missing_performance") or []
+    lines = [f"warning: the performance file has no row for {len(missing)} candidate(s), left out: "
+             f"{', '.join(missing)}"] if missing else []
+    lines += [
         f"{report['n_datasets']} candidates, mean performance {report['mean_performance']:.4f}",
-        f"{'proxy':<10} {'spearman':>9} {'±':>6} {'pearson':>8} {'seeds':>6} {'top-' + str(k):>8} {'gain':>8}"
-        f" {'top group':>10}",
+        f"{'proxy':<10} {'spearman':>9} {'±':>6} {'pearson':>8} {'seeds':>6} {'pairs':>6} {'top-' + str(k):>8}"
+        f" {'gain':>8} {'top group':>10}",
     ]
 
     def fmt(value, width):
@@ -128,9 +162,12 @@ def report_text(report: dict) -> str:
         holds = "" if group is None else f"{group}{' ✓' if row['best_in_top_group'] else ' ✗'}"
         lines.append(
             f"{proxy:<10} {fmt(row['spearman'], 9)} {fmt(row['spearman_std'], 6)} {fmt(row['pearson'], 8)} "
-            f"{row['seeds_used']:>6} {fmt(row['top_k_performance'], 8)} {fmt(row['top_k_gain'], 8)} {holds:>10}"
+            f"{row['seeds_used']:>6} {fmt(row.get('decision_accuracy'), 6)} {fmt(row['top_k_performance'], 8)} "
+            f"{fmt(row['top_k_gain'], 8)} {holds:>10}"
         )
     if report.get("best_in_top_group_rate") is not None:
         lines.append(f"top group (cannot be told from the best) holds the truly best candidate for "
                      f"{report['best_in_top_group_rate']:.0%} of proxies (✓/✗ above)")
+    lines.append("pairs: decision accuracy, the share of candidate pairs with different performance that the proxy "
+                 "orders the same way")
     return "\n".join(lines)

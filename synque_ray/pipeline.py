@@ -17,13 +17,14 @@ from importlib import metadata
 
 import polars as pl
 
-from synque_ray.config import JobConfig
+from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.embed import EmbeddingCache
 from synque_ray.errors import UserError
 from synque_ray.findings import add_findings
 from synque_ray.models import resolve_model
 from synque_ray.reading import RowSet, list_candidates, read_texts, sample_pool
-from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, incomplete, rank, row_scores_table, split_failures
+from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
+                               split_failures)
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.embedding import EmbeddingStage
 from synque_ray.stage.perplexity import PerplexityStage
@@ -145,7 +146,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> R
         timings.update({stage.name: outcomes[-1].seconds, **stage.timings})
 
     reduce_started = time.perf_counter()
-    tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking.level)
+    tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking)
     timings["reduce"] = time.perf_counter() - reduce_started
     timings["total"] = time.perf_counter() - started
     summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -165,21 +166,24 @@ def candidate_counts(outcomes: list[StageOutcome], candidates: list[RowSet]) -> 
 
 
 def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seeds: list[int],
-                    level: float) -> tuple[dict[str, pl.DataFrame], dict]:
-    """The output tables and the run's summary (counts, failures) from every stage's outcome."""
+                    ranking: RankingConfig) -> tuple[dict[str, pl.DataFrame], dict]:
+    """The output tables and the run's summary (counts, failures, the ensemble's weights, recorded
+    in run.json as `ensemble: {method, weights}`) from every stage's outcome."""
     failed = {name: reason for o in outcomes for name, reason in o.failed.items()}
     frames = [o.scores for o in outcomes if o.scores.height]
     if not frames:
         raise RuntimeError(f"every candidate failed; first error: {next(iter(failed.values()), 'none')}")
     skipped = {name: {o.name} for o in outcomes for name in o.skipped}
     usable, failures = split_failures(pl.concat(frames, how="vertical_relaxed"))
-    with_ensemble = add_ensemble(usable, exempt=skipped)
+    weights = ensemble_weights(usable, ranking.ensemble)
+    with_ensemble = add_ensemble(usable, exempt=skipped, weights=weights)
     missing = incomplete(usable, seeds, exempt=skipped)
     row_scores = row_scores_table([part for o in outcomes for part in o.rows],
                                   [column for o in outcomes for column in o.row_columns])
     tables = {
         "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
-        "rankings.parquet": add_findings(rank(with_ensemble, level=level), row_scores),  # SPEC §6 findings
+        "rankings.parquet": add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top),
+                                         row_scores),  # SPEC §6 findings
         "row_scores.parquet": row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
@@ -191,7 +195,7 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     counts["stages"] = {o.name: {k: o.counts[k] for k in ("scored", "reused", "failed", "skipped")} for o in outcomes}
     lens_skipped = sorted(skipped) if any(o.name == "lens" for o in outcomes) else []
     return tables, {"counts": counts, "failed": failed, "failures": failures.to_dicts(), "incomplete": missing,
-                    "lens_skipped": lens_skipped}
+                    "lens_skipped": lens_skipped, "ensemble": {"method": ranking.ensemble, "weights": weights}}
 
 
 def run_record(config: JobConfig, fresh: bool, stages: list[Stage], outcomes: list[StageOutcome],

@@ -6,15 +6,20 @@ Three rules make a ranking something to act on:
   every proxy for that seed, so no candidate is ranked on a partial proxy set;
 - every rank comes with an interval: rows are resampled inside each task (bootstrap
   replicates of the proxy), seeds are resampled here, and the candidates are re-ranked
-  in each draw; `tied_with_best` marks those that reach rank 1 often enough that they
-  cannot be told apart from the leader.
+  in each draw; `tied_with_best` is membership of a best set with a simultaneous
+  guarantee (`best_set`), and `p_best` / `p_top` are the shares of draws in which a
+  candidate is first / in the top `ranking.top`.
+
+The ensemble is a weighted mean rank; by default (`robust`) each proxy weighs what it
+agrees with the others (`ensemble_weights`), so one proxy that is wrong on a task
+cannot drag the ensemble below the proxies that agree.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 SCORE_SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
 # A committed result: the score, its bootstrap replicates (oriented like `score`), its error, its cost.
@@ -22,8 +27,9 @@ RESULT_SCHEMA = {**SCORE_SCHEMA, "replicates": pl.List(pl.Float64), "error": pl.
 ROW_SCHEMA = {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "text_hash": pl.Utf8,
               "p_synthetic": pl.Float64, "nearest_real_distance": pl.Float64, "duplicate_group": pl.Int64}
 RANKING_COLUMNS = ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
-                   "tied_with_best"]
+                   "tied_with_best", "p_best", "p_top"]
 DEFAULT_RESAMPLES = 200
+DEFAULT_TOP = 5
 
 
 def split_failures(results: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -76,9 +82,70 @@ def _proxy_ranks(rows: pl.DataFrame, ids: list[str], seed: int, resamples: int) 
     return points, replicates
 
 
-def _seed_ensemble(group: pl.DataFrame, proxies: list[str], seed: int, exempt: dict[str, set[str]]) -> list[dict]:
+def _complete_ranks(group: pl.DataFrame, proxies: list[str]) -> np.ndarray | None:
+    """Shape (proxies, candidates): each proxy's rank (1 = best, ties averaged) of the candidates
+    of one seed's `group` that have every proxy; None when fewer than 3 have (no agreement to read)."""
+    wide = group.pivot(on="proxy", index="dataset_id", values="score").drop_nulls()
+    if wide.height < 3 or any(p not in wide.columns for p in proxies):
+        return None
+    return np.stack([rankdata(-wide.get_column(p).to_numpy(), method="average") for p in proxies])
+
+
+def _loo_agreement(ranks: np.ndarray) -> np.ndarray:
+    """Shape (proxies,): Spearman of each proxy's ranks (proxies, candidates) with the mean rank of
+    the other proxies; 0 where either side is constant (it says nothing about the order)."""
+    proxies = ranks.shape[0]
+    out = np.zeros(proxies)
+    for p in range(proxies):
+        others = np.delete(ranks, p, axis=0).mean(axis=0)
+        if np.ptp(ranks[p]) > 0 and np.ptp(others) > 0:
+            out[p] = spearmanr(ranks[p], others).statistic
+    return out
+
+
+def _equal_weights(proxies: list[str]) -> dict[str, float]:
+    return {p: 1.0 / len(proxies) for p in proxies}
+
+
+def _robust_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str, float]:
+    """Each proxy's leave-one-out agreement with the consensus of the others, averaged over seeds,
+    clipped at 0 and normalised to sum 1; equal weights when no seed has 3 complete candidates
+    or no proxy agrees with the others at all."""
+    per_seed = [_loo_agreement(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+                if (ranks := _complete_ranks(group, proxies)) is not None]
+    if not per_seed:
+        return _equal_weights(proxies)
+    agreement = np.clip(np.mean(per_seed, axis=0), 0.0, None)
+    if agreement.sum() <= 0:
+        return _equal_weights(proxies)
+    return {p: float(w) for p, w in zip(proxies, agreement / agreement.sum(), strict=True)}
+
+
+ENSEMBLES = {"robust": _robust_weights, "mean": lambda _scores, proxies: _equal_weights(proxies)}
+
+
+def ensemble_weights(scores: pl.DataFrame, method: str = "robust") -> dict[str, float]:
+    """The weight of each proxy in the ensemble's mean rank, summing to 1, from `scores`
+    (dataset_id, proxy, seed, score; no labels: the default stays unsupervised).
+
+    "mean": equal weights (the plain mean rank). "robust": a proxy weighs its Spearman agreement
+    with the mean rank of the *other* proxies over the candidates that have every proxy (per seed,
+    then averaged), clipped at 0. A proxy that orders the candidates against (or unrelated to) the
+    consensus gets weight near 0, so it cannot pull the ensemble below the proxies that agree;
+    when all proxies agree the weights are near equal and the ensemble is the plain mean rank."""
+    if method not in ENSEMBLES:
+        raise ValueError(f"ensemble method {method!r} is not one of {', '.join(ENSEMBLES)}")
+    scores = scores.filter(pl.col("proxy") != "ensemble")
+    proxies = sorted(scores.get_column("proxy").unique().to_list())
+    return ENSEMBLES[method](scores, proxies) if len(proxies) > 1 else _equal_weights(proxies) if proxies else {}
+
+
+def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
+                   exempt: dict[str, set[str]]) -> list[dict]:
     """The ensemble rows of one seed: each candidate with every proxy it is meant to have (all but
-    its `exempt` ones) gets its mean rank over the proxies it has."""
+    its `exempt` ones) gets its `weights`-weighted mean rank over the proxies it has (equal weights
+    where the proxies it has all weigh 0)."""
+    proxies = list(weights)
     have = set(zip(group["dataset_id"], group["proxy"], strict=True))
     ids = sorted(d for d in set(group["dataset_id"])
                  if all((d, p) in have or p in exempt.get(d, ()) for p in proxies))
@@ -87,24 +154,35 @@ def _seed_ensemble(group: pl.DataFrame, proxies: list[str], seed: int, exempt: d
     resamples = _resamples(group)
     ranks = [_proxy_ranks(group.filter((pl.col("proxy") == p) & pl.col("dataset_id").is_in(ids)), ids, seed,
                           max(resamples, 1)) for p in proxies]
-    mean_rank = np.nanmean(np.stack([points for points, _ in ranks]), axis=0)
-    replicate_rank = np.nanmean(np.stack([replicates for _, replicates in ranks]), axis=0)
+    points = np.stack([points for points, _ in ranks])  # (proxies, ids)
+    replicates = np.stack([replicates for _, replicates in ranks])  # (proxies, ids, resamples)
+    present = ~np.isnan(points)
+    w = np.array([weights[p] for p in proxies])[:, None] * present
+    w = np.where(w.sum(axis=0) > 0, w, present)  # (proxies, ids)
+    w = w / w.sum(axis=0)
+    mean_rank = np.nansum(w * points, axis=0)
+    replicate_rank = np.nansum(w[:, :, None] * replicates, axis=0)
     return [{"dataset_id": dataset_id, "proxy": "ensemble", "seed": seed, "raw": mean_rank[i], "score": -mean_rank[i],
              "replicates": list(-replicate_rank[i]) if resamples else None} for i, dataset_id in enumerate(ids)]
 
 
-def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None) -> pl.DataFrame:
-    """Append `proxy = "ensemble"` rows: per seed, each complete candidate's mean rank over the
-    proxies (raw = mean rank, score = −mean rank), with replicates from the proxies' replicates.
+def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None, method: str = "robust",
+                 weights: dict[str, float] | None = None) -> pl.DataFrame:
+    """Append `proxy = "ensemble"` rows: per seed, each complete candidate's weighted mean rank over
+    the proxies (raw = mean rank, score = −mean rank, so higher is better like every score), with
+    replicates from the proxies' replicates under the same weights.
 
-    `exempt` names, per candidate, proxies it is not meant to have (the LENS cascade): it is
+    `weights` (proxy -> weight) default to `ensemble_weights(scores, method)`; record them with the
+    run. `exempt` names, per candidate, proxies it is not meant to have (the LENS cascade): it is
     complete without them and its mean rank is over the others."""
     scores = scores.filter(pl.col("proxy") != "ensemble")
     proxies = sorted(scores.get_column("proxy").unique().to_list())
     if len(proxies) < 2:
         return scores
+    weights = weights if weights is not None else ensemble_weights(scores, method)
+    weights = {p: weights.get(p, 0.0) for p in proxies}
     rows = [row for (seed,), group in scores.group_by(["seed"], maintain_order=True)
-            for row in _seed_ensemble(group, proxies, seed, exempt or {})]
+            for row in _seed_ensemble(group, weights, seed, exempt or {})]
     extra = {"replicates": pl.List(pl.Float64)} if "replicates" in scores.columns else {}
     ensemble = pl.DataFrame(rows, schema={**SCORE_SCHEMA, "replicates": pl.List(pl.Float64)})
     ensemble = ensemble.select([*SCORE_SCHEMA, *extra])
@@ -127,24 +205,32 @@ def incomplete(scores: pl.DataFrame, seeds: list[int], exempt: dict[str, set[str
     return missing
 
 
-def top_by(scores: pl.DataFrame, by: str, top: int) -> list[str]:
+def top_by(scores: pl.DataFrame, by: str, top: int, method: str = "robust") -> list[str]:
     """The `top` best candidates (by rank, then id) of `by`: "ensemble" (the only proxy when
-    there is one) or a proxy name, over the usable rows of `scores`."""
+    there is one; combined by `method`) or a proxy name, over the usable rows of `scores`."""
     usable, _ = split_failures(scores)
     proxies = set(usable.get_column("proxy").to_list())
     if by == "ensemble":
-        usable = add_ensemble(usable)
+        usable = add_ensemble(usable, method=method)
         by = by if len(proxies) > 1 else next(iter(proxies), by)
     ranked = rank(usable.filter(pl.col("proxy") == by))
     return ranked.sort(["rank", "dataset_id"]).head(top).get_column("dataset_id").to_list()
 
 
-def rank_intervals(cube: np.ndarray, level: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) rank of each candidate, a `level` interval, from cube (candidates, seeds, resamples):
-    each resample b draws seeds with replacement, averages replicate b over them, and ranks."""
-    candidates, seeds, resamples = cube.shape
-    drawn = rng.integers(0, seeds, size=(resamples, seeds))
-    boot = np.stack([cube[:, drawn[b], b].mean(axis=1) for b in range(resamples)], axis=1)  # (candidates, B)
+def seed_draws(rng: np.random.Generator, seeds: int, resamples: int) -> np.ndarray:
+    """Shape (resamples, seeds): the seeds each draw takes, with replacement."""
+    return rng.integers(0, seeds, size=(resamples, seeds))
+
+
+def bootstrap_means(cube: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Shape (candidates, resamples) from cube (candidates, seeds, resamples): draw b takes the seeds
+    `drawn[b]` (the same for every candidate, so a shared U_r sample stays shared) and averages
+    replicate b over them."""
+    return np.stack([cube[:, drawn[b], b].mean(axis=1) for b in range(len(drawn))], axis=1)
+
+
+def _intervals(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high): the central `level` range of each candidate's rank over the draws of boot."""
     ranks = rankdata(-boot, axis=0, method="min")
     tail = (1.0 - level) / 2.0
     low = np.quantile(ranks, tail, axis=1, method="lower")
@@ -152,8 +238,90 @@ def rank_intervals(cube: np.ndarray, level: float, rng: np.random.Generator) -> 
     return low.astype(np.int64), high.astype(np.int64)
 
 
-def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int) -> pl.DataFrame:
-    """One proxy's rows of the ranking table: candidates that have every seed, with intervals."""
+def rank_intervals(cube: np.ndarray, level: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) rank of each candidate, a `level` interval, from cube (candidates, seeds, resamples):
+    each resample b draws seeds with replacement, averages replicate b over them, and ranks."""
+    return _intervals(bootstrap_means(cube, seed_draws(rng, cube.shape[1], cube.shape[2])), level)
+
+
+def top_shares(boot: np.ndarray, top: int) -> np.ndarray:
+    """Shape (candidates,): the share of draws (columns of boot, candidates × draws, higher is
+    better) in which a candidate is among the `top` best. Ties share the places left: three tied
+    for the last two places count 2/3 each, so the shares of one draw sum to min(top, candidates)."""
+    shares = np.zeros(boot.shape[0])
+    for b in range(boot.shape[1]):  # one draw at a time: memory candidates², not candidates² × draws
+        column = boot[:, b]
+        better = (column[None, :] > column[:, None]).sum(axis=1)
+        equal = (column[None, :] == column[:, None]).sum(axis=1)  # itself included
+        shares += np.clip(top - better, 0, equal) / equal
+    return shares / boot.shape[1]
+
+
+def _studentised(gap: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """gap / se, where se = 0 means the gap is exact: ±inf by its sign, 0 when there is none."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se > 0, gap / np.where(se > 0, se, 1.0), np.sign(gap) * np.inf)
+
+
+def best_set(points: np.ndarray, cube: np.ndarray, drawn: np.ndarray, level: float) -> np.ndarray:
+    """Shape (candidates,) bool: a confidence set for the best candidate(s) by mean score over seeds.
+
+    points (candidates, seeds): the score of each seed; cube (candidates, seeds, resamples): the
+    replicates of each seed's score (rows resampled), centred on it; drawn (resamples, seeds): the
+    seeds of each bootstrap draw (`seed_draws`), shared with the intervals and `p_best`.
+
+    Guarantee: with probability at least `level` (asymptotically, as far as the bootstrap reproduces
+    the joint law of the estimation errors) the set holds *every* candidate whose true mean is the
+    highest, all of them at once when several tie. This is the bootstrap confidence set for the best
+    of Mogstad, Romano, Shaikh & Wilhelm (2024), a simultaneous form of Hsu's multiple comparisons
+    with the best: i is left out only when some j beats it by more than c standard errors, c the
+    `level` quantile over draws of the largest studentised error over all pairs (j, i) with i still
+    in; the test steps down (Romano & Wolf), recomputing c over the candidates still in until none
+    leaves. The standard error of a difference adds its spread over seeds (paired by seed, since a
+    seed's U_r is shared) to its spread over row replicates; each draw is studentised by its own
+    standard error (a bootstrap-t), because with a handful of seeds the spread is itself uncertain
+    and a fixed one under-covers (5 seeds: 32 equal candidates were all kept in 0 of 40 runs).
+    A difference that never varies is exact. The point leader never leaves: the set is never empty."""
+    n, seeds, resamples = cube.shape
+    drawn_points = points[:, drawn]  # (candidates, resamples, seeds)
+    noise = (cube - points[:, :, None])[:, drawn, np.arange(resamples)[:, None]].mean(axis=2)  # (candidates, resamples)
+    mean = points.mean(axis=1)
+    worst = np.full((n, resamples), -np.inf)  # [i, b]: the largest error of the pairs (·, i) in draw b
+    beaten = np.full((n, n), -np.inf)  # [i, j]: by how many standard errors j beats i
+    for i in range(n):
+        differences = drawn_points - drawn_points[i]  # (candidates, resamples, seeds): j − i
+        replicate_var = (noise - noise[i]).var(axis=1)
+        gap = mean - mean[i]
+        errors = differences.mean(axis=2) + (noise - noise[i]) - gap[:, None]
+        seed_var = differences.var(axis=2, ddof=1) / seeds if seeds > 1 else np.zeros_like(errors)
+        draw_se = np.sqrt(seed_var + replicate_var[:, None])
+        seed_var = (points - points[i]).var(axis=1, ddof=1) / seeds if seeds > 1 else np.zeros(n)
+        se = np.sqrt(seed_var + replicate_var)
+        varies = se > 1e-12 * max(1.0, float(np.abs(gap).max()))
+        varies[i] = False
+        if varies.any():
+            worst[i] = _studentised(errors[varies], draw_se[varies]).max(axis=0)
+        beaten[i] = _studentised(gap, np.where(varies, se, 0.0))
+        beaten[i, i] = -np.inf
+    inside = np.ones(n, dtype=bool)
+    while True:
+        largest = worst[inside].max(axis=0)  # (resamples,); -inf when no pair left varies
+        critical = max(0.0, float(np.quantile(largest, level, method="higher"))) if np.isfinite(largest).any() else 0.0
+        out = inside & (beaten > critical).any(axis=1)
+        if not out.any():
+            return inside
+        inside &= ~out
+
+
+def _point_matrix(scores: pl.DataFrame, ids: list[str], seeds: list[int]) -> np.ndarray:
+    """Shape (candidates, seeds): each (candidate, seed)'s score; every pair is present."""
+    wide = scores.pivot(on="seed", index="dataset_id", values="score").sort("dataset_id")
+    return wide.select([str(s) for s in seeds]).to_numpy().astype(float)
+
+
+def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: int) -> pl.DataFrame:
+    """One proxy's rows of the ranking table: candidates that have every seed, with intervals, the
+    best set and the shares of draws at rank 1 / in the top `top`, all from one set of draws."""
     seeds = sorted(scores.get_column("seed").unique().to_list())
     summary = scores.group_by("dataset_id").agg(
         pl.col("score").mean().alias("score_mean"), pl.col("score").std(ddof=0).alias("score_std"),
@@ -161,19 +329,26 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int) -> pl
     ).filter(pl.col("n_seeds") == len(seeds)).sort("dataset_id")
     ids = summary.get_column("dataset_id").to_list()
     resamples = _resamples(scores, DEFAULT_RESAMPLES)
-    cube = _replicate_cube(scores.filter(pl.col("dataset_id").is_in(ids)), ids, seeds, resamples)
-    low, high = rank_intervals(cube, level, np.random.default_rng(seed))
+    complete = scores.filter(pl.col("dataset_id").is_in(ids))
+    cube = _replicate_cube(complete, ids, seeds, resamples)
+    drawn = seed_draws(np.random.default_rng(seed), len(seeds), resamples)
+    boot = bootstrap_means(cube, drawn)
+    low, high = _intervals(boot, level)
     point = rankdata(-summary.get_column("score_mean").to_numpy(), method="min").astype(np.int64)
     return summary.with_columns(
         pl.lit(proxy).alias("proxy"), pl.Series("rank", point),
         pl.Series("rank_low", np.minimum(low, point)), pl.Series("rank_high", np.maximum(high, point)),
-    ).with_columns(((pl.col("rank_low") == 1) | (pl.col("rank") == 1)).alias("tied_with_best"))
+        pl.Series("tied_with_best", best_set(_point_matrix(complete, ids, seeds), cube, drawn, level)),
+        pl.Series("p_best", top_shares(boot, 1)), pl.Series("p_top", top_shares(boot, top)),
+    )
 
 
-def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0) -> pl.DataFrame:
-    """Mean and (population) std of the score over seeds, rank 1 = best within a proxy, and a
-    `level` rank interval. A candidate missing a seed of a proxy is not ranked by that proxy."""
-    parts = [_rank_proxy(group, proxy, level, seed)
+def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEFAULT_TOP) -> pl.DataFrame:
+    """Mean and (population) std of the score over seeds, rank 1 = best within a proxy, a `level`
+    rank interval, membership of the `level` best set (`tied_with_best`, see `best_set`) and the
+    shares of draws at rank 1 (`p_best`) and in the `top` best (`p_top`). A candidate missing a
+    seed of a proxy is not ranked by that proxy."""
+    parts = [_rank_proxy(group, proxy, level, seed, top)
              for (proxy,), group in scores.group_by(["proxy"], maintain_order=True)]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Utf8 for c in RANKING_COLUMNS})
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
@@ -190,9 +365,14 @@ def row_scores_table(parts: list[pl.DataFrame], columns: list[pl.DataFrame] | No
     return table.sort(keys)
 
 
-def ranking_table_text(rankings: pl.DataFrame) -> str:
+def level_text(level: float) -> str:
+    """`level` as a percentage, as precise as it was given: 0.9 -> "90%", 0.975 -> "97.5%"."""
+    return f"{level * 100:.6g}%"
+
+
+def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9) -> str:
     """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
-    ensemble's (else the first proxy's) interval; `*` marks candidates tied with the best."""
+    ensemble's (else the first proxy's) `level` interval; `*` marks its best set."""
     order = "ensemble" if "ensemble" in rankings["proxy"].to_list() else rankings["proxy"][0]
     wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
     lead = rankings.filter(pl.col("proxy") == order).select(
@@ -201,7 +381,8 @@ def ranking_table_text(rankings: pl.DataFrame) -> str:
         ["ensemble"] if "ensemble" in wide.columns else [])
     wide = wide.join(lead, on="dataset_id", how="left").sort(order, nulls_last=True)
     width = max(10, *(len(x) for x in wide["dataset_id"]))
-    lines = [f"rank by proxy (1 = best; interval: 90% range of {order}'s rank; * cannot be told from the best)",
+    lines = [f"rank by proxy (1 = best; interval: {level_text(level)} range of {order}'s rank; "
+             f"* in {order}'s {level_text(level)} best set, cannot be told from the best)",
              f"{'dataset_id':<{width}}  " + "  ".join(f"{p:>8}" for p in proxies) + f"  {'interval':>9}"]
     for row in wide.iter_rows(named=True):
         cells = "  ".join(f"{'-' if row[p] is None else row[p]:>8}" for p in proxies)
