@@ -3,11 +3,14 @@ which rows are near-copies of each other, and which copy a U_r row. They tell a 
 *which* rows make a candidate rank low (row_scores.parquet, the report, `synque select
 --drop-rows`).
 
-Two of them use one cosine threshold, 0.95 on the embedding model's vectors. On the
-bundled MiniLM, a row that only changes case, spacing, punctuation or one small word
-stays above it, while a paraphrase (the same meaning in other words) and two different
-reviews of the same product fall below it (tests/test_copies_real.py measures both), so
-above it the rows say the same thing in nearly the same words.
+Near-duplicates and near-copies of U_r share one cosine threshold on the embedding
+model's vectors, 0.95: above it two rows say the same thing in nearly the same words. On
+the bundled MiniLM, rows that differ by a punctuation mark or one small word score .94-.998,
+paraphrases (the same meaning in other words) .24-.82 and different sentences on the same
+topic .55-.84 (tests/test_copies_real.py checks such pairs), so 0.95 flags edited copies
+and leaves rewritten ones alone. Because a short row can drop below it with one changed
+mark ("Great value for the price." vs "...price!!": .885), exact copies are also matched on
+the text itself, after whitespace and case are normalised, whatever the model says.
 """
 
 from __future__ import annotations
