@@ -5,8 +5,8 @@ which rows are near-copies of each other, and which copy a U_r row. They tell a 
 
 Near-duplicates and near-copies of U_r share one cosine threshold on the embedding
 model's vectors, 0.95: above it two rows say the same thing in nearly the same words. On
-the bundled MiniLM, rows that differ by a punctuation mark or one small word score .94-.998,
-paraphrases (the same meaning in other words) .24-.82 and different sentences on the same
+the bundled MiniLM, rows that differ by a punctuation mark, case or one small word score
+.944-.998 (6 of 7 such pairs above .95), paraphrases (the same meaning in other words) .24-.82 and different sentences on the same
 topic .55-.84 (tests/test_copies_real.py checks such pairs), so 0.95 flags edited copies
 and leaves rewritten ones alone. Because a short row can drop below it with one changed
 mark ("Great value for the price." vs "...price!!": .885), exact copies are also matched on
