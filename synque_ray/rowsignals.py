@@ -4,13 +4,14 @@ which rows are near-copies of each other, and which copy a U_r row. They tell a 
 --drop-rows`).
 
 Near-duplicates and near-copies of U_r share one cosine threshold on the embedding
-model's vectors, 0.95: above it two rows say the same thing in nearly the same words. On
-the bundled MiniLM, rows that differ by a punctuation mark, case or one small word score
-.944-.998 (6 of 7 such pairs above .95), paraphrases (the same meaning in other words) .24-.82 and different sentences on the same
-topic .55-.84 (tests/test_copies_real.py checks such pairs), so 0.95 flags edited copies
-and leaves rewritten ones alone. Because a short row can drop below it with one changed
-mark ("Great value for the price." vs "...price!!": .885), exact copies are also matched on
-the text itself, after whitespace and case are normalised, whatever the model says.
+model's vectors, 0.95: above it two rows say the same thing in nearly the same words.
+On the bundled MiniLM, rows that differ by a punctuation mark, case or one small word
+score .944-.998 (6 of 7 such pairs above .95), paraphrases (the same meaning in other
+words) .24-.82 and different sentences on the same topic .55-.84 (tests/test_copies_real.py
+checks such pairs), so 0.95 flags edited copies and leaves rewritten ones alone. Because
+a short row can drop below it with one changed mark ("Great value for the price." vs
+"...price!!": .885), exact copies are also matched on the text itself, after whitespace
+and case are normalised, whatever the model says.
 """
 
 from __future__ import annotations

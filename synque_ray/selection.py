@@ -173,7 +173,7 @@ def _check_rules(rules: Rules, rows: pl.DataFrame | None, where: str) -> None:
 def _check_empty(choices: list[Choice], allow_empty: bool) -> None:
     for choice in choices:
         if not choice.kept() and not allow_empty:
-            counts = ", ".join(f"{rule}: {len(rows)}" for rule, rows in choice.dropped_by.items() if rows)
+            counts = ", ".join(f"{rule}: {len(rows)}" for rule, rows in choice.dropped_by.items())
             raise UserError(f"{choice.file.dataset_id}: the rules drop all {len(choice.file.texts)} of its rows "
                             f"({counts}); loosen them, or pass --allow-empty to skip such a candidate")
 
@@ -290,10 +290,10 @@ def summary(run_dir: str, by: str, top: int, rules: Rules, allow_empty: bool, ch
 def choice_line(chosen: dict, by: str, out: str) -> str:
     """One line per chosen candidate: what was kept, what each rule dropped, where it went."""
     counts = ", ".join(f"{n} by {rule}" for rule, n in chosen["dropped_by"].items())
-    dropped = f" (dropped {counts})" if counts else ""
     head = f"{chosen['dataset_id']}: rank {chosen['rank']} by {by}, "
     if chosen["file"] is None:
-        return head + f"all {chosen['rows_in']} rows dropped{dropped}; no file written (--allow-empty)"
+        return head + f"all {chosen['rows_in']} rows dropped ({counts}); no file written (--allow-empty)"
+    dropped = f" (dropped {counts})" if counts else ""
     return head + f"{chosen['rows_out']} of {chosen['rows_in']} rows kept{dropped} -> {out.rstrip('/')}/{chosen['file']}"
 
 
