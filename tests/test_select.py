@@ -293,3 +293,19 @@ def test_an_overwrite_cut_short_is_finished_by_the_next_one(scored_run, capsys, 
     selection.select(str(run), "mdm", 1, str(out), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(["selection.json", suffix[ranked[0]]])
     assert json.loads((out / "selection.json").read_text())["complete"] is True
+
+
+def test_dedupe_keeps_the_first_row_the_rules_leave_in_each_group():
+    from synque_ray.selection import Rules
+
+    # rows 2, 5, 7 form group 2; rows 3, 4 group 3; row 6 is alone; two seeds, one of which flags row 2
+    rows = pl.DataFrame({"row_index": [0, 2, 3, 4, 5, 6, 7] * 2, "seed": [1] * 7 + [2] * 7,
+                         "duplicate_group": [-1, 2, 3, 3, 2, -1, 2] * 2,
+                         "p_synthetic": [0.1, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1] + [0.1, 0.95, 0.1, 0.1, 0.1, 0.1, 0.1],
+                         "copies_real": [False] * 6 + [None] + [False] * 5 + [True, False]})
+    rules = Rules((parse_drop_rule("p_synthetic>0.9"), parse_drop_rule("copies_real")), dedupe=True)
+    # row 2 goes by p_synthetic (seed 2), row 6 by copies_real (seed 2; row 7's null under seed 1
+    # flags nothing); then group 2 keeps row 5 and drops 7, group 3 keeps row 3 and drops 4
+    assert rules.dropped_by(rows) == {"p_synthetic>0.9": [2], "copies_real": [6], "dedupe": [4, 7]}
+    assert Rules((parse_drop_rule("p_synthetic>=0.2"), parse_drop_rule("p_synthetic>=0.2"))).dropped_by(rows) == {
+        "p_synthetic>=0.2": [2]}
