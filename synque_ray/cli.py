@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("run_dir", help="a run's output folder (the config's output:)")
     select.add_argument("--by", required=True, help="the proxy to rank by (e.g. ensemble)")
     select.add_argument("--top", required=True, type=int, help="how many candidates to take")
-    select.add_argument("--out", required=True, help="a new or empty folder to write them to")
+    select.add_argument("--out", required=True,
+                        help="a new or empty folder to write them to (or an earlier selection's, with --overwrite)")
     select.add_argument("--drop-rows", action="append", metavar="RULE",
                         help="SIGNAL>VALUE (or >=, <, <=) over row_scores.parquet, or a yes/no SIGNAL alone "
                         "(copies_real): drop a row flagged under any seed; may be given several times")
