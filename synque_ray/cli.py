@@ -116,12 +116,12 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    from synque_ray.selection import select
+    from synque_ray.selection import choice_line, select
 
-    result = select(args.run_dir, args.by, args.top, args.out, args.drop_rows)
+    result = select(args.run_dir, args.by, args.top, args.out, args.drop_rows, dedupe=args.dedupe,
+                    allow_empty=args.allow_empty, overwrite=args.overwrite)
     for chosen in result["chosen"]:
-        print(f"{chosen['dataset_id']}: rank {chosen['rank']} by {result['by']}, {chosen['rows_out']} of "
-              f"{chosen['rows_in']} rows kept -> {args.out.rstrip('/')}/{chosen['file']}")
+        print(choice_line(chosen, result["by"], args.out))
     print(f"written: {args.out.rstrip('/')}/selection.json")
 
 
@@ -197,9 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("run_dir", help="a run's output folder (the config's output:)")
     select.add_argument("--by", required=True, help="the proxy to rank by (e.g. ensemble)")
     select.add_argument("--top", required=True, type=int, help="how many candidates to take")
-    select.add_argument("--out", required=True, help="a new or empty folder to write them to")
-    select.add_argument("--drop-rows", help="SIGNAL>VALUE or SIGNAL<VALUE over row_scores.parquet, "
-                        "e.g. p_synthetic>0.9: drop a row flagged under any seed")
+    select.add_argument("--out", required=True,
+                        help="a new or empty folder to write them to (or an earlier selection's, with --overwrite)")
+    select.add_argument("--drop-rows", action="append", metavar="RULE",
+                        help="SIGNAL>VALUE (or >=, <, <=) over row_scores.parquet, or a yes/no SIGNAL alone "
+                        "(copies_real): drop a row flagged under any seed; may be given several times")
+    select.add_argument("--dedupe", action="store_true",
+                        help="keep one row per near-duplicate group (duplicate_group), after the --drop-rows rules")
+    select.add_argument("--allow-empty", action="store_true",
+                        help="list a candidate the rules leave no row, writing no file for it (default: refuse)")
+    select.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier selection in --out (only the files its selection.json lists)")
     select.set_defaults(handler=cmd_select)
 
     demo = commands.add_parser("demo", help="score the embedded demo data on local Ray", parents=[quiet])

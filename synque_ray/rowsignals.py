@@ -1,6 +1,18 @@
 """Per-row signals of a candidate that are not proxies: how close each row is to U_r,
-and which rows are near-copies of each other. They tell a user *which* rows make a
-candidate rank low (row_scores.parquet, the report, `synque select --drop-rows`)."""
+which rows are near-copies of each other, and which copy a U_r row. They tell a user
+*which* rows make a candidate rank low (row_scores.parquet, the report, `synque select
+--drop-rows`).
+
+Near-duplicates and near-copies of U_r share one cosine threshold on the embedding
+model's vectors, 0.95: above it two rows say the same thing in nearly the same words.
+On the bundled MiniLM, rows that differ by a punctuation mark, case or one small word
+score .944-.998 (6 of 7 such pairs above .95), paraphrases (the same meaning in other
+words) .24-.82 and different sentences on the same topic .55-.84 (tests/test_copies_real.py
+checks such pairs), so 0.95 flags edited copies and leaves rewritten ones alone. Because
+a short row can drop below it with one changed mark ("Great value for the price." vs
+"...price!!": .885), exact copies are also matched on the text itself, after whitespace
+and case are normalised, whatever the model says.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 DUPLICATE_COSINE = 0.95  # rows at least this similar (cosine of embeddings) are near-duplicates
+COPY_COSINE = DUPLICATE_COSINE  # a candidate row this similar to a U_r row copies it
 _CHUNK = 1024  # rows compared at a time, so memory stays O(chunk x n) on large candidates
 
 
@@ -18,11 +31,41 @@ def nearest_real_distance(synthetic: np.ndarray, real: np.ndarray) -> np.ndarray
     return np.concatenate([cdist(synthetic[i:i + _CHUNK], real).min(axis=1) for i in range(0, len(synthetic), _CHUNK)])
 
 
+def _unit(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero), so a dot product is a cosine."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms == 0, 1.0, norms)
+
+
+def normalised_text(text: str) -> str:
+    """The text as a copy is matched: whitespace runs made one space, ends stripped, case
+    folded, so a row that was only re-spaced or re-cased still matches its source."""
+    return " ".join(text.split()).casefold()
+
+
+def real_text_set(texts: list[str]) -> frozenset[str]:
+    """The normalised texts of a U_r sample, to match candidate rows against."""
+    return frozenset(normalised_text(t) for t in texts)
+
+
+def exact_copies(texts: list[str], real: frozenset[str]) -> np.ndarray:
+    """Shape (n,) bool: each text equals a U_r row after `normalised_text` (`real` from
+    `real_text_set`). Needs no model, so a copy is caught whatever the embeddings say."""
+    return np.array([normalised_text(t) in real for t in texts], dtype=bool)
+
+
+def near_copies(synthetic: np.ndarray, real: np.ndarray, threshold: float = COPY_COSINE) -> np.ndarray:
+    """Shape (n,) bool: each candidate row's embedding has cosine >= `threshold` with some
+    U_r row's (synthetic (n, d), real (m, d)): a copy with small edits."""
+    unit_real = _unit(real)
+    return np.concatenate([(_unit(synthetic[i:i + _CHUNK]) @ unit_real.T).max(axis=1) >= threshold
+                           for i in range(0, len(synthetic), _CHUNK)]) if len(synthetic) else np.zeros(0, bool)
+
+
 def duplicate_groups(embeddings: np.ndarray, threshold: float = DUPLICATE_COSINE) -> np.ndarray:
     """Shape (n,): a group id shared by rows linked through chains of near-duplicates
     (the group's smallest row index), -1 for a row with no near-duplicate."""
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    unit = embeddings / np.where(norms == 0, 1.0, norms)
+    unit = _unit(embeddings)
     rows, cols = [], []
     for start in range(0, len(unit), _CHUNK):
         similar = unit[start:start + _CHUNK] @ unit.T >= threshold

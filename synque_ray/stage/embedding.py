@@ -15,10 +15,12 @@ import polars as pl
 from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
 from synque_ray.reading import RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
+from synque_ray.rowsignals import exact_copies, real_text_set
 from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
-RESULT_VERSION = 2  # bumped when what a committed result holds changes (2: replicates, errors, row signals)
+RESULT_VERSION = 3  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
+#                   3: copies_real, text_chars)
 
 
 def task_spec(config) -> TaskSpec:
@@ -36,6 +38,7 @@ class EmbeddingStage(Stage):
         self.config, self.real, self.cache, self.fresh, self.progress = config, real, cache, fresh, progress
         (self.model_path, self.model_id), self.spec = model, task_spec(config)
         self.models = {"embedding": self.model_id}
+        self.real_texts = {seed: real_text_set(rowset.texts) for seed, rowset in real.items()}
 
     def key_payload(self, candidate: RowSet) -> dict:
         return {"real": real_hashes(self.real), "params": self.spec.params,
@@ -201,7 +204,7 @@ class _ProxyTasks:
         parts = self.parts[dataset_id]
         parts.append(part)
         if len(parts) == len(self.stage.real) + 1:
-            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), list(self.stage.real),
+            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), self.stage.real_texts,
                                      self.candidates[dataset_id].texts)
             self.commit(dataset_id, Committed(results, rows))
             self.done.append(results)
@@ -221,22 +224,29 @@ class _ProxyTasks:
         return dict(computed.iter_rows())
 
 
-def assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[str]
+def assemble(dataset_id: str, parts: list[dict], real_texts: dict[int, frozenset[str]], texts: list[str]
              ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One candidate's (results, row signals) from its tasks' outputs. The candidate-only
-    results (seed None) hold for every seed: they are repeated under each."""
+    """One candidate's (results, row signals) from its tasks' outputs.
+
+    `real_texts`: per seed, U_r's normalised texts (`real_text_set`); `texts`: the candidate's
+    rows. The candidate-only results (seed None) hold for every seed: they are repeated under
+    each. The signals that need the texts are added here: `text_hash`, `text_chars` (length of
+    the stripped text) and the exact copies of a U_r row, or-ed into the tasks' near-copies.
+    """
     alone = next(part for part in parts if part["seed"] is None)
     scores = [row for part in parts if part is not alone for row in part["scores"]]
-    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in seeds]
+    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in real_texts]
     duplicates = pl.DataFrame(alone["rows"], schema={"row_index": pl.Int64, "duplicate_group": pl.Int64})
-    hashes = row_hashes(texts)
     row_parts = []
     for part in parts:
         if part is alone:
             continue
-        frame = pl.DataFrame(part["rows"]).with_columns(pl.lit(dataset_id).alias("dataset_id"),
-                                                        pl.lit(part["seed"], pl.Int64).alias("seed"))
-        frame = frame.with_columns(pl.col("row_index").map_elements(hashes.__getitem__, pl.Utf8).alias("text_hash"))
+        mine = [texts[i] for i in part["rows"]["row_index"]]
+        frame = pl.DataFrame(part["rows"]).with_columns(
+            pl.lit(dataset_id).alias("dataset_id"), pl.lit(part["seed"], pl.Int64).alias("seed"),
+            pl.Series("text_hash", row_hashes(mine), pl.Utf8),
+            pl.Series("text_chars", [len(t.strip()) for t in mine], pl.Int64),
+            pl.col("copies_real") | pl.Series(exact_copies(mine, real_texts[part["seed"]])))
         row_parts.append(frame.join(duplicates, on="row_index", how="left"))
     rows = pl.concat(row_parts, how="diagonal_relaxed")
     rows = rows.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in rows.columns])
