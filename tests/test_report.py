@@ -64,9 +64,11 @@ def test_score_spread_matches_the_scores_table(run):
     pad = spread["pad"]
     assert len(pad["ids"]) == len(pad["seeds"]) == 4
     for dataset_id, seeds, mean, std in zip(pad["ids"], pad["seeds"], pad["mean"], pad["std"], strict=True):
-        own = run.scores.filter((pl.col("proxy") == "pad") & (pl.col("dataset_id") == dataset_id))["score"]
+        own = run.scores.filter((pl.col("proxy") == "pad") & (pl.col("dataset_id") == dataset_id))["raw"]
         assert sorted(seeds) == sorted(own.to_list()) and len(seeds) == len(SEEDS)
         assert mean == pytest.approx(np.mean(seeds)) and std == pytest.approx(np.std(seeds))
+    missing = view.score_spread(run.scores, run.rankings, [*pad["ids"], "zz_unranked"])["pad"]
+    assert missing["ids"][-1] == "zz_unranked" and missing["mean"][-1] is None and missing["seeds"][-1] == []
 
 
 def test_agreement_is_spearman_between_proxies_mean_scores(run):
@@ -82,6 +84,8 @@ def test_evaluation_pairs_each_proxys_score_with_measured_performance(run, score
     spread = view.score_spread(run.scores, run.rankings)
     data = view.evaluation_view(run.evaluation, spread, run.info["started_at"])
     assert not data["stale"] and data["top_k"] == 2
+    assert data["metric"] == "quality"  # the --metric column, as evaluation.json records it
+    assert data["labels"]["pad"] == "PAD (lower is better)"
     mdm = {dataset_id: (score, performance) for score, performance, dataset_id in data["points"]["mdm"]}
     assert set(mdm) == set(scored_run.quality)
     for dataset_id, (score, performance) in mdm.items():
@@ -105,10 +109,46 @@ def test_history_says_who_rose_who_fell_and_who_is_new():
     history = [("r1", _ranks([("a", 1), ("b", 2), ("c", 3)])), ("r2", _ranks([("a", 2), ("b", 1)])),
                ("r3", _ranks([("a", 3), ("b", 1), ("c", 2), ("d", 4)]))]
     rows = {r["dataset_id"]: r for r in view.history_view(history, "ensemble")["rows"]}
-    assert rows["a"]["move"] == -1 and rows["b"]["move"] == 0
+    assert rows["a"]["move"] == 0 and rows["b"]["move"] == 0  # among a and b, nothing changed since r2
     assert rows["c"]["move"] == 1 and rows["c"]["ranks"] == [3, None, 2]  # against the last run that ranked it
     assert rows["d"]["new"] and rows["d"]["move"] is None
     assert view.history_view(history[:1], "ensemble") is None
+
+
+def test_a_newcomer_ranked_above_moves_nobody_else():
+    before = _ranks([("a", 1), ("b", 2), ("c", 3), ("d", 4)])
+    after = _ranks([("new", 1), ("a", 2), ("b", 3), ("d", 4), ("c", 5)])  # c and d swapped, the rest kept
+    rows = {r["dataset_id"]: r for r in view.history_view([("r1", before), ("r2", after)], "ensemble")["rows"]}
+    assert {i: rows[i]["move"] for i in "abcd"} == {"a": 0, "b": 0, "c": -1, "d": 1}
+    assert rows["new"]["new"]
+    gone = _ranks([("b", 1), ("c", 2), ("d", 3)])  # a left: b, c and d keep their order
+    rows = {r["dataset_id"]: r for r in view.history_view([("r1", before), ("r2", gone)], "ensemble")["rows"]}
+    assert {i: rows[i]["move"] for i in "bcd"} == {"b": 0, "c": 0, "d": 0} and rows["a"]["move"] is None
+    tied = view.shared_moves({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 1, "c": 3})  # ties share a place
+    assert tied == {"a": 0, "b": 1, "c": 0}
+
+
+def test_history_dates_are_readable():
+    data = view.history_view([("20261201T103111429178Z", _ranks([("a", 1)])),
+                              ("20261202T080000000000Z", _ranks([("a", 1)]))], "ensemble")
+    assert data["dates"] == ["2026-12-01 10:31:11 UTC", "2026-12-02 08:00:00 UTC"]
+    assert view.readable_stamp("my-run") == "my-run"
+
+
+def test_each_proxy_is_drawn_in_its_own_units_in_one_order(run):
+    spread = view.score_spread(run.scores, run.rankings)
+    ensemble = run.rankings.filter(pl.col("proxy") == "ensemble").sort(["rank", "dataset_id"])
+    assert list(spread)[0] == "ensemble"  # the lead proxy first ...
+    assert all(data["ids"] == ensemble["dataset_id"].to_list() for data in spread.values())  # ... its order for all
+    assert spread["mmd"]["label"] == "MMD² (lower is better)" and spread["mdm"]["label"] == "MDM (higher is better)"
+    assert spread["ensemble"]["label"] == "mean rank over proxies (lower is better)"
+    for proxy, data in spread.items():
+        raw = run.scores.filter(pl.col("proxy") == proxy)
+        for dataset_id, mean, seeds in zip(data["ids"], data["mean"], data["seeds"], strict=True):
+            own = raw.filter(pl.col("dataset_id") == dataset_id)["raw"]
+            assert sorted(seeds) == sorted(own.to_list()) and mean == pytest.approx(own.mean())
+    assert min(spread["ensemble"]["mean"]) >= 1  # a mean rank, not its negation
+    assert spread["ensemble"]["mean"] == sorted(spread["ensemble"]["mean"])  # best (lowest) first
 
 
 def test_example_rows_are_the_extremes_of_pads_out_of_fold_probability(run, scored_run):

@@ -69,17 +69,20 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
 def build_page(run: load.RunData) -> render.Page:
     ids = run.info.get("content_hashes", {}).get("candidates", {})
     ranking = view.ranking_view(run.rankings, list(ids))
-    spread = view.score_spread(run.scores, run.rankings)
+    ranked = set(run.rankings["dataset_id"].to_list())
+    order = [row["dataset_id"] for row in ranking.rows if row["dataset_id"] in ranked]  # one order, every plot
+    spread = view.score_spread(run.scores, run.rankings, order)
     evaluation = view.evaluation_view(run.evaluation, spread, run.info.get("started_at"))
+    points = (evaluation or {}).get("points", {})
     return render.Page(
         title=f"synque report: {run.info.get('name', run.location)}",
         meta=_meta(run),
         ranking=ranking,
-        spread_images={p: plots.score_spread(p, d) for p, d in spread.items() if d["ids"]},
+        spread_images=plots.score_panels(spread) if order else [],
         agreement=view.agreement(run.rankings),
         evaluation=evaluation,
-        evaluation_images={p: plots.score_vs_performance(p, pts) for p, pts in (evaluation or {}).get(
-            "points", {}).items()},
+        evaluation_images={p: plots.score_vs_performance(p, evaluation["labels"][p], evaluation["metric"], pts)
+                           for p, pts in points.items()},
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,
