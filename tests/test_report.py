@@ -80,6 +80,14 @@ def test_agreement_is_spearman_between_proxies_mean_scores(run):
     assert data["spearman"][i][i] == pytest.approx(1.0) and data["counts"][i][j] == 4
 
 
+def test_spearman_without_scipy_matches_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x, y = rng.integers(0, 5, size=12).astype(float), rng.normal(size=12)
+        assert view.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+    assert list(view.average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
+
+
 def test_evaluation_pairs_each_proxys_score_with_measured_performance(run, scored_run):
     spread = view.score_spread(run.scores, run.rankings)
     data = view.evaluation_view(run.evaluation, spread, run.info["started_at"])
@@ -183,6 +191,14 @@ def test_pca_keeps_the_direction_that_separates_the_sets():
     a, b, explained = view.pca_2d(candidate, real, limit=250)
     assert a.shape == (250, 2) and b.shape == (200, 2)
     assert abs(a[:, 0].mean() - b[:, 0].mean()) > 4 and explained > 0.5
+    for width, rows in ((8, 300), (64, 20)):  # more rows than dimensions, and fewer: as an SVD would give
+        c, r = rng.normal(size=(rows, width)) + 2, rng.normal(size=(rows, width))
+        union = np.vstack([c, r])
+        union -= union.mean(axis=0)
+        _, singular, vt = np.linalg.svd(union, full_matrices=False)
+        a, b, explained = view.pca_2d(c, r, limit=rows)
+        assert np.allclose(np.abs(np.vstack([a, b])), np.abs(union @ vt[:2].T))  # up to each axis's sign
+        assert explained == pytest.approx((singular[:2] ** 2).sum() / (singular ** 2).sum())
 
 
 def _with_lens(scored_run, tmp_path):

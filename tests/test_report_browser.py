@@ -62,14 +62,16 @@ def test_a_candidate_link_leads_to_its_section(browser, page):
     assert browser.evaluate(session, f"document.querySelector('{target} img') !== null")  # its projection
 
 
-NAMES = "Array.from(document.querySelectorAll('svg.scores')).map(s => Array.from(s.querySelectorAll('[id*=\"-candidate-\"] text')).map(t => t.textContent))"
+NAMES = ("Array.from(document.querySelectorAll('svg.scores')).map(s => "
+         "Array.from(s.querySelectorAll('[id*=\"-candidate-\"] text')).map(t => t.textContent))")
 
 
 def _ranking_order(browser, session) -> list[str]:
     """The ranking table's candidates by their ensemble rank (whatever order a click left the table in)."""
-    column = ("Array.from(document.querySelectorAll('#ranking-table th')).findIndex(h => h.textContent == 'ensemble')")
+    column = "Array.from(document.querySelectorAll('#ranking-table th')).findIndex(h => h.textContent == 'ensemble')"
     pairs = browser.evaluate(session, f"(() => {{ const k = {column}; return Array.from({ROWS}).map(r => "
-                                      "[Number(r.cells[k].getAttribute('data-v')), r.cells[0].getAttribute('data-v')]) })()")
+                                      "[Number(r.cells[k].getAttribute('data-v')), r.cells[0].getAttribute('data-v')])"
+                                      " })()")
     return [name for _, name in sorted(pairs)]
 
 
@@ -77,26 +79,31 @@ def test_score_plots_say_what_they_measure_in_one_order_at_a_readable_size(brows
     session, _ = page
     figures = browser.evaluate(session, NAMES)
     assert figures and all(names == _ranking_order(browser, session) for names in figures)  # one order, best first
-    labels = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.scores text')).map(t => t.textContent)")
+    labels = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.scores text')).map(t => "
+                                       "t.textContent)")
     for said in ("MMD²", "PAD", "MDM", "MAUVE", "mean rank over proxies"):
         assert said in labels, said
     assert labels.count("(lower is better)") == 3 and labels.count("(higher is better)") == 2
     assert not any(label.startswith(("−", "-")) for label in labels)  # the ensemble is a mean rank, not negated
-    heights = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.scores [id*=\"-candidate-\"] text'))"
-                                        ".map(t => t.getBoundingClientRect().height)")
+    heights = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                        "'svg.scores [id*=\"-candidate-\"] text')).map(t => "
+                                        "t.getBoundingClientRect().height)")
     assert heights and min(heights) >= 11  # names in px as the page shows them
 
 
 def test_evaluation_plots_name_the_metric_and_their_ticks_never_touch(browser, page):
     session, _ = page
-    plots = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.evaluation')).map(s => ({"
-                             "texts: Array.from(s.querySelectorAll('text')).map(t => t.textContent), "
-                             "ticks: Array.from(s.querySelectorAll('[id^=xtick] text')).map(t => {"
-                             "const r = t.getBoundingClientRect(); return [r.left, r.right]; })}))")
-    assert len(plots) == 5
-    for plot in plots:
-        assert "quality" in plot["texts"] and any("is better)" in t for t in plot["texts"])
-        spans = sorted(plot["ticks"])
+    texts = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.evaluation text')).map(t => "
+                                      "t.textContent)")
+    assert "quality" in texts  # the --metric the performance was measured in
+    panels = browser.evaluate(session, "Array.from(document.querySelectorAll('svg.evaluation g[id^=evaluation-]'))"
+                              ".map(g => ({texts: Array.from(g.querySelectorAll('text')).map(t => t.textContent), "
+                              "ticks: Array.from(g.querySelectorAll('[id^=xtick] text')).map(t => {"
+                              "const r = t.getBoundingClientRect(); return [r.left, r.right]; })}))")
+    assert len(panels) == 5
+    for panel in panels:
+        assert any(t.endswith("is better)") for t in panel["texts"])
+        spans = sorted(panel["ticks"])
         assert len(spans) >= 2 and all(a[1] + 2 <= b[0] for a, b in zip(spans, spans[1:]))
 
 

@@ -61,7 +61,7 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
         if real is None:
             inputs.notes = [n for n in inputs.notes if "embedding cache" not in n]
         section = candidate_view(run, dataset_id, row["cells"].get(ranking.lead), inputs)
-        image = plots.projection(*section.projection) if section.projection is not None else None
+        image = plots.projection(*section.projection[:2]) if section.projection is not None else None
         out.append((section, image))
     return out
 
@@ -81,8 +81,8 @@ def build_page(run: load.RunData) -> render.Page:
         spread_images=plots.score_panels(spread) if order else [],
         agreement=view.agreement(run.rankings),
         evaluation=evaluation,
-        evaluation_images={p: plots.score_vs_performance(p, evaluation["labels"][p], evaluation["metric"], pts)
-                           for p, pts in points.items()},
+        evaluation_images=(plots.evaluation_panels(points, evaluation["labels"], evaluation["metric"])
+                           if points else []),
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,

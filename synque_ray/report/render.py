@@ -23,7 +23,7 @@ class Page:
     spread_images: list[str]  # inline SVGs, proxies side by side in one candidate order
     agreement: dict
     evaluation: dict | None
-    evaluation_images: dict[str, str]  # proxy -> inline SVG
+    evaluation_images: list[str]  # inline SVGs, proxies side by side sharing the performance axis
     history: dict | None
     candidates: list[tuple[CandidateView, str | None]]  # (view, projection image)
     notes: dict[str, str] = field(default_factory=dict)
@@ -72,7 +72,8 @@ def ranking_section(view: RankingView) -> str:
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else 'no', int(tied))}</tr>")
+        tied_cell = _cell("yes" if tied else "no", int(tied))
+        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{tied_cell}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
             f"90% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate that cannot be "
             f"told apart from the best. Ordered by <b>{escape(view.lead)}</b>; click a header to sort, a name to "
@@ -110,8 +111,8 @@ def agreement_section(data: dict) -> str:
         cells = "".join(f'<td style="{shade(v, low, high)}" title="over {data["counts"][i][j]} candidates">'
                         f"{_fmt(v, 2)}</td>" for j, v in enumerate(data["spearman"][i]))
         rows.append(f'<tr><td class="id">{escape(name)}</td>{cells}</tr>')
-    scale = "".join(f'<span style="{shade(low + (high - low) * k / 4, low, high)}">{_fmt(low + (high - low) * k / 4, 2)}'
-                    "</span>" for k in range(5)) if values else ""
+    steps = [low + (high - low) * k / 4 for k in range(5)] if values else []
+    scale = "".join(f'<span style="{shade(v, low, high)}">{_fmt(v, 2)}</span>' for v in steps)
     return ('<h2 id="agreement">Agreement between proxies</h2><p>Spearman correlation of the candidates\' mean '
             "scores between two proxies: near 1, they rank alike; near 0 or below, they disagree, and which one "
             "to trust is what <code>synque evaluate</code> answers. The colours span the values shown, lowest to "
@@ -119,7 +120,7 @@ def agreement_section(data: dict) -> str:
             + _table(["proxy", *proxies], rows, "agreement-table", sortable=False))
 
 
-def evaluation_section(data: dict | None, images: dict[str, str], note: str | None) -> str:
+def evaluation_section(data: dict | None, images: list[str], note: str | None) -> str:
     head = '<h2 id="evaluation">Against measured performance</h2>'
     if data is None:
         return head + _note(note)
@@ -143,7 +144,7 @@ def evaluation_section(data: dict | None, images: dict[str, str], note: str | No
     return (head + stale + f"<p>{data['n']} candidates, mean {metric} {_fmt(data['mean_performance'])}. "
             f"Top-{k}: the mean {metric} of each proxy's {k} best-scored candidates, and its gain over the "
             f"mean. Plots: each candidate's mean score against its {metric}.</p>" + table + missing
-            + f'<div class="figures">{"".join(images.values())}</div>')
+            + f'<div class="figures">{"".join(images)}</div>')
 
 
 def _move(move: int | None, new: bool) -> tuple[str, int | str]:
@@ -217,15 +218,21 @@ def candidate_section(view: CandidateView, image: str | None) -> str:
     facts = [("rank", rank), ("rows scored", "–" if view.rows is None else str(view.rows)),
              ("rows with a near-duplicate", share)]
     table = "".join(f'<tr><th class="id">{escape(k)}</th><td class="id">{escape(v)}</td></tr>' for k, v in facts)
-    figure = (f'<img alt="projection of {escape(view.dataset_id)}" src="{image}">' if image
-              else '<p class="no-figure">no projection</p>')
+    figure = '<p class="no-figure">no projection</p>'
+    if image:
+        explained = view.projection[2] if view.projection is not None else None
+        share = "" if explained is None else f" ({explained:.0%} of the variance)"
+        figure = (f'<img alt="projection of {escape(view.dataset_id)}" src="{image}" width="400">'
+                  f"<figcaption>Embeddings on their first two principal components{share}: "
+                  '<span class="dot real"></span>U_r (real rows) <span class="dot synthetic"></span>'
+                  "this candidate's rows</figcaption>")
     tables = ""
     if view.synthetic_looking:
         tables = (_rows_table("Most synthetic-looking rows", view.synthetic_looking, view.signals)
                   + _rows_table("Most real-looking rows", view.real_looking, view.signals))
     notes = "".join(_note(n) for n in view.notes)
     return (f'<section class="candidate" id="{view.anchor}"><h3>{escape(view.dataset_id)}</h3>'
-            f'<div class="overview"><div class="figure">{figure}</div><div><table class="facts">{table}</table>'
+            f'<div class="overview"><figure class="figure">{figure}</figure><div><table class="facts">{table}</table>'
             f"{notes}</div></div>{tables}{_lens_part(view)}</section>")
 
 
