@@ -43,7 +43,7 @@ def png_uri(image: Image.Image) -> str:
 
 
 def inline_svg(figure, name: str, css: str) -> str:
-    """The figure as an <svg> element to put in the page (no XML prolog).
+    """The figure as an <svg> element to put in the page (no XML prolog, no namespaces).
 
     `name` salts the ids matplotlib gives clip paths, so that two figures on one page never
     share an id; text is kept as text."""
@@ -52,6 +52,10 @@ def inline_svg(figure, name: str, css: str) -> str:
         figure.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
     svg = out.getvalue()
     svg = svg[svg.index("<svg"):]
+    # Inside HTML the parser puts <svg> in its namespace: the XML namespaces and the RDF metadata
+    # are dropped, so that the page names no address at all.
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, count=1, flags=re.S)
     return re.sub(r"^<svg ", f'<svg class="{css}" role="img" aria-label="{_attr(name)}" ', svg, count=1)
 
 
