@@ -2,6 +2,7 @@
 the page it writes, and how it says what is missing."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,21 @@ def test_spearman_without_scipy_matches_scipy_with_ties():
         x, y = rng.integers(0, 5, size=12).astype(float), rng.normal(size=12)
         assert view.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
     assert list(view.average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
+
+
+def _brightness(style: str) -> int:
+    return sum(int(c) for c in style[style.index("rgb(") + 4:style.index(")")].split(","))
+
+
+def test_agreement_colours_stretch_over_the_values_shown():
+    data = {"proxies": ["a", "b", "c"], "counts": [[5] * 3] * 3,
+            "spearman": [[1.0, 0.66, 0.8], [0.66, 1.0, None], [0.8, None, 1.0]]}
+    html = render.agreement_section(data)
+    styles = {value: style for style, value in re.findall(r'<td style="([^"]*)"[^>]*>([0-9.–]+)</td>', html)}
+    assert _brightness(styles["0.66"]) - _brightness(styles["1.00"]) > 400  # the lowest light, the highest dark
+    assert _brightness(styles["0.66"]) > _brightness(styles["0.80"]) > _brightness(styles["1.00"])
+    assert styles["–"] == ""  # an undefined correlation is left uncoloured, its dash says why
+    assert render.shade(0.5, 0.5, 0.5).startswith("background: rgb(")  # one value shown: a mid colour
 
 
 def test_evaluation_pairs_each_proxys_score_with_measured_performance(run, scored_run):

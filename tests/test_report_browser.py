@@ -35,7 +35,8 @@ def test_one_ranking_row_per_candidate_no_errors_no_network(browser, page, score
     assert visit.console_errors == []
     assert visit.requests[0] == visit.url  # the file itself ...
     assert [r for r in visit.requests[1:] if not r.startswith("data:")] == []  # ... and its own embedded figures
-    assert browser.evaluate(session, "document.images.length") > len(scored_run.quality)  # projections drawn
+    assert browser.evaluate(session, "document.images.length") == len(scored_run.quality)  # projections drawn
+    assert browser.evaluate(session, "document.querySelectorAll('svg.scores, svg.evaluation').length") == 2
     assert browser.evaluate(session, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     shot = browser.screenshot(session, tmp_path / "report.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
@@ -120,11 +121,12 @@ def test_agreement_colours_span_the_values_shown(browser, page):
     session, _ = page
     cells = browser.evaluate(session, "Array.from(document.querySelectorAll('#agreement-table td[style]')).map(td => "
                                       "[Number(td.textContent), getComputedStyle(td).backgroundColor])")
+    key = browser.evaluate(session, "Array.from(document.querySelectorAll('#agreement-scale span')).map(s => "
+                                    "[Number(s.textContent), getComputedStyle(s).backgroundColor])")
     values = [v for v, _ in cells]
-    assert max(values) > min(values)
-    darkest = dict(cells)[min(values)], dict(cells)[max(values)]
-    channels = [[int(c) for c in colour[colour.index("(") + 1:-1].split(",")[:3]] for colour in darkest]
-    assert sum(channels[0]) - sum(channels[1]) > 400  # the lowest light, the highest dark
+    assert key[0][0] == pytest.approx(min(values), abs=0.005) and key[-1][0] == pytest.approx(max(values), abs=0.005)
+    colour = dict(key)
+    assert all(background == colour[round(v, 2)] for v, background in cells if round(v, 2) in colour)
 
 
 def test_history_shows_dates_and_projections_are_large(browser, page):
@@ -135,10 +137,11 @@ def test_history_shows_dates_and_projections_are_large(browser, page):
     widths = browser.evaluate(session, "Array.from(document.querySelectorAll('.candidate .figure img')).map(i => "
                                         "[i.naturalWidth, i.getBoundingClientRect().width])")
     assert widths and all(natural >= 400 and shown >= 400 for natural, shown in widths)
-    tops = browser.evaluate(session, "Array.from(document.querySelectorAll('.candidate')).map(c => "
-                                     "c.querySelector('table.facts').getBoundingClientRect().top - "
-                                     "c.querySelector('.figure').getBoundingClientRect().top)")
-    assert all(abs(t) < 5 for t in tops)  # every candidate's facts beside its picture, none wrapped below
+    beside = browser.evaluate(session, "Array.from(document.querySelectorAll('.candidate')).map(c => { "
+                                       "const f = c.querySelector('.figure').getBoundingClientRect(), "
+                                       "t = c.querySelector('table.facts').getBoundingClientRect(); "
+                                       "return t.left >= f.right && t.top < f.bottom; })")
+    assert beside and all(beside)  # every candidate's facts beside its picture, none wrapped below it
 
 
 def test_a_stale_evaluation_is_flagged_above_its_table(browser, scored_run, tmp_path):
