@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from synque_ray.findings import flagged_lines, with_findings
 from synque_ray.report import load, plots, render, view
 from synque_ray.storage import Store
+from synque_ray.verdict import verdict
 
 
 def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs
@@ -68,6 +70,8 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
 
 def build_page(run: load.RunData) -> render.Page:
     ids = run.info.get("content_hashes", {}).get("candidates", {})
+    run.rankings = with_findings(run.rankings, run.row_scores)  # a run from before findings gets them here
+    level = run.info.get("config", {}).get("ranking", {}).get("level", 0.9)
     ranking = view.ranking_view(run.rankings, list(ids))
     ranked = set(run.rankings["dataset_id"].to_list())
     order = [row["dataset_id"] for row in ranking.rows if row["dataset_id"] in ranked]  # one order, every plot
@@ -86,6 +90,9 @@ def build_page(run: load.RunData) -> render.Page:
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,
+        verdict=verdict(run.rankings, level),
+        flagged=flagged_lines(run.rankings),
+        level=level,
     )
 
 

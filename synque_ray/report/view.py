@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from synque_ray.findings import per_candidate
 from synque_ray.reading import row_hashes
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
@@ -46,7 +47,7 @@ class RankingView:
 
     proxies: list[str]
     lead: str
-    rows: list[dict]  # {"dataset_id", "anchor", "cells": {proxy: cell dict or None}}
+    rows: list[dict]  # {"dataset_id", "anchor", "cells": {proxy: cell dict or None}, "findings": dict or None}
 
 
 def ranking_view(rankings: pl.DataFrame, candidates: list[str]) -> RankingView:
@@ -61,8 +62,9 @@ def ranking_view(rankings: pl.DataFrame, candidates: list[str]) -> RankingView:
     lead_rank = {i: (cells.get(i, {}).get(lead) or {}).get("rank") for i in ids}
     ids.sort(key=lambda i: (lead_rank[i] is None, lead_rank[i] or 0, i))
     proxies = proxy_order(rankings)
-    rows = [{"dataset_id": i, "anchor": anchor(i), "cells": {p: cells.get(i, {}).get(p) for p in proxies}}
-            for i in ids]
+    found = {r["dataset_id"]: r for r in per_candidate(rankings).iter_rows(named=True)}  # SPEC §6 findings
+    rows = [{"dataset_id": i, "anchor": anchor(i), "cells": {p: cells.get(i, {}).get(p) for p in proxies},
+             "findings": found.get(i)} for i in ids]
     return RankingView(proxies, lead, rows)
 
 
