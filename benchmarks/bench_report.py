@@ -14,6 +14,7 @@ timed --repeats times: wall and CPU seconds (user + system, the process and its 
 Whichever synque_ray PYTHONPATH names is measured, so one command compares two trees:
 
     PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --run results/demo --config configs/demo.yaml
+    PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --phases --config configs/demo.yaml
 """
 
 from __future__ import annotations
@@ -67,6 +68,28 @@ def timed(command: list[str], repeats: int) -> tuple[float, float, list[float]]:
     return statistics.median(walls), statistics.median(cpus), walls
 
 
+PHASES = """
+import sys, time
+start = time.process_time()
+from synque_ray.config import load_config
+from synque_ray.pipeline import run_job
+imported = time.process_time()
+summary = run_job(load_config(sys.argv[1]))
+ran = time.process_time()
+from synque_ray.report import write_report
+report_imported = time.process_time()
+write_report(summary.output, [summary.output + "/report.html"])
+done = time.process_time()
+print(f"CPU s: imports {imported - start:.2f} | run_job {ran - imported:.2f} | report imports "
+      f"{report_imported - ran:.2f} | report {done - report_imported:.2f} | total {done - start:.2f}")
+"""
+
+
+def phases(config: str) -> None:
+    """Where a re-run with nothing to compute spends its CPU, phase by phase, in a fresh process."""
+    subprocess.run([sys.executable, "-P", "-c", PHASES, config], check=True)
+
+
 def existing_run(run_dir: str, config: str | None, repeats: int) -> None:
     """`synque report` on a finished run and, with a config, a re-run of it with nothing to compute."""
     target = Path(tempfile.mkdtemp(prefix="bench-report-")) / "report.html"
@@ -91,7 +114,11 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="time `synque report` on this finished run instead")
     parser.add_argument("--config", default=None, help="with --run: also time a re-run of this config")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--phases", action="store_true", help="with --config: CPU of each phase of a re-run")
     args = parser.parse_args()
+    if args.phases and args.config:
+        phases(args.config)
+        return
     if args.run:
         existing_run(args.run, args.config, args.repeats)
         return
