@@ -109,6 +109,7 @@ def _score_figure(spread: dict[str, dict], name: str) -> str:
                            0.2 + CHAR_INCHES * longest if named else 0.75)
     y = np.arange(n)
     for axis, (proxy, data) in zip(axes, spread.items(), strict=True):
+        axis.set_gid(f"scores-{proxy}")  # the panel's SVG group, for a test to read
         seed_y = [row for row, values in zip(y, data["seeds"], strict=True) for _ in values]
         axis.plot([v for values in data["seeds"] for v in values], seed_y, ".", color=ACCENT, alpha=0.35,
                   markersize=4)
