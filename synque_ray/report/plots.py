@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from html import escape
 
 import matplotlib
 import numpy as np
@@ -30,7 +31,7 @@ PROJECTION_SIZE = (400, 320)  # pixels
 POINT_RADIUS = 3  # pixels
 SUPERSAMPLE = 2
 NAME_PT, LABEL_PT = 9, 9  # candidate names and axis labels: 12 px in the page
-LABELLED_CANDIDATES = 40  # name candidates on the axis up to this many; beyond, their rank stands for them
+LABELLED_CANDIDATES = 40  # name candidates on the axis up to this many; beyond, their place in the table
 PANELS_PER_FIGURE = 5  # proxies side by side in one score figure (sharing its names)
 ROW_INCHES = 0.21  # height of one candidate's row in a score figure
 PANEL_INCHES, GAP_INCHES = 1.9, 0.22  # width of one proxy's panel, and the space between two
@@ -39,9 +40,10 @@ TOP, BOTTOM, RIGHT = 0.32, 0.68, 0.15  # inches: titles; tick labels and a two-l
 
 
 def png_uri(image: Image.Image) -> str:
-    """An image as a 64-colour palette PNG data URI."""
+    """An image as a 64-colour palette PNG data URI (FASTOCTREE and no optimize pass: 5× faster
+    than MEDIANCUT with one, for a file as small)."""
     out = io.BytesIO()
-    image.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(out, format="PNG")  # 5x faster than MEDIANCUT+optimize, as small
+    image.quantize(colors=64, method=Image.Quantize.FASTOCTREE).save(out, format="PNG")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
@@ -59,11 +61,7 @@ def inline_svg(figure, name: str, css: str) -> str:
     # are dropped, so that the page names no address at all.
     svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg, count=2)
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, count=1, flags=re.S)
-    return re.sub(r"^<svg ", f'<svg class="{css}" role="img" aria-label="{_attr(name)}" ', svg, count=1)
-
-
-def _attr(text: str) -> str:
-    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return re.sub(r"^<svg ", f'<svg class="{css}" role="img" aria-label="{escape(name)}" ', svg, count=1)
 
 
 def _panels(n: int, rows_inches: float, left: float):
