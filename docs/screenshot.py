@@ -17,7 +17,7 @@ def main() -> None:
     page = Path(sys.argv[1] if len(sys.argv) > 1 else "results/demo/report.html")
     if not page.is_file():
         raise SystemExit(f"error: {page}: not found; run `make demo` first")
-    with Browser(width=1200, height=1000) as browser:
+    with Browser(width=1200, height=2000) as browser:  # the verdict, the ranking and the score panels
         session, visit = browser.open(page)
         if visit.console_errors:
             raise SystemExit(f"error: {page}: console errors: {visit.console_errors}")

@@ -140,6 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _print_summary(summary, config.ranking.level, args.quiet)
     report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
     report["run"] = summary.run_dir.rstrip("/").rsplit("/", 1)[-1]  # the run it evaluated (its stamp)
+    report["metric"] = "quality (set by construction)"
     Store(config.output).write_json("evaluation.json", report)  # the demo's report shows it
     print("\nagreement with the known quality order:")
     print(report_text(report))

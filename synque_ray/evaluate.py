@@ -138,6 +138,7 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
         tables[name] = pl.from_arrow(table)
     report = evaluate_scores(tables["scores"], tables["rankings"], read_performance(csv_path, id_column, metric), top_k)
     report["run"] = (store.read_json("run.json") or {}).get("started_at")  # which run it evaluated
+    report["metric"] = metric  # what the performance is, for the report's axes
     store.write_json("evaluation.json", report)
     return report
 

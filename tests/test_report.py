@@ -2,6 +2,7 @@
 the page it writes, and how it says what is missing."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -67,9 +68,11 @@ def test_score_spread_matches_the_scores_table(run):
     pad = spread["pad"]
     assert len(pad["ids"]) == len(pad["seeds"]) == 4
     for dataset_id, seeds, mean, std in zip(pad["ids"], pad["seeds"], pad["mean"], pad["std"], strict=True):
-        own = run.scores.filter((pl.col("proxy") == "pad") & (pl.col("dataset_id") == dataset_id))["score"]
+        own = run.scores.filter((pl.col("proxy") == "pad") & (pl.col("dataset_id") == dataset_id))["raw"]
         assert sorted(seeds) == sorted(own.to_list()) and len(seeds) == len(SEEDS)
         assert mean == pytest.approx(np.mean(seeds)) and std == pytest.approx(np.std(seeds))
+    missing = view.score_spread(run.scores, run.rankings, [*pad["ids"], "zz_unranked"])["pad"]
+    assert missing["ids"][-1] == "zz_unranked" and missing["mean"][-1] is None and missing["seeds"][-1] == []
 
 
 def test_agreement_is_spearman_between_proxies_mean_scores(run):
@@ -81,10 +84,35 @@ def test_agreement_is_spearman_between_proxies_mean_scores(run):
     assert data["spearman"][i][i] == pytest.approx(1.0) and data["counts"][i][j] == 4
 
 
+def test_spearman_without_scipy_matches_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x, y = rng.integers(0, 5, size=12).astype(float), rng.normal(size=12)
+        assert view.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+    assert list(view.average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
+
+
+def _brightness(style: str) -> int:
+    return sum(int(c) for c in style[style.index("rgb(") + 4:style.index(")")].split(","))
+
+
+def test_agreement_colours_stretch_over_the_values_shown():
+    data = {"proxies": ["a", "b", "c"], "counts": [[5] * 3] * 3,
+            "spearman": [[1.0, 0.66, 0.8], [0.66, 1.0, None], [0.8, None, 1.0]]}
+    html = render.agreement_section(data)
+    styles = {value: style for style, value in re.findall(r'<td style="([^"]*)"[^>]*>([0-9.–]+)</td>', html)}
+    assert _brightness(styles["0.66"]) - _brightness(styles["1.00"]) > 400  # the lowest light, the highest dark
+    assert _brightness(styles["0.66"]) > _brightness(styles["0.80"]) > _brightness(styles["1.00"])
+    assert styles["–"] == ""  # an undefined correlation is left uncoloured, its dash says why
+    assert render.shade(0.5, 0.5, 0.5).startswith("background: rgb(")  # one value shown: a mid colour
+
+
 def test_evaluation_pairs_each_proxys_score_with_measured_performance(run, scored_run):
     spread = view.score_spread(run.scores, run.rankings)
     data = view.evaluation_view(run.evaluation, spread, run.info["started_at"])
     assert not data["stale"] and data["top_k"] == 2
+    assert data["metric"] == "quality"  # the --metric column, as evaluation.json records it
+    assert data["labels"]["pad"] == "PAD (lower is better)"
     mdm = {dataset_id: (score, performance) for score, performance, dataset_id in data["points"]["mdm"]}
     assert set(mdm) == set(scored_run.quality)
     for dataset_id, (score, performance) in mdm.items():
@@ -108,10 +136,46 @@ def test_history_says_who_rose_who_fell_and_who_is_new():
     history = [("r1", _ranks([("a", 1), ("b", 2), ("c", 3)])), ("r2", _ranks([("a", 2), ("b", 1)])),
                ("r3", _ranks([("a", 3), ("b", 1), ("c", 2), ("d", 4)]))]
     rows = {r["dataset_id"]: r for r in view.history_view(history, "ensemble")["rows"]}
-    assert rows["a"]["move"] == -1 and rows["b"]["move"] == 0
+    assert rows["a"]["move"] == 0 and rows["b"]["move"] == 0  # among a and b, nothing changed since r2
     assert rows["c"]["move"] == 1 and rows["c"]["ranks"] == [3, None, 2]  # against the last run that ranked it
     assert rows["d"]["new"] and rows["d"]["move"] is None
     assert view.history_view(history[:1], "ensemble") is None
+
+
+def test_a_newcomer_ranked_above_moves_nobody_else():
+    before = _ranks([("a", 1), ("b", 2), ("c", 3), ("d", 4)])
+    after = _ranks([("new", 1), ("a", 2), ("b", 3), ("d", 4), ("c", 5)])  # c and d swapped, the rest kept
+    rows = {r["dataset_id"]: r for r in view.history_view([("r1", before), ("r2", after)], "ensemble")["rows"]}
+    assert {i: rows[i]["move"] for i in "abcd"} == {"a": 0, "b": 0, "c": -1, "d": 1}
+    assert rows["new"]["new"]
+    gone = _ranks([("b", 1), ("c", 2), ("d", 3)])  # a left: b, c and d keep their order
+    rows = {r["dataset_id"]: r for r in view.history_view([("r1", before), ("r2", gone)], "ensemble")["rows"]}
+    assert {i: rows[i]["move"] for i in "bcd"} == {"b": 0, "c": 0, "d": 0} and rows["a"]["move"] is None
+    tied = view.shared_moves({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 1, "c": 3})  # ties share a place
+    assert tied == {"a": 0, "b": 1, "c": 0}
+
+
+def test_history_dates_are_readable():
+    data = view.history_view([("20261201T103111429178Z", _ranks([("a", 1)])),
+                              ("20261202T080000000000Z", _ranks([("a", 1)]))], "ensemble")
+    assert data["dates"] == ["2026-12-01 10:31:11 UTC", "2026-12-02 08:00:00 UTC"]
+    assert view.readable_stamp("my-run") == "my-run"
+
+
+def test_each_proxy_is_drawn_in_its_own_units_in_one_order(run):
+    spread = view.score_spread(run.scores, run.rankings)
+    ensemble = run.rankings.filter(pl.col("proxy") == "ensemble").sort(["rank", "dataset_id"])
+    assert list(spread)[0] == "ensemble"  # the lead proxy first ...
+    assert all(data["ids"] == ensemble["dataset_id"].to_list() for data in spread.values())  # ... its order for all
+    assert spread["mmd"]["label"] == "MMD² (lower is better)" and spread["mdm"]["label"] == "MDM (higher is better)"
+    assert spread["ensemble"]["label"] == "mean rank over proxies (lower is better)"
+    for proxy, data in spread.items():
+        raw = run.scores.filter(pl.col("proxy") == proxy)
+        for dataset_id, mean, seeds in zip(data["ids"], data["mean"], data["seeds"], strict=True):
+            own = raw.filter(pl.col("dataset_id") == dataset_id)["raw"]
+            assert sorted(seeds) == sorted(own.to_list()) and mean == pytest.approx(own.mean())
+    assert min(spread["ensemble"]["mean"]) >= 1  # a mean rank, not its negation
+    assert spread["ensemble"]["mean"] == sorted(spread["ensemble"]["mean"])  # best (lowest) first
 
 
 def test_example_rows_are_the_extremes_of_pads_out_of_fold_probability(run, scored_run):
@@ -146,6 +210,14 @@ def test_pca_keeps_the_direction_that_separates_the_sets():
     a, b, explained = view.pca_2d(candidate, real, limit=250)
     assert a.shape == (250, 2) and b.shape == (200, 2)
     assert abs(a[:, 0].mean() - b[:, 0].mean()) > 4 and explained > 0.5
+    for width, rows in ((8, 300), (64, 20)):  # more rows than dimensions, and fewer: as an SVD would give
+        c, r = rng.normal(size=(rows, width)) + 2, rng.normal(size=(rows, width))
+        union = np.vstack([c, r])
+        union -= union.mean(axis=0)
+        _, singular, vt = np.linalg.svd(union, full_matrices=False)
+        a, b, explained = view.pca_2d(c, r, limit=rows)
+        assert np.allclose(np.abs(np.vstack([a, b])), np.abs(union @ vt[:2].T))  # up to each axis's sign
+        assert explained == pytest.approx((singular[:2] ** 2).sum() / (singular ** 2).sum())
 
 
 def _with_lens(scored_run, tmp_path):

@@ -204,12 +204,16 @@ def write_rubrics_on_ray(settings: dict, model_id: str, rows: list[dict], task: 
                          retries: int) -> dict[int, Rubric | str]:
     """Rubrics of `rows` (pair, dataset_id, seed, real_rows, synthetic_rows as JSON lists) on Ray Data."""
     import pyarrow as pa
-    import ray.data
 
-    from synque_ray.stage.tasks import map_actor_pool
+    from synque_ray.stage.tasks import ensure_ray, map_actor_pool
 
     if not rows:
         return {}
+    # Rubrics are written before any stage has started Ray: start it as every stage does (before
+    # Ray is imported), not as Ray Data would on its own (a default cluster, dashboard included).
+    ensure_ray()
+    import ray.data
+
     actors = max(1, min(settings["actors"], len(rows)))
     dataset = map_actor_pool(
         ray.data.from_arrow(pa.Table.from_pylist(rows)), RubricActor,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
-from scipy.spatial.distance import cdist
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
 
@@ -29,6 +28,8 @@ def ball_membership(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> np.n
     synthetic, real = check_embeddings(synthetic, real)
     if len(real) <= k:
         raise ValueError(f"density/coverage need more than k={k} real rows, got {len(real)}")
+    from scipy.spatial.distance import cdist  # here, not at the top: a config load need not import it
+
     within_real = cdist(real, real)
     radius = np.sort(within_real, axis=1)[:, k]  # column 0 is the row itself
     return cdist(synthetic, real) <= radius[None, :]

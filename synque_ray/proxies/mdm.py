@@ -7,10 +7,8 @@ U_r, so it is computed once per candidate with a fixed FasterPAM start.
 
 from __future__ import annotations
 
-import kmedoids
 import numpy as np
 from pydantic import Field
-from scipy.spatial.distance import cdist
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
 
@@ -29,6 +27,9 @@ def medoid_distances(embeddings: np.ndarray, k: int = 3) -> tuple[np.ndarray, np
     embeddings, _ = check_embeddings(embeddings)
     if len(embeddings) < k:
         raise ValueError(f"MDM needs at least k={k} rows, got {len(embeddings)}")
+    import kmedoids  # here, not at the top: a config load need not import it
+    from scipy.spatial.distance import cdist
+
     distances = cdist(embeddings, embeddings, metric="euclidean")
     result = kmedoids.fasterpam(distances, k, random_state=FIXED_START, n_cpu=1)
     labels = np.asarray(result.labels)

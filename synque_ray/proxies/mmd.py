@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn.metrics.pairwise import pairwise_kernels
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
 
@@ -51,6 +50,8 @@ def kernel_matrices(synthetic: np.ndarray, real: np.ndarray, kernel: str = "poly
     synthetic, real = check_embeddings(synthetic, real)
     given = {"gamma": gamma, "coef0": coef0, "degree": degree}
     params = {name: given[name] for name in _KERNEL_PARAMS[kernel]}
+    from sklearn.metrics.pairwise import pairwise_kernels  # here, not at the top: a config load need not import it
+
     return (pairwise_kernels(synthetic, metric=kernel, **params), pairwise_kernels(real, metric=kernel, **params),
             pairwise_kernels(synthetic, real, metric=kernel, **params))
 

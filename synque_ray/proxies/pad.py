@@ -16,8 +16,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
 
@@ -48,6 +46,8 @@ def _classifier(name: str, seed: int):
 
         return XGBClassifier(random_state=seed, **XGBOOST)
     if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
         return LogisticRegression(max_iter=1000, random_state=seed)
     raise ValueError(f"unknown PAD classifier {name!r}; use 'xgboost' or 'logistic'")
 
@@ -68,6 +68,8 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     features = np.vstack([synthetic, real])
     labels = np.concatenate([np.ones(len(synthetic)), np.zeros(len(real))])
     probability = np.full(len(labels), np.nan)
+    from sklearn.model_selection import StratifiedKFold, train_test_split  # here: a config load need not import it
+
     if folds:
         splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels)
     else:

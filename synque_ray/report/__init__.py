@@ -66,7 +66,7 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
         if real is None:
             inputs.notes = [n for n in inputs.notes if "embedding cache" not in n]
         section = candidate_view(run, dataset_id, row["cells"].get(ranking.lead), inputs)
-        image = plots.projection(*section.projection) if section.projection is not None else None
+        image = plots.projection(*section.projection[:2]) if section.projection is not None else None
         out.append((section, image))
     return out
 
@@ -76,17 +76,20 @@ def build_page(run: load.RunData) -> render.Page:
     run.rankings = with_findings(run.rankings, run.row_scores)  # a run from before findings gets them here
     level = run.info.get("config", {}).get("ranking", {}).get("level", 0.9)
     ranking = view.ranking_view(run.rankings, list(ids))
-    spread = view.score_spread(run.scores, run.rankings)
+    ranked = set(run.rankings["dataset_id"].to_list())
+    order = [row["dataset_id"] for row in ranking.rows if row["dataset_id"] in ranked]  # one order, every plot
+    spread = view.score_spread(run.scores, run.rankings, order)
     evaluation = view.evaluation_view(run.evaluation, spread, run.info.get("started_at"))
+    points = (evaluation or {}).get("points", {})
     return render.Page(
         title=f"synque report: {run.info.get('name', run.location)}",
         meta=_meta(run),
         ranking=ranking,
-        spread_images={p: plots.score_spread(p, d) for p, d in spread.items() if d["ids"]},
+        spread_images=plots.score_panels(spread) if order else [],
         agreement=view.agreement(run.rankings),
         evaluation=evaluation,
-        evaluation_images={p: plots.score_vs_performance(p, pts) for p, pts in (evaluation or {}).get(
-            "points", {}).items()},
+        evaluation_images=(plots.evaluation_panels(points, evaluation["labels"], evaluation["metric"])
+                           if points else []),
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,

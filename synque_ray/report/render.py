@@ -22,10 +22,10 @@ class Page:
     title: str
     meta: list[str]
     ranking: RankingView
-    spread_images: dict[str, str]
+    spread_images: list[str]  # inline SVGs, proxies side by side in one candidate order
     agreement: dict
     evaluation: dict | None
-    evaluation_images: dict[str, str]
+    evaluation_images: list[str]  # inline SVGs, proxies side by side sharing the performance axis
     history: dict | None
     candidates: list[tuple[CandidateView, str | None]]  # (view, projection image)
     notes: dict[str, str] = field(default_factory=dict)
@@ -98,7 +98,7 @@ def ranking_section(view: RankingView, level: float = 0.9) -> str:
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else '', int(tied))}"
+        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else 'no', int(tied))}"
                     f"{finding_cells(row.get('findings'))}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
             f"{level * 100:g}% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate "
@@ -127,34 +127,46 @@ def legend_section(proxies: list[str]) -> str:
             f'<dl class="legend">{items}</dl>')
 
 
-def spread_section(images: dict[str, str]) -> str:
-    figures = "".join(f'<img alt="{escape(p)} scores" src="{uri}">' for p, uri in images.items())
-    return ('<h2 id="scores">Scores per proxy</h2><p>Each candidate\'s score under every seed and its spread: '
-            f'wide bars mean the seeds (U_r samples) disagree.</p><div class="figures">{figures}</div>')
+def spread_section(figures: list[str]) -> str:
+    return ('<h2 id="scores">Scores per proxy</h2><p>One row per candidate, in the order of the ranking table '
+            "(best first) in every panel. Each panel is in its proxy's own units and says which way is better; "
+            "the ensemble is the candidate's mean rank over the proxies. Faint dots: one per seed (U_r sample); "
+            "black: their mean ± std. Wide bars mean the seeds disagree.</p>"
+            f'<div class="figures">{"".join(figures)}</div>')
 
 
-def _shade(value: float | None) -> str:
+AGREEMENT_LOW, AGREEMENT_HIGH = (247, 252, 245), (0, 90, 50)  # light to dark green
+
+
+def shade(value: float | None, low: float, high: float) -> str:
+    """A cell's colour on a scale stretched over the values shown (`low`..`high`), so that
+    .66 and 1.00 look as different as they are; white text on the darker half."""
     if value is None:
         return ""
-    alpha = min(1.0, abs(value))
-    colour = "27,158,119" if value >= 0 else "217,95,2"
-    return f"background: rgba({colour},{alpha * 0.6:.2f})"
+    t = 0.5 if high <= low else (value - low) / (high - low)
+    rgb = ",".join(str(round(a + (b - a) * t)) for a, b in zip(AGREEMENT_LOW, AGREEMENT_HIGH, strict=True))
+    return f"background: rgb({rgb})" + ("; color: #fff" if t > 0.55 else "")
 
 
 def agreement_section(data: dict) -> str:
     proxies = data["proxies"]
+    values = [v for row in data["spearman"] for v in row if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
     rows = []
     for i, name in enumerate(proxies):
-        cells = "".join(f'<td style="{_shade(v)}" title="over {data["counts"][i][j]} candidates">{_fmt(v, 2)}</td>'
-                        for j, v in enumerate(data["spearman"][i]))
+        cells = "".join(f'<td style="{shade(v, low, high)}" title="over {data["counts"][i][j]} candidates">'
+                        f"{_fmt(v, 2)}</td>" for j, v in enumerate(data["spearman"][i]))
         rows.append(f'<tr><td class="id">{escape(name)}</td>{cells}</tr>')
+    steps = [low + (high - low) * k / 4 for k in range(5)] if values else []
+    scale = "".join(f'<span style="{shade(v, low, high)}">{_fmt(v, 2)}</span>' for v in steps)
     return ('<h2 id="agreement">Agreement between proxies</h2><p>Spearman correlation of the candidates\' mean '
             "scores between two proxies: near 1, they rank alike; near 0 or below, they disagree, and which one "
-            "to trust is what <code>synque evaluate</code> answers.</p>"
-            + _table(["proxy", *proxies], rows, sortable=False))
+            "to trust is what <code>synque evaluate</code> answers. The colours span the values shown, lowest to "
+            f'highest: <span class="scale" id="agreement-scale">{scale}</span></p>'
+            + _table(["proxy", *proxies], rows, "agreement-table", sortable=False))
 
 
-def evaluation_section(data: dict | None, images: dict[str, str], note: str | None) -> str:
+def evaluation_section(data: dict | None, images: list[str], note: str | None) -> str:
     head = '<h2 id="evaluation">Against measured performance</h2>'
     if data is None:
         return head + _note(note)
@@ -169,14 +181,16 @@ def evaluation_section(data: dict | None, images: dict[str, str], note: str | No
     k = data["top_k"]
     table = _table(["proxy", "spearman", "± over seeds", "pearson", f"top-{k} performance", f"top-{k} gain",
                     "top group"], rows, "evaluation-table")
-    figures = "".join(f'<img alt="{escape(p)} against performance" src="{uri}">' for p, uri in images.items())
     missing = "" if images else _note("evaluation.json lists no per-candidate performance (written by an older "
                                       "`synque evaluate`): re-run it to plot scores against performance")
-    if data["stale"]:
-        missing += _note(f"evaluation.json evaluated run {data['run']}, not this one: re-run `synque evaluate`")
-    return (head + f"<p>{data['n']} candidates, mean measured performance {_fmt(data['mean_performance'])}. "
-            f"Top-{k}: the mean performance of each proxy's {k} best-scored candidates, and its gain over the "
-            f"mean.</p>" + table + missing + f'<div class="figures">{figures}</div>')
+    stale = "" if not data["stale"] else (
+        f'<p class="note warning" id="evaluation-stale">evaluation.json evaluated run {escape(str(data["run"]))}, '
+        "not this one: the table and plots below are that run's. Re-run <code>synque evaluate</code>.</p>")
+    metric = escape(data["metric"])
+    return (head + stale + f"<p>{data['n']} candidates, mean {metric} {_fmt(data['mean_performance'])}. "
+            f"Top-{k}: the mean {metric} of each proxy's {k} best-scored candidates, and its gain over the "
+            f"mean. Plots: each candidate's mean score against its {metric}.</p>" + table + missing
+            + f'<div class="figures">{"".join(images)}</div>')
 
 
 def _move(move: int | None, new: bool) -> tuple[str, int | str]:
@@ -200,9 +214,14 @@ def history_section(data: dict | None, note: str | None) -> str:
         ranks = "".join(_cell("–" if r is None else str(r), "" if r is None else r) for r in row["ranks"])
         rows.append(f"<tr>{_cell(escape(row['dataset_id']), row['dataset_id'], 'id')}{ranks}"
                     f"{_cell(text, value)}</tr>")
+    headers = "".join(f'<th title="runs/{escape(stamp)}">{escape(date)}</th>'
+                      for stamp, date in zip(data["stamps"], data["dates"], strict=True))
     return (head + f"<p>Each candidate's <b>{escape(data['lead'])}</b> rank in the latest runs under "
-            "<code>runs/</code> (oldest first), and its move since the run before (▲ rose, ▼ fell).</p>"
-            + _table(["candidate", *data["stamps"], "move"], rows, "history-table"))
+            "<code>runs/</code> (oldest first; hover a date for its folder), and its move since the run before "
+            "that ranked it (▲ rose, ▼ fell), counted among the candidates both runs ranked: a candidate "
+            "entering or leaving moves no one else.</p>"
+            + f'<table id="history-table" class="sortable"><thead><tr><th class="id">candidate</th>{headers}'
+            f"<th>move</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _rows_table(title: str, rows: list[dict], signals: list[str]) -> str:
@@ -211,7 +230,7 @@ def _rows_table(title: str, rows: list[dict], signals: list[str]) -> str:
         text = escape(row["text"]) if row["text"] is not None else "<i>text not available</i>"
         values = "".join(_cell(_fmt(row.get(s)), "" if row.get(s) is None else row[s]) for s in signals)
         body.append(f"<tr>{_cell(str(row['row_index']), row['row_index'])}{_cell(text, '', 'text')}{values}"
-                    f"{_cell('yes' if row['duplicate'] else '', int(bool(row['duplicate'])))}</tr>")
+                    f"{_cell('yes' if row['duplicate'] else 'none', int(bool(row['duplicate'])))}</tr>")
     headers = ["row", "text", *[SIGNAL_TITLES.get(s, s) for s in signals], "near-duplicate"]
     return f"<h4>{escape(title)}</h4>" + _table(headers, body, sortable=False)
 
@@ -235,20 +254,32 @@ def _lens_part(view: CandidateView) -> str:
 
 
 def candidate_section(view: CandidateView, image: str | None) -> str:
+    """Always the same layout: the projection with the candidate's facts beside it, then its
+    example rows and LENS findings below, full width."""
     cell = view.cell
-    rank = "not ranked" if cell is None else (f"rank {cell['rank']} [{cell['low']}–{cell['high']}]"
+    rank = "not ranked" if cell is None else (f"{cell['rank']} [{cell['low']}–{cell['high']}]"
                                               + (", cannot be told from the best" if cell["tied"] else ""))
-    share = "–" if view.duplicate_share is None else f"{view.duplicate_share:.0%}"
-    facts = f"{rank} · {view.rows if view.rows is not None else '–'} rows scored · near-duplicate share {share}"
-    figure = f'<img alt="projection of {escape(view.dataset_id)}" src="{image}">' if image else ""
+    share = "–" if view.duplicate_share is None else ("none" if view.duplicate_share == 0
+                                                      else f"{view.duplicate_share:.0%}")
+    facts = [("rank", rank), ("rows scored", "–" if view.rows is None else str(view.rows)),
+             ("rows with a near-duplicate", share)]
+    table = "".join(f'<tr><th class="id">{escape(k)}</th><td class="id">{escape(v)}</td></tr>' for k, v in facts)
+    figure = '<p class="no-figure">no projection</p>'
+    if image:
+        explained = view.projection[2] if view.projection is not None else None
+        share = "" if explained is None else f" ({explained:.0%} of the variance)"
+        figure = (f'<img alt="projection of {escape(view.dataset_id)}" src="{image}" width="400">'
+                  f"<figcaption>Embeddings on their first two principal components{share}: "
+                  '<span class="dot real"></span>U_r (real rows) <span class="dot synthetic"></span>'
+                  "this candidate's rows</figcaption>")
     tables = ""
     if view.synthetic_looking:
         tables = (_rows_table("Most synthetic-looking rows", view.synthetic_looking, view.signals)
                   + _rows_table("Most real-looking rows", view.real_looking, view.signals))
     notes = "".join(_note(n) for n in view.notes)
     return (f'<section class="candidate" id="{view.anchor}"><h3>{escape(view.dataset_id)}</h3>'
-            f'<p class="meta">{escape(facts)}</p>{notes}<div class="columns">{figure}<div>{tables}</div></div>'
-            f"{_lens_part(view)}</section>")
+            f'<div class="overview"><figure class="figure">{figure}</figure><div><table class="facts">{table}</table>'
+            f"{notes}</div></div>{tables}{_lens_part(view)}</section>")
 
 
 def render_page(page: Page) -> str:

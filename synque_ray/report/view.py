@@ -7,11 +7,12 @@ renderer and the plots only lay them out.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import polars as pl
-from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from synque_ray.findings import per_candidate
@@ -74,19 +75,65 @@ def anchor(dataset_id: str) -> str:
     return f"c-{safe}-{row_hashes([dataset_id])[0][:6]}"
 
 
-def score_spread(scores: pl.DataFrame, rankings: pl.DataFrame) -> dict[str, dict]:
-    """Per proxy, candidates in rank order with their per-seed scores, mean and std over seeds."""
+PROXY_TITLES = {"mdm": "MDM", "mmd": "MMD²", "pad": "PAD", "mauve": "MAUVE", "lens": "LENS",
+                "ensemble": "mean rank over proxies"}  # the rest are shown by their own name
+
+
+def orientations(scores: pl.DataFrame) -> dict[str, float]:
+    """Per proxy, +1 when a higher raw value is better and -1 when a lower one is, read from
+    the data (`score` = orientation × `raw`), so that every proxy, the ensemble included
+    (raw = mean rank, score = −mean rank), is drawn in its own units without a second table."""
+    signs = (scores.filter((pl.col("raw") != 0) & pl.col("raw").is_finite() & pl.col("score").is_finite())
+             .group_by("proxy").agg((pl.col("raw").sign() * pl.col("score").sign()).mean().alias("sign")))
+    return {proxy: (-1.0 if sign < 0 else 1.0) for proxy, sign in signs.iter_rows()}
+
+
+def axis_label(proxy: str, orientation: float) -> str:
+    """What a value axis says: the metric and which way is better, e.g. 'MMD² (lower is better)'."""
+    return f"{PROXY_TITLES.get(proxy, proxy)} ({'lower' if orientation < 0 else 'higher'} is better)"
+
+
+def score_spread(scores: pl.DataFrame, rankings: pl.DataFrame, order: list[str] | None = None) -> dict[str, dict]:
+    """Per proxy (the lead proxy first), every candidate in ONE order (`order`, by default the lead
+    proxy's ranking) with its raw per-seed values and their mean and std over seeds (None and []
+    where the proxy did not rank it). Raw values, so that the axis reads in the metric's own units
+    and the ensemble as a mean rank; `label` names the metric and its direction."""
+    lead = lead_proxy(rankings)
+    if order is None:
+        order = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"])["dataset_id"].to_list()
+        order += sorted(set(rankings["dataset_id"].to_list()) - set(order))
+    signs = orientations(scores)
     out = {}
-    for proxy in proxy_order(rankings):
-        ranked = rankings.filter(pl.col("proxy") == proxy).sort(["rank", "dataset_id"])
-        per_seed = scores.filter(pl.col("proxy") == proxy).group_by("dataset_id").agg(pl.col("score"))
-        values = dict(zip(per_seed["dataset_id"], per_seed["score"].to_list(), strict=True))
+    for proxy in [lead, *[p for p in proxy_order(rankings) if p != lead]]:
+        sign = signs.get(proxy, 1.0)
+        ranked = {row["dataset_id"]: row for row in rankings.filter(pl.col("proxy") == proxy).iter_rows(named=True)}
+        per_seed = scores.filter(pl.col("proxy") == proxy).group_by("dataset_id").agg(pl.col("raw"))
+        values = dict(zip(per_seed["dataset_id"], per_seed["raw"].to_list(), strict=True))
+        mean = [None if i not in ranked else sign * ranked[i]["score_mean"] for i in order]
         out[proxy] = {
-            "ids": ranked["dataset_id"].to_list(), "rank": ranked["rank"].to_list(),
-            "mean": ranked["score_mean"].to_list(), "std": ranked["score_std"].fill_null(0.0).to_list(),
-            "seeds": [values.get(i, []) for i in ranked["dataset_id"]],
+            "ids": list(order), "mean": mean, "label": axis_label(proxy, sign), "orientation": sign,
+            "std": [None if i not in ranked else ranked[i]["score_std"] or 0.0 for i in order],
+            "seeds": [values.get(i, []) if i in ranked else [] for i in order],
         }
     return out
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties sharing the mean of their places (as Spearman wants).
+    Written in numpy so that the report does not import scipy.stats (a second of start-up)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    first = np.flatnonzero(starts)
+    mean_place = first + (np.diff(np.r_[first, len(values)]) + 1) / 2
+    ranks = np.empty(len(values))
+    ranks[order] = mean_place[np.cumsum(starts) - 1]
+    return ranks
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's correlation: Pearson's of the average ranks. Shapes (n,), (n,); neither constant."""
+    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
 
 
 def agreement(rankings: pl.DataFrame) -> dict:
@@ -102,29 +149,58 @@ def agreement(rankings: pl.DataFrame) -> dict:
             counts[i][j] = both.height
             x, y = both["x"].to_numpy(), both["y"].to_numpy()
             if both.height >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
-                matrix[i][j] = float(spearmanr(x, y).statistic)
+                matrix[i][j] = spearman(x, y)
     return {"proxies": proxies, "spearman": matrix, "counts": counts}
 
 
 def evaluation_view(evaluation: dict | None, spread: dict[str, dict], run_stamp: str | None = None) -> dict | None:
-    """The top-k table of evaluation.json, and per proxy (score, measured performance) pairs
-    when the file lists each candidate's performance; `stale` when it evaluated another run."""
+    """The top-k table of evaluation.json, and per proxy (raw mean score, measured performance,
+    id) for every candidate the file gives a performance for; `metric` names the performance
+    (as `synque evaluate --metric` recorded it); `stale` when it evaluated another run."""
     if not evaluation:
         return None
     performance = evaluation.get("performance") or {}
     points = {}
     for proxy, data in spread.items():
-        pairs = [(m, performance[i], i) for i, m in zip(data["ids"], data["mean"], strict=True) if i in performance]
+        pairs = [(m, performance[i], i) for i, m in zip(data["ids"], data["mean"], strict=True)
+                 if i in performance and m is not None]
         if pairs:
             points[proxy] = pairs
     return {"n": evaluation.get("n_datasets"), "mean_performance": evaluation.get("mean_performance"),
             "top_k": evaluation.get("top_k"), "proxies": evaluation.get("proxies", {}), "points": points,
+            "metric": evaluation.get("metric") or "measured performance",
+            "labels": {proxy: data["label"] for proxy, data in spread.items()},
             "stale": evaluation.get("run") not in (None, run_stamp), "run": evaluation.get("run")}
+
+
+def readable_stamp(stamp: str) -> str:
+    """A run folder's name as a person reads it: '20261201T103111429178Z' → '2026-12-01 10:31:11 UTC';
+    a name of another shape is returned as it is."""
+    try:
+        when = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ")
+    except ValueError:
+        return stamp
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def shared_moves(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Each candidate ranked in both runs: how many places it rose (negative: fell) among the
+    candidates BOTH runs ranked, so that a newcomer entering above (or one leaving) moves nobody.
+    A place is 1 + the number of shared candidates ranked strictly better (ties share a place)."""
+    shared = set(before) & set(after)
+
+    def places(ranks: dict[str, int]) -> dict[str, int]:
+        values = sorted(ranks[i] for i in shared)
+        return {i: 1 + bisect_left(values, ranks[i]) for i in shared}
+
+    old, new = places(before), places(after)
+    return {i: old[i] - new[i] for i in shared}
 
 
 def history_view(history: list[tuple[str, pl.DataFrame]], lead: str) -> dict | None:
     """Each candidate's rank under `lead` in each run (oldest first) and its move since the
-    previous run that ranked it (positive = rose); None with fewer than two runs."""
+    previous run that ranked it (positive = rose), counted among the candidates both runs
+    ranked; None with fewer than two runs."""
     if len(history) < 2:
         return None
     stamps = [stamp for stamp, _ in history]
@@ -132,21 +208,25 @@ def history_view(history: list[tuple[str, pl.DataFrame]], lead: str) -> dict | N
     for k, (_, table) in enumerate(history):
         for row in table.filter(pl.col("proxy") == lead).iter_rows(named=True):
             ranks.setdefault(row["dataset_id"], [None] * len(history))[k] = row["rank"]
+    latest = {i: series[-1] for i, series in ranks.items() if series[-1] is not None}
     rows = []
     for dataset_id, series in ranks.items():
-        seen = [r for r in series if r is not None]
-        move = seen[-2] - series[-1] if series[-1] is not None and len(seen) >= 2 else None
-        rows.append({"dataset_id": dataset_id, "ranks": series, "move": move, "new": len(seen) == 1 and
-                     series[-1] is not None})
+        earlier = [k for k, r in enumerate(series[:-1]) if r is not None]
+        move = None
+        if series[-1] is not None and earlier:
+            before = {i: s[earlier[-1]] for i, s in ranks.items() if s[earlier[-1]] is not None}
+            move = shared_moves(before, latest)[dataset_id]
+        rows.append({"dataset_id": dataset_id, "ranks": series, "move": move,
+                     "new": not earlier and series[-1] is not None})
     rows.sort(key=lambda r: (r["ranks"][-1] is None, r["ranks"][-1] or 0, r["dataset_id"]))
-    return {"lead": lead, "stamps": stamps, "rows": rows}
+    return {"lead": lead, "stamps": stamps, "dates": [readable_stamp(s) for s in stamps], "rows": rows}
 
 
 def pca_2d(candidate: np.ndarray, real: np.ndarray, limit: int = PROJECTION_POINTS, seed: int = 0,
            blas_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray, float]:
     """Both sets projected on the first two principal components of their union (at most
     `limit` seeded rows of each: (≤limit, 2) and (≤limit, 2)), and the share of variance those
-    components explain. The SVD runs on `blas_threads` BLAS threads (None: the library's
+    components explain. The eigendecomposition runs on `blas_threads` BLAS threads (None: the library's
     default): for a matrix this small, threads only thrash on a busy machine (BENCHMARKS.md,
     "The report's SVDs")."""
     rng = np.random.default_rng(seed)
@@ -156,11 +236,19 @@ def pca_2d(candidate: np.ndarray, real: np.ndarray, limit: int = PROJECTION_POIN
 
     a, b = cut(candidate.astype(np.float64)), cut(real.astype(np.float64))
     union = np.vstack([a, b])
-    centre = union.mean(axis=0)
+    union -= union.mean(axis=0)
+    # The top two eigenpairs of the smaller of X'X (d×d) and XX' (n×n) give the projections
+    # exactly: X v = u √λ. Twice as fast as a full SVD of X, and only two components are drawn.
     with threadpool_limits(limits=blas_threads, user_api="blas"):
-        _, singular, vt = np.linalg.svd(union - centre, full_matrices=False)
-    explained = float((singular[:2] ** 2).sum() / max((singular ** 2).sum(), 1e-12))
-    return (a - centre) @ vt[:2].T, (b - centre) @ vt[:2].T, explained
+        if union.shape[1] <= union.shape[0]:
+            values, vectors = np.linalg.eigh(union.T @ union)
+            projected = union @ vectors[:, [-1, -2]]
+        else:
+            values, vectors = np.linalg.eigh(union @ union.T)
+            projected = vectors[:, [-1, -2]] * np.sqrt(np.clip(values[[-1, -2]], 0, None))
+    values = np.clip(values, 0, None)
+    explained = float(values[-2:].sum() / max(values.sum(), 1e-12))
+    return projected[:len(a)], projected[len(a):], explained
 
 
 @dataclass

@@ -18,8 +18,15 @@ from synque_ray.reading import RowSet
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, one_line
 
 
+DASHBOARD_ENV = "SYNQUE_RAY_DASHBOARD"  # "1": a local cluster starts with Ray's dashboard
+
+
 def ensure_ray() -> None:
-    """Join the cluster named by RAY_ADDRESS (set inside a Ray job), else start a local one."""
+    """Join the cluster named by RAY_ADDRESS (set inside a Ray job), else start a local one.
+
+    Called only by a stage with something to compute, so that a re-run whose every result is
+    reused never starts Ray. A local cluster starts without the dashboard (seconds of start-up
+    and a web server nobody asked for) unless SYNQUE_RAY_DASHBOARD=1."""
     address = os.environ.get("RAY_ADDRESS")
     if not address and "ray" not in sys.modules:
         # A local cluster keeps Ray's default token authentication; saying so is what stops Ray
@@ -33,7 +40,8 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(include_dashboard=os.environ.get(DASHBOARD_ENV) == "1", logging_level="WARNING",
+                 log_to_driver=False)
 
 
 # Ray core's notice, logged at error level on the driver's stderr (once per process), when it
