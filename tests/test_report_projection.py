@@ -7,14 +7,14 @@ from threadpoolctl import threadpool_info
 from synque_ray.report import load, view
 
 
-def test_the_projection_svd_runs_on_one_blas_thread(monkeypatch):
-    threads, real_svd = [], np.linalg.svd
+def test_the_projection_decomposition_runs_on_one_blas_thread(monkeypatch):
+    threads, real_eigh = [], np.linalg.eigh
 
     def spy(*args, **kwargs):
         threads.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
-        return real_svd(*args, **kwargs)
+        return real_eigh(*args, **kwargs)
 
-    monkeypatch.setattr(np.linalg, "svd", spy)
+    monkeypatch.setattr(np.linalg, "eigh", spy)
     rng = np.random.default_rng(0)
     candidate_xy, real_xy, explained = view.pca_2d(rng.normal(size=(50, 16)), rng.normal(size=(40, 16)))
     assert threads == [{1}]
