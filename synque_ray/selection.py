@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from synque_ray.errors import UserError
-from synque_ray.runfiles import CandidateFile, candidate_paths, read_candidate, run_info, run_table
+from synque_ray.runfiles import CandidateFile, candidate_paths, published, read_candidate, run_info, run_table
 from synque_ray.storage import Store
 
 ROW_KEYS = ("dataset_id", "seed", "row_index", "text_hash", "duplicate_group")  # not signals to drop by
@@ -97,7 +97,7 @@ def _check_rule(rule: DropRule, rows: pl.DataFrame | None, where: str) -> None:
 
 def plan(run_dir: str, by: str, top: int, out: str, drop: str | None) -> tuple[Store, list[Choice], DropRule | None]:
     """Check every input and read every chosen file; nothing is written here."""
-    run = Store(run_dir)
+    run = published(run_dir)  # the set LATEST names: never two runs' tables mixed
     info = run_info(run)
     ranked = _chosen_rankings(run_table(run, "rankings.parquet"), by, top, run.display("rankings.parquet"))
     rule = parse_drop_rule(drop) if drop is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from synque_ray.report import load, plots, render, view
+from synque_ray.runfiles import copy_if_latest
 from synque_ray.storage import Store
 
 
@@ -92,12 +93,19 @@ def split_location(target: str) -> tuple[Store, str]:
     return Store(folder or "."), name
 
 
-def write_report(run_dir: str, targets: list[str] | None = None) -> list[str]:
-    """Render the run's report and write it (atomically) to each target, by default
-    RUN_DIR/report.html; returns where it was written."""
-    html = render.render_page(build_page(load.load_run(run_dir))).encode("utf-8")
-    targets = targets or [f"{run_dir.rstrip('/')}/report.html"]
-    for target in targets:
-        store, name = split_location(target)
-        store.write_bytes(name, html)
-    return targets
+def write_report(run_dir: str, targets: list[str] | None = None, stamp: str | None = None) -> list[str]:
+    """Render the report of the run's published set (or of `runs/<stamp>/`) and write it (atomically) to
+    each target, by default into that set; returns where it was written (the top-level copy first
+    when the set is the published one)."""
+    run = load.load_run(run_dir, stamp)
+    html = render.render_page(build_page(run)).encode("utf-8")
+    if targets:
+        for target in targets:
+            store, name = split_location(target)
+            store.write_bytes(name, html)
+        return targets
+    folder, root = Store(run.folder), Store(run_dir)
+    folder.write_bytes("report.html", html)
+    if copy_if_latest(root, folder, "report.html"):
+        return [root.display("report.html"), folder.display("report.html")]
+    return [folder.display("report.html")]
