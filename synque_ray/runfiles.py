@@ -37,10 +37,13 @@ def latest_stamp(root: Store) -> str | None:
 
 def published(location: str | Store, stamp: str | None = None) -> Store:
     """The folder holding one run's complete output set: `runs/<stamp>/` for `stamp`, else the one
-    `LATEST` names; the location itself when it has no pointer (a run folder, older outputs)."""
+    `LATEST` names; the location itself when it has no pointer (a run folder, older outputs) or
+    when the set it names is not there (the top level copied without `runs/`)."""
     root = location if isinstance(location, Store) else Store(location)
-    stamp = stamp or latest_stamp(root)
-    return root.child(f"runs/{stamp}") if stamp else root
+    if stamp is not None:
+        return root.child(f"runs/{stamp}")
+    stamp = latest_stamp(root)
+    return root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/run.json") else root
 
 
 def copy_if_latest(root: Store, folder: Store, name: str) -> bool:
