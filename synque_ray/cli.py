@@ -14,10 +14,18 @@ DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 STAGES = ("read", "embed", "proxies", "perplexity", "lens", "reduce", "total")  # wall times
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, level: float, quiet: bool = False) -> None:
+    """The verdict and each flagged candidate's findings, the ranking table, then what the run
+    did (counts, failures, times, where the outputs are). `quiet`: the table only."""
     from synque_ray.config import EMBEDDING_PROXY_NAMES
+    from synque_ray.findings import flagged_lines
     from synque_ray.reduce import ranking_table_text
+    from synque_ray.verdict import verdict
 
+    if quiet:
+        print(ranking_table_text(summary.rankings))
+        return
+    print("\n".join([*verdict(summary.rankings, level), *flagged_lines(summary.rankings)]) + "\n")
     print(ranking_table_text(summary.rankings))
     c, t = summary.counts, summary.timings
     print(
@@ -53,13 +61,41 @@ def _write_run_report(summary) -> None:
     write_report(summary.output, stamp=summary.stamp)
 
 
+def _committed_results(output: str) -> int:
+    """Committed per-candidate results under OUTPUT/results (each a completion mark a re-run reuses)."""
+    from synque_ray.storage import Store
+
+    try:
+        entries = Store(output).listing("results") or []
+    except OSError:
+        return 0
+    return sum(1 for name, folder in entries if not folder and name.endswith(".parquet")
+               and not name.endswith(".rows.parquet"))
+
+
+def _run(config, fresh: bool, progress: bool = True, finish=None):
+    """`run_job`; a write that fails (disk full, read-only folder) ends in one line naming the
+    path, what stays committed, and that a re-run resumes from it."""
+    from synque_ray.pipeline import run_job
+    from synque_ray.storage import Store, WriteError
+
+    try:
+        return run_job(config, fresh=fresh, progress=progress, finish=finish)
+    except WriteError as err:
+        kept = _committed_results(config.output)
+        raise UserError(f"{err}; {kept} committed result(s) under {Store(config.output).display('results')} are "
+                        "kept: free space or make the folder writable, then re-run the same command to resume "
+                        "from them") from None
+
+
 def cmd_score(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
-    from synque_ray.pipeline import run_job
 
-    summary = run_job(load_config(args.config), fresh=args.fresh, progress=True, finish=_write_run_report)
-    _print_summary(summary)
-    print(f"report: {summary.output.rstrip('/')}/report.html")
+    config = load_config(args.config)
+    summary = _run(config, args.fresh, progress=not args.quiet, finish=_write_run_report)
+    _print_summary(summary, config.ranking.level, args.quiet)
+    if not args.quiet:
+        print(f"report: {summary.output.rstrip('/')}/report.html")
     if summary.failed:
         print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
@@ -70,14 +106,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     report = evaluate_run(args.run_dir, args.performance, args.id_column, args.metric, args.top_k)
     print(report_text(report))
-    print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
-    cmd_report(argparse.Namespace(run_dir=args.run_dir, out=None))  # the report gains the evaluation
+    if not args.quiet:
+        print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
+    cmd_report(argparse.Namespace(run_dir=args.run_dir, out=None, quiet=args.quiet))  # it gains the evaluation
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from synque_ray.report import write_report
 
-    print(f"report: {write_report(args.run_dir, [args.out] if args.out else None)[0]}")
+    written = write_report(args.run_dir, [args.out] if args.out else None)[0]
+    if not args.quiet:
+        print(f"report: {written}")
 
 
 def cmd_select(args: argparse.Namespace) -> None:
@@ -94,13 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
     from synque_ray.demo import write_demo_data
     from synque_ray.evaluate import evaluate_scores, report_text
-    from synque_ray.pipeline import run_job
     from synque_ray.storage import Store
 
     config = load_config(args.config)
     data_dir = Path(config.candidates.path).parent
     quality = write_demo_data(data_dir)
-    print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
+    if not args.quiet:
+        print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
     reports = []
 
     def finish(summary) -> None:  # into the run's set, before it is published: the report shows it
@@ -110,37 +149,63 @@ def cmd_demo(args: argparse.Namespace) -> None:
         reports.append(report)
         _write_run_report(summary)
 
-    summary = run_job(config, fresh=args.fresh, progress=True, finish=finish)
-    _print_summary(summary)
+    summary = _run(config, args.fresh, progress=not args.quiet, finish=finish)
+    _print_summary(summary, config.ranking.level, args.quiet)
     print("\nagreement with the known quality order:")
     print(report_text(reports[0]))
-    print(f"report: {summary.output.rstrip('/')}/report.html")
+    if not args.quiet:
+        print(f"report: {summary.output.rstrip('/')}/report.html")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from synque_ray.verdict import legend_text
+
+    print(legend_text())
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("synque-ray")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        from synque_ray import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synque", description="Rank synthetic datasets by proxy metrics on Ray.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="synque", description="Rank synthetic datasets by proxy metrics on Ray.",
+                                     epilog="`synque explain` says what every proxy and column means.")
+    parser.add_argument("--version", action="version", version=f"synque {_version()}",
+                        help="print the package version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true",
+                       help="print the tables only (no verdict, progress, counts or paths); errors still print")
 
-    score = commands.add_parser("score", help="run a job config")
-    score.add_argument("config")
+    score = commands.add_parser("score", help="run a job config", parents=[quiet])
+    score.add_argument("config", help="the job's YAML config")
     score.add_argument("--fresh", action="store_true", help="recompute everything, ignoring committed results")
     score.set_defaults(handler=cmd_score)
 
-    evaluate = commands.add_parser("evaluate", help="correlate a run's scores with known performance")
-    evaluate.add_argument("run_dir")
+    evaluate = commands.add_parser("evaluate", help="correlate a run's scores with known performance",
+                                   parents=[quiet])
+    evaluate.add_argument("run_dir", help="a run's output folder (the config's output:)")
     evaluate.add_argument("--performance", required=True, help="CSV of measured performance")
     evaluate.add_argument("--id-column", required=True, help="the CSV column holding dataset ids")
     evaluate.add_argument("--metric", required=True, help="the CSV column holding the performance")
-    evaluate.add_argument("--top-k", type=int, default=3)
+    evaluate.add_argument("--top-k", type=int, default=3,
+                          help="how many best-scored candidates the top-k performance averages (default 3)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    report = commands.add_parser("report", help="write a run's self-contained HTML report")
-    report.add_argument("run_dir")
+    report = commands.add_parser("report", help="write a run's self-contained HTML report", parents=[quiet])
+    report.add_argument("run_dir", help="a run's output folder (the config's output:)")
     report.add_argument("--out", help="the HTML file to write (default RUN_DIR/report.html); a path or a URI")
     report.set_defaults(handler=cmd_report)
 
     select = commands.add_parser("select", help="copy a run's best candidates, optionally without flagged rows")
-    select.add_argument("run_dir")
+    select.add_argument("run_dir", help="a run's output folder (the config's output:)")
     select.add_argument("--by", required=True, help="the proxy to rank by (e.g. ensemble)")
     select.add_argument("--top", required=True, type=int, help="how many candidates to take")
     select.add_argument("--out", required=True, help="a new or empty folder to write them to")
@@ -148,10 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. p_synthetic>0.9: drop a row flagged under any seed")
     select.set_defaults(handler=cmd_select)
 
-    demo = commands.add_parser("demo", help="score the embedded demo data on local Ray")
+    demo = commands.add_parser("demo", help="score the embedded demo data on local Ray", parents=[quiet])
     demo.add_argument("--config", default=str(DEMO_CONFIG), help=argparse.SUPPRESS)
-    demo.add_argument("--fresh", action="store_true")
+    demo.add_argument("--fresh", action="store_true", help="recompute everything, ignoring committed results")
     demo.set_defaults(handler=cmd_demo)
+
+    explain = commands.add_parser("explain", help="say what every proxy, column and finding means")
+    explain.set_defaults(handler=cmd_explain)
     return parser
 
 

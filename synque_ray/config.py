@@ -7,6 +7,8 @@ paths are resolved against the working directory, as a shell user expects and as
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from synque_ray.errors import UserError
 from synque_ray.perplexity import PerplexityParams
+from synque_ray.reading import template_fields, utf8_text
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import Params
@@ -29,6 +32,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _usable_text_spec(spec: str) -> str:
+    """A `text` field name or template, refused here (not at the first row) when it is malformed."""
+    template_fields(spec)  # its ValueError names the problem
+    return spec
+
+
 class RealConfig(_Strict):
     """U_r: either a pool sampled once per seed, or one pre-drawn file per seed."""
 
@@ -37,6 +46,8 @@ class RealConfig(_Strict):
     text: str
     sample_size: int = Field(200, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+
+    _text = field_validator("text")(_usable_text_spec)
 
     @model_validator(mode="after")
     def _one_source(self) -> RealConfig:
@@ -57,6 +68,8 @@ class CandidatesConfig(_Strict):
     text: str
     # A seeded subsample of each candidate per seed (MDM: one fixed subsample); None keeps every row.
     sample_size: int | None = Field(None, gt=0)
+
+    _text = field_validator("text")(_usable_text_spec)
 
 
 class EmbeddingConfig(_Strict):
@@ -189,11 +202,33 @@ JobConfig = create_model(
 )
 
 
+def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The config section (a pydantic model) that `path` (keys from the top) leads to, if any."""
+    for key in path:
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            return None
+        options = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _nearest_key(loc: tuple) -> str:
+    """" (did you mean 'x'?)" for the valid key of that section closest to an unknown one, else ""."""
+    section = _model_at(JobConfig, loc[:-1])
+    if section is None or not isinstance(loc[-1], str):
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _one_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'"
+        return f"{source}: unknown key '{key}'{_nearest_key(first['loc'])}"
     if first["type"] == "missing":
         return f"{source}: missing key '{key}'"
     message = first["msg"].removeprefix("Value error, ")
@@ -209,14 +244,32 @@ def parse_config(data: object, source: str = "config") -> JobConfig:
         raise UserError(_one_line(err, source)) from None
 
 
+def _check_output_folders(config: JobConfig, source: str) -> None:
+    """`output` and `cache_dir`, when local, must be folders or creatable as folders: a path that
+    is (or lies under) an existing file is refused now, not after the embedding."""
+    for key, value in (("output", config.output), ("cache_dir", config.cache_dir)):
+        if value is None or "://" in value:
+            continue
+        target = Path(value)
+        blocker = next((p for p in (target, *target.parents) if p.exists()), None)
+        if blocker is None or blocker.is_dir():
+            continue
+        if blocker == target:
+            raise UserError(f"{source}: {key}: '{value}' is a file, not a folder")
+        raise UserError(f"{source}: {key}: '{value}' cannot be a folder: '{blocker}' is a file")
+
+
 def load_config(path: str | Path) -> JobConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
+    text = utf8_text(path, path.read_bytes())
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML") from None
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    _check_output_folders(config, str(path))
+    return config

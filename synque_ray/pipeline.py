@@ -21,6 +21,7 @@ import polars as pl
 from synque_ray.config import JobConfig
 from synque_ray.embed import EmbeddingCache
 from synque_ray.errors import RunFailed, UserError
+from synque_ray.findings import add_findings
 from synque_ray.models import resolve_model
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, incomplete, rank, row_scores_table, split_failures
@@ -238,11 +239,12 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     usable, failures = split_failures(pl.concat(frames, how="vertical_relaxed"))
     with_ensemble = add_ensemble(usable, exempt=skipped)
     missing = incomplete(usable, seeds, exempt=skipped)
+    row_scores = row_scores_table([part for o in outcomes for part in o.rows],
+                                  [column for o in outcomes for column in o.row_columns])
     tables = {
         "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
-        "rankings.parquet": rank(with_ensemble, level=level),
-        "row_scores.parquet": row_scores_table([part for o in outcomes for part in o.rows],
-                                               [column for o in outcomes for column in o.row_columns]),
+        "rankings.parquet": add_findings(rank(with_ensemble, level=level), row_scores),  # SPEC §6 findings
+        "row_scores.parquet": row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
     counts = candidate_counts(outcomes, candidates)

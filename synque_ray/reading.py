@@ -6,14 +6,18 @@ so no proxy can look at them. Every problem is a `UserError` naming file and row
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
+import io
 import json
+import numbers
 import os
 import string
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -83,35 +87,101 @@ def row_hashes(texts: list[str]) -> list[str]:
     return [hashlib.sha256(text.encode("utf-8")).hexdigest()[:16] for text in texts]
 
 
-def _read_records(path: Path) -> list[dict]:
+def utf8_text(path: Path, raw: bytes, csv_rows: bool = False) -> str:
+    """The file's bytes as text (a leading byte-order mark dropped). A byte that is not UTF-8 is
+    a UserError naming its line, and for a CSV its data row (quoted newlines counted)."""
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        where = f"line {line}"
+        row = _csv_row_at(raw.decode("utf-8", errors="replace"), line) if csv_rows else None
+        if row is not None:
+            where = f"row {row} (line {line})" if row else f"the header (line {line})"
+        raise UserError(f"{path}: {where} is not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
+
+
+def _csv_row_at(text: str, line: int) -> int | None:
+    """The data row (1-based; 0 = the header) that holds physical line `line`, counting records
+    as pyarrow does: a quoted value may span lines and blank lines are no rows. None when the
+    file cannot be parsed that far (the line alone is then named)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    row = -1
+    try:
+        for record in reader:
+            row += bool(record)
+            if reader.line_num >= line:
+                break
+    except csv.Error:
+        return None
+    return max(row, 0)
+
+
+class _EntryText(str):
+    """A row that is nothing but its text: a string value of a .json object mapping ids to texts."""
+
+
+def _json_rows(path: Path, raw: bytes) -> list:
+    """A .json file's rows: its list, or one row per entry of an object mapping ids to texts or
+    to objects (an id → text entry becomes an `_EntryText`)."""
+    data = json.loads(utf8_text(path, raw))
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON list of objects or an object mapping ids to texts or objects")
+    rows = []
+    for key, value in data.items():
+        if not isinstance(value, (str, dict)):
+            raise UserError(f"{path}: entry '{key}' is neither text nor an object (got {_kind(value)}); a .json "
+                            "file holds a list of objects or one object mapping ids to texts or objects")
+        rows.append(_EntryText(value) if isinstance(value, str) else value)
+    return rows
+
+
+def _jsonl_rows(path: Path, raw: bytes) -> list:
+    """One row per non-blank line. Lines end at "\\n" only: JSON strings may hold U+2028 and the
+    other characters that `str.splitlines` would also break at."""
+    rows = []
+    for number, line in enumerate(utf8_text(path, raw).split("\n"), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise UserError(f"{path}: line {number} is not valid JSON") from None
+    return rows
+
+
+def _csv_rows(path: Path, raw: bytes) -> list[dict]:
+    """Every column read as text, as written (a text column of digits stays text, "007" keeps its
+    zeros); a quoted value may span lines."""
+    header = next(csv.reader(io.StringIO(utf8_text(path, raw, csv_rows=True), newline="")), [])
+    convert = pa_csv.ConvertOptions(strings_can_be_null=False, column_types={name: pa.string() for name in header})
+    parse = pa_csv.ParseOptions(newlines_in_values=True)
+    return pa_csv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=convert).to_pylist()
+
+
+def _parquet_rows(path: Path, raw: bytes) -> list[dict]:
+    return pq.read_table(pa.BufferReader(raw)).to_pylist()
+
+
+_READERS = {".json": _json_rows, ".jsonl": _jsonl_rows, ".parquet": _parquet_rows, ".csv": _csv_rows}
+
+
+def _read_records(path: Path) -> list:
+    """The rows of a candidate or real file, each an object (or an `_EntryText`); a UserError
+    names the file and, where it can, the line or row."""
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
     suffix = path.suffix.lower()
+    if suffix not in _READERS:
+        raise UserError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
     try:
-        if suffix == ".json":
-            records = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(records, list):
-                raise UserError(f"{path}: expected a JSON list of objects")
-        elif suffix == ".jsonl":
-            records = []
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        raise UserError(f"{path}: line {number} is not valid JSON") from None
-        elif suffix == ".parquet":
-            records = pq.read_table(path).to_pylist()
-        elif suffix == ".csv":
-            options = pa_csv.ConvertOptions(strings_can_be_null=False)
-            records = pa_csv.read_csv(path, convert_options=options).to_pylist()
-        else:
-            raise UserError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
+        records = _READERS[suffix](path, path.read_bytes())
     except UserError:
         raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
     except Exception as err:  # pyarrow raises several types for malformed files
         raise UserError(f"{path}: cannot be read ({str(err).splitlines()[0]})") from None
@@ -120,27 +190,93 @@ def _read_records(path: Path) -> list[dict]:
     return records
 
 
-def _template_fields(spec: str) -> list[str]:
-    return [field for _, field, _, _ in string.Formatter().parse(spec) if field]
+def template_fields(spec: str) -> list[str]:
+    """The fields a text spec reads: `[spec]` for a field name; for a template such as
+    "{question} {evidence}" the fields it names. A ValueError says why a template is unusable
+    (malformed, a positional `{}`, an attribute or item lookup, a nested field)."""
+    if "{" not in spec:
+        return [spec]
+    try:
+        parts = list(string.Formatter().parse(spec))
+    except ValueError as err:
+        raise ValueError(f"template '{spec}' is malformed ({err})") from None
+    fields = []
+    for _, field, format_spec, conversion in parts:
+        if field is None:
+            continue
+        if field == "" or field.isdigit():
+            raise ValueError(f"template '{spec}' has a positional field '{{{field}}}'; name a field, e.g. '{{text}}'")
+        if "." in field or "[" in field or "{" in (format_spec or "") or conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"template '{spec}': '{{{field}}}' is not a plain field; write '{{name}}' or "
+                             "'{name:format}' with a top-level field name")
+        fields.append(field)
+    if not fields:
+        raise ValueError(f"template '{spec}' names no field")
+    return fields
 
 
-def extract_texts(records: list[dict], spec: str, path: Path) -> list[str]:
-    """`spec` is a field name, or a template such as "{question} {evidence}"."""
-    fields = _template_fields(spec) if "{" in spec else [spec]
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _unicode(text: str, path: Path, where: str) -> str:
+    """`text`, checked to be encodable: a JSON escape such as "\\ud800" yields a lone surrogate,
+    which no hash, tokenizer or file can take."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise UserError(f"{path}: {where} holds a lone surrogate ('\\u{ord(text[err.start]):04x}'), "
+                            "which is not valid Unicode text") from None
+    return text
+
+
+def _template_value(value: object, path: Path, where: str) -> object:
+    """A template's field value: text as is, a number or bool formatted by the template."""
+    if isinstance(value, str):
+        return _unicode(value, path, where)
+    if isinstance(value, numbers.Number):
+        return value
+    raise UserError(f"{path}: {where} is not text or a number (got {_kind(value)})")
+
+
+def extract_texts(records: list, spec: str, path: Path) -> list[str]:
+    """One text per record. `spec` is a field name (its value must be text) or a template such
+    as "{stars} stars: {review}" (text fields as is, numbers and bools formatted, null an error);
+    an id → text entry of a .json object is its own text, whatever field name `spec` gives."""
+    try:
+        fields = template_fields(spec)
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from None
+    template = "{" in spec
     texts = []
     for number, record in enumerate(records, start=1):
+        if isinstance(record, _EntryText):
+            if template:
+                raise UserError(f"{path}: row {number} is a bare text (an id → text entry), so the template "
+                                f"'{spec}' has no fields to fill; give a field name instead")
+            texts.append(_unicode(str(record), path, f"row {number}"))
+            continue
         if not isinstance(record, dict):
             raise UserError(f"{path}: row {number} is not an object")
         values = {}
         for field in fields:
             if field not in record:
                 raise UserError(f"{path}: row {number} has no field '{field}'")
-            value = record[field]
-            if not isinstance(value, str):
-                kind = "null" if value is None else type(value).__name__
-                raise UserError(f"{path}: row {number} field '{field}' is not text (got {kind})")
-            values[field] = value
-        texts.append(spec.format_map(values) if "{" in spec else values[spec])
+            where, value = f"row {number} field '{field}'", record[field]
+            if template:
+                values[field] = _template_value(value, path, where)
+            elif isinstance(value, str):
+                values[field] = _unicode(value, path, where)
+            else:
+                raise UserError(f"{path}: {where} is not text (got {_kind(value)})")
+        if not template:
+            texts.append(values[spec])
+            continue
+        try:
+            texts.append(spec.format_map(values))
+        except (ValueError, TypeError) as err:
+            raise UserError(f"{path}: row {number}: template '{spec}' cannot format its fields ({err})") from None
     return texts
 
 

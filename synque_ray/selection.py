@@ -133,13 +133,16 @@ def subset_bytes(path: Path, keep: list[int], expected: int) -> bytes:
         return buffer.getvalue()
     text = path.read_text(encoding="utf-8")
     if suffix == ".jsonl":
-        lines = [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in text.split("\n") if line.strip()]  # as reading.py: a string may hold U+2028
         _same_count(path, len(lines), expected)
         return "".join(lines[i] + "\n" for i in keep).encode("utf-8")
     if suffix == ".json":
         records = json.loads(text)
-        _same_count(path, len(records), expected)
-        return (json.dumps([records[i] for i in keep], ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+        entries = list(records.items()) if isinstance(records, dict) else records  # an id map keeps its ids
+        _same_count(path, len(entries), expected)
+        kept = [entries[i] for i in keep]
+        return (json.dumps(dict(kept) if isinstance(records, dict) else kept, ensure_ascii=False, indent=1)
+                + "\n").encode("utf-8")
     rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
     _same_count(path, len(rows) - 1, expected)
     buffer = io.StringIO()

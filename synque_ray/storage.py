@@ -1,8 +1,10 @@
 """Atomic reads and writes under a local path or any pyarrow filesystem URI.
 
 Every file is written to a temporary name beside its target and then renamed, so a
-crash leaves either the old file or the new one, never half of one. Readers treat
-an unreadable file as absent, so a leftover from a crash is redone, not trusted.
+crash leaves either the old file or the new one, never half of one; a write that fails
+(disk full, a read-only folder, a folder where the file should be) removes its temporary
+file and raises `WriteError`, one line naming the path. Readers treat an unreadable file
+as absent, so a leftover from a crash is redone, not trusted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ import pyarrow.parquet as pq
 from synque_ray.errors import UserError
 
 LOCK = ".lock"  # in an output folder while a run writes to it: {"pid", "host", "started", "token"}
+
+
+class WriteError(UserError):
+    """A file could not be written (no space, no permission, ...): the user's to fix, and named."""
+
+
+def _reason(err: OSError) -> str:
+    """The operating system's words for a failed write ("No space left on device")."""
+    if err.errno:
+        return os.strerror(err.errno)
+    return str(err).splitlines()[0] if str(err) else err.__class__.__name__
 
 
 class Store:
@@ -53,13 +66,38 @@ class Store:
         return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File
 
     def write_bytes(self, relative: str, payload: bytes) -> None:
-        """Write through a temporary name and a rename: readers see the old file or the new one."""
+        """Write through a temporary name and a rename: readers see the old file or the new one.
+        On any failure the temporary file is removed; an OSError becomes a `WriteError`."""
         target = self.path(relative)
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open_output_stream(temporary) as stream:
+        try:
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self._write_file(temporary, payload)
+            self.fs.move(temporary, target)
+        except BaseException as err:
+            self._discard(temporary)
+            if isinstance(err, OSError):
+                raise WriteError(f"cannot write {self.display(relative)} ({_reason(err)})") from err
+            raise
+
+    def _write_file(self, path: str, payload: bytes) -> None:
+        with self.fs.open_output_stream(path) as stream:
             stream.write(payload)
-        self.fs.move(temporary, target)
+
+    def _discard(self, path: str) -> None:
+        """Remove a temporary file if it was created; a failure to do so leaves the first error standing."""
+        try:
+            self.fs.delete_file(path)
+        except OSError:
+            pass
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        """The file's bytes, or None when it is missing or unreadable."""
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return stream.read()
+        except (FileNotFoundError, OSError):
+            return None
 
     def write_table(self, relative: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
@@ -86,14 +124,6 @@ class Store:
 
     def write_text(self, relative: str, text: str) -> None:
         self.write_bytes(relative, text.encode("utf-8"))
-
-    def read_bytes(self, relative: str) -> bytes | None:
-        """The file's bytes, or None when it is missing or unreadable."""
-        try:
-            with self.fs.open_input_stream(self.path(relative)) as stream:
-                return stream.read()
-        except (FileNotFoundError, OSError):
-            return None
 
     def read_json(self, relative: str) -> object | None:
         payload = self.read_bytes(relative)

@@ -1,12 +1,17 @@
 """Bad input through the real CLI: one line naming the culprit, exit 2, earlier outputs intact."""
 
+import errno
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from synque_ray import cli
+from synque_ray.storage import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,7 +139,9 @@ def test_model_path_that_does_not_exist(workspace):
 def test_unknown_key(workspace):
     tmp_path, config = workspace
     config["pad"] = {"classifer": "xgboost"}
-    assert_one_line_failure(run_with(tmp_path, config), "job.yaml: unknown key 'pad.classifer'", tmp_path)
+    assert_one_line_failure(
+        run_with(tmp_path, config), "job.yaml: unknown key 'pad.classifer' (did you mean 'classifier'?)", tmp_path
+    )
 
 
 def test_sample_larger_than_pool(workspace):
@@ -151,3 +158,124 @@ def test_evaluate_without_a_run(tmp_path):
                     cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == "error: norun/scores.parquet: not found or unreadable; run `synque score` first\n"
+
+
+# ---------------------------------------------------------------- in process (issue 14 §5)
+
+
+def main_in(tmp_path, monkeypatch, capsys, config, *args):
+    """`synque score job.yaml` (or ARGS) in this process from `tmp_path`: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    if config is not None:
+        (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
+    code = cli.main(list(args) or ["score", "job.yaml"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_fails_in_process(workspace, monkeypatch, capsys, message, *args):
+    tmp_path, config = workspace
+    code, out, err = main_in(tmp_path, monkeypatch, capsys, config, *args)
+    assert (code, err) == (2, f"error: {message}\n"), out
+    for name in ("scores.parquet", "rankings.parquet", "run.json"):
+        assert (tmp_path / "out" / name).read_bytes() == f"earlier {name}".encode()
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bad.jsonl", '{"text": "fine"}\n{"text": "half \\ud800 a pair"}\n'),
+    ("bad.json", '[{"text": "fine"}, {"text": "half \\ud800 a pair"}]'),
+])
+def test_lone_surrogate_in_a_row(workspace, monkeypatch, capsys, name, content):
+    (workspace[0] / "cands" / name).write_text(content)
+    assert_fails_in_process(workspace, monkeypatch, capsys, f"cands/{name}: row 2 field 'text' holds a lone "
+                            "surrogate ('\\ud800'), which is not valid Unicode text")
+
+
+def test_config_that_is_not_utf8(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "job.yaml").write_bytes(yaml.safe_dump(config).encode() + b"# caf\xe9 au lait\n")
+    lines = (tmp_path / "job.yaml").read_bytes().count(b"\n")
+    code, _, err = main_in(tmp_path, monkeypatch, capsys, None, "score", "job.yaml")
+    assert (code, err) == (2, f"error: job.yaml: line {lines} is not UTF-8 text (byte 0xe9)\n")
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{text", "template '{text' is malformed (expected '}' before end of string)"),
+    ("{} x", "template '{} x' has a positional field '{}'; name a field, e.g. '{text}'"),
+    ("{0} x", "template '{0} x' has a positional field '{0}'; name a field, e.g. '{text}'"),
+])
+def test_malformed_or_positional_template(workspace, monkeypatch, capsys, template, message):
+    workspace[1]["candidates"]["text"] = template
+    assert_fails_in_process(workspace, monkeypatch, capsys, f"job.yaml: candidates.text: {message}")
+
+
+def test_output_that_is_a_file_is_refused_at_load(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "taken.txt").write_text("not a folder")
+    config["output"] = "taken.txt"
+    assert_fails_in_process(workspace, monkeypatch, capsys, "job.yaml: output: 'taken.txt' is a file, not a folder")
+    config["output"] = "taken.txt/run"
+    assert_fails_in_process(workspace, monkeypatch, capsys,
+                            "job.yaml: output: 'taken.txt/run' cannot be a folder: 'taken.txt' is a file")
+
+
+def test_report_out_naming_a_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "folder").mkdir()
+    code, _, err = main_in(tmp_path, monkeypatch, capsys, None, "report", "run", "--out", "folder")
+    assert (code, err) == (2, "error: folder: is a folder; give the HTML file to write, e.g. folder/report.html\n")
+    assert list(tmp_path.rglob("*")) == [tmp_path / "folder"]
+
+
+def leftovers(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.tmp-*"))
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    store = Store(str(tmp_path))
+    (tmp_path / "a-folder").mkdir()
+    with pytest.raises(Exception) as caught:
+        store.write_bytes("a-folder", b"x")
+    assert str(caught.value) == f"cannot write {tmp_path}/a-folder (Is a directory)"
+    real_write = Store._write_file
+
+    def half_then_full(self, path, payload):
+        real_write(self, path, payload[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Store, "_write_file", half_then_full)
+    with pytest.raises(Exception) as caught:
+        store.write_bytes("sub/file.bin", b"0123456789")
+    assert str(caught.value) == f"cannot write {tmp_path}/sub/file.bin (No space left on device)"
+    assert leftovers(tmp_path) == [] and not (tmp_path / "sub" / "file.bin").exists()
+
+
+@pytest.mark.ray
+def test_disk_full_mid_run_names_the_path_and_a_rerun_resumes(workspace, monkeypatch, capsys, ray_session):
+    """The second candidate's results commit hits a full disk: one line naming the file and what
+    stays committed; the re-run reuses the first candidate and scores only the second."""
+    tmp_path, config = workspace
+    config["proxies"] = ["mdm"]
+    (tmp_path / "cands" / "other.json").write_text(json.dumps([{"text": f"story {i} of a day"} for i in range(12)]))
+    real_write, results_written = Store._write_file, []
+
+    def full_on_second_result(self, path, payload):
+        if re.search(r"/results/[0-9a-f]+\.parquet\.tmp-", path):
+            results_written.append(path)
+            if len(results_written) == 2:
+                real_write(self, path, payload[:10])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, path, payload)
+
+    monkeypatch.setattr(Store, "_write_file", full_on_second_result)
+    code, _, err = main_in(tmp_path, monkeypatch, capsys, config)
+    assert code == 2 and "Traceback" not in err, err
+    last = err.split("\r")[-1].split("\n", 1)[-1]  # the line after the progress bar
+    assert re.fullmatch(r"error: cannot write out/results/[0-9a-f]+\.parquet \(No space left on device\); 1 "
+                        r"committed result\(s\) under out/results are kept: free space or make the folder "
+                        r"writable, then re-run the same command to resume from them\n", last), err
+    assert leftovers(tmp_path) == []
+    monkeypatch.setattr(Store, "_write_file", real_write)
+    code, out, err = main_in(tmp_path, monkeypatch, capsys, config)
+    assert code == 0, err
+    assert "candidates: 2 total, 1 scored, 1 reused, 0 failed" in out

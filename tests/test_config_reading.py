@@ -31,7 +31,7 @@ def test_defaults_follow_the_spec():
     "change, message",
     [
         ({"colour": 1}, "cfg.yaml: unknown key 'colour'"),
-        ({"mdm": {"k": 3, "kk": 2}}, "cfg.yaml: unknown key 'mdm.kk'"),
+        ({"mdm": {"k": 3, "kk": 2}}, "cfg.yaml: unknown key 'mdm.kk' (did you mean 'k'?)"),
         ({"real": {"text": "t"}}, "cfg.yaml: real: give exactly one of real.path (a pool) or real.samples (one file per seed)"),
         ({"real": {"samples": ["a.json"], "seeds": [1, 2], "text": "t"}},
          "cfg.yaml: real: real.samples has 1 files but real.seeds has 2 seeds; they are paired one to one"),
@@ -83,7 +83,9 @@ def test_every_format_reads_the_same_texts_and_templates(tmp_path):
     [
         ("e.json", "", "text", "{p}: file is empty"),
         ("e.json", "[]", "text", "{p}: file has no rows"),
-        ("e.json", "{\"a\": 1}", "text", "{p}: expected a JSON list of objects"),
+        ("e.json", "{\"a\": 1}", "text", "{p}: entry 'a' is neither text nor an object (got int); a .json file "
+         "holds a list of objects or one object mapping ids to texts or objects"),
+        ("e.json", "3", "text", "{p}: expected a JSON list of objects or an object mapping ids to texts or objects"),
         ("e.json", "[{\"text\": \"x\"}, {\"other\": \"y\"}]", "text", "{p}: row 2 has no field 'text'"),
         ("e.json", "[{\"text\": 3}]", "text", "{p}: row 1 field 'text' is not text (got int)"),
         ("e.json", "[{\"text\": null}]", "text", "{p}: row 1 field 'text' is not text (got null)"),
@@ -126,3 +128,128 @@ def test_pool_sampling_is_reproducible_and_bounded():
 def test_content_hash_separates_rows():
     assert content_hash(["ab", "c"]) != content_hash(["a", "bc"])
     assert content_hash(["x"]) == content_hash(["x"])
+
+
+# ---------------------------------------------------------------- valid input once refused (issue 14 §6)
+
+
+def test_csv_quoted_text_may_hold_newlines(tmp_path):
+    """Past pyarrow's 1 MB block a quoted newline used to split a row ("Expected 2 columns, got 1")."""
+    path = tmp_path / "c.csv"
+    texts = [f"review {i}\n" + "\n".join(["a line of a long, multi-line review"] * 9) for i in range(5000)]
+    path.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(texts)))
+    assert path.stat().st_size > 1 << 20
+    assert read_texts(path, "text") == texts
+
+
+def test_jsonl_string_may_hold_a_raw_line_separator(tmp_path):
+    path = tmp_path / "s.jsonl"
+    texts = ["before\u2028after", "next\u2029para", "tab\x0bvertical", "plain"]
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    assert read_texts(path, "text") == texts
+
+
+def test_csv_text_of_digits_is_text(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_text("text,stars\n007,4\n12,5\n3.50,1\n")
+    assert read_texts(path, "text") == ["007", "12", "3.50"]
+    assert read_texts(path, "{text} ({stars} stars)") == ["007 (4 stars)", "12 (5 stars)", "3.50 (1 stars)"]
+
+
+def test_a_bad_byte_names_its_csv_row_and_line(tmp_path):
+    path = tmp_path / "b.csv"
+    rows = [b"row %d,1\n" % i for i in range(1, 61)]
+    rows[2] = b'"row 3\nspans two lines",1\n'  # one row on two lines: row 61 is line 63
+    path.write_bytes(b"text,label\n" + b"".join(rows) + b"bad \xff byte,0\nlast,1\n")
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "text")
+    assert str(caught.value) == f"{path}: row 61 (line 63) is not UTF-8 text (byte 0xff)"
+    path.write_bytes(b"te\xffxt,label\na,1\n")
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "text")
+    assert str(caught.value) == f"{path}: the header (line 1) is not UTF-8 text (byte 0xff)"
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b'{"text": "a"}\n{"text": "\xe9"}\n')
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "text")
+    assert str(caught.value) == f"{path}: line 2 is not UTF-8 text (byte 0xe9)"
+
+
+def test_lone_surrogate_names_row_and_field(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "ok"}\n{"text": "x\\udfff"}\n')
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "text")
+    assert str(caught.value) == (f"{path}: row 2 field 'text' holds a lone surrogate ('\\udfff'), which is not "
+                                 "valid Unicode text")
+
+
+# ---------------------------------------------------------------- a clean first screen (issue 16 §2)
+
+
+def test_template_formats_numbers_and_bools(tmp_path):
+    records = [{"stars": 4, "score": 0.5, "ok": True, "text": "good"}, {"stars": 1, "score": 2.25, "ok": False,
+                                                                        "text": "bad"}]
+    for name in ("r.json", "r.parquet"):
+        path = tmp_path / name
+        if name.endswith(".json"):
+            path.write_text(json.dumps(records))
+        else:
+            pq.write_table(pa.Table.from_pylist(records), path)
+        assert read_texts(path, "{stars} stars: {text}") == ["4 stars: good", "1 stars: bad"]
+        assert read_texts(path, "{score:.1f} {ok} {text!r}") == ["0.5 True 'good'", "2.2 False 'bad'"]
+    path = tmp_path / "null.json"
+    path.write_text(json.dumps([{"stars": 4, "text": "a"}, {"stars": None, "text": "b"}]))
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "{stars} stars: {text}")
+    assert str(caught.value) == f"{path}: row 2 field 'stars' is not text or a number (got null)"
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "stars")  # a bare field name must still be text
+    assert str(caught.value) == f"{path}: row 1 field 'stars' is not text (got int)"
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "{text:d}")
+    assert str(caught.value) == (f"{path}: row 1: template '{{text:d}}' cannot format its fields (Unknown format "
+                                 "code 'd' for object of type 'str')")
+
+
+def test_json_object_mapping_ids_to_texts_or_records(tmp_path):
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({"t1": "Find a recipe", "t2": "Book a flight"}))
+    assert read_texts(path, "text") == ["Find a recipe", "Book a flight"]
+    assert read_texts(path, "task") == ["Find a recipe", "Book a flight"]  # a bare text, whatever the field name
+    with pytest.raises(UserError) as caught:
+        read_texts(path, "{task} now")
+    assert str(caught.value) == (f"{path}: row 1 is a bare text (an id → text entry), so the template '{{task}} "
+                                 "now' has no fields to fill; give a field name instead")
+    path.write_text(json.dumps({"a": {"q": "how", "n": 2}, "b": {"q": "why", "n": 3}}))
+    assert read_texts(path, "q") == ["how", "why"]
+    assert read_texts(path, "{q} x{n}") == ["how x2", "why x3"]
+    path.write_text(json.dumps({"a": "text", "b": {"q": "why"}}))
+    assert read_texts(path, "q") == ["text", "why"]
+
+
+def test_unknown_key_suggests_the_nearest_valid_one():
+    cases = [({"candidates": {"path": "c", "text": "t", "sampel_size": 5}},
+              "cfg.yaml: unknown key 'candidates.sampel_size' (did you mean 'sample_size'?)"),
+             ({"ouptut": "o"}, "cfg.yaml: unknown key 'ouptut' (did you mean 'output'?)"),
+             ({"lens": {"candidates": {"top": 2, "bye": "mdm"}}},
+              "cfg.yaml: unknown key 'lens.candidates.bye' (did you mean 'by'?)"),
+             ({"ranking": {"zebra": 1}}, "cfg.yaml: unknown key 'ranking.zebra'")]
+    for change, message in cases:
+        with pytest.raises(UserError) as caught:
+            parse_config({**BASE, **change}, "cfg.yaml")
+        assert str(caught.value) == message
+
+
+def test_select_copies_the_rows_of_every_shape_the_reader_accepts(tmp_path):
+    """`select` copies rows by the index the reader gave them: a .json id map keeps its ids, a
+    .jsonl line holding U+2028 stays one row."""
+    from synque_ray.selection import subset_bytes
+
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({"t1": "one", "t2": {"text": "two"}, "t3": "three"}))
+    assert read_texts(path, "text") == ["one", "two", "three"]
+    assert json.loads(subset_bytes(path, [0, 2], 3)) == {"t1": "one", "t3": "three"}
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "a\u2028b"}\n{"text": "c"}\n', encoding="utf-8")
+    assert subset_bytes(path, [1], len(read_texts(path, "text"))) == b'{"text": "c"}\n'

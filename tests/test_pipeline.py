@@ -10,6 +10,7 @@ import pytest
 
 from synque_ray.config import parse_config
 from synque_ray.demo import write_demo_data
+from synque_ray.findings import FINDING_COLUMNS
 from synque_ray.pipeline import run_job
 from synque_ray.proxies.mauve import mauve_score
 from synque_ray.proxies.mdm import mdm
@@ -54,8 +55,9 @@ def test_outputs_have_the_spec_schema(first_run):
     scores = pl.read_parquet(f"{config.output}/scores.parquet")
     rankings = pl.read_parquet(f"{config.output}/rankings.parquet")
     assert scores.columns == ["dataset_id", "proxy", "seed", "raw", "score"]
-    assert rankings.columns == ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
-                                "tied_with_best"]
+    assert rankings.columns[:8] == ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low",
+                                    "rank_high", "tied_with_best"]
+    assert set(FINDING_COLUMNS) <= set(rankings.columns)  # each candidate's findings, on every row of it
     assert set(scores["proxy"]) == {"mdm", "mmd", "pad", "mauve", "ensemble"}
     assert scores.height == 4 * 5 * len(SEEDS)
     for proxy, sign in [("mdm", 1), ("mmd", -1), ("pad", -1), ("mauve", 1)]:

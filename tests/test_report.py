@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,11 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
+from synque_ray.findings import FINDING_COLUMNS
 from synque_ray.reading import read_texts
 from synque_ray.report import build_page, candidate_view, load, render, view, write_report
 from synque_ray.runfiles import candidate_paths, published
+from synque_ray.verdict import PROXY_LEGEND, verdict
 from tests._scored_run import ROWS, SEEDS
 
 pytestmark = pytest.mark.ray
@@ -218,3 +221,44 @@ def test_report_command_writes_where_asked_and_refuses_a_non_run(scored_run, tmp
     assert bad.returncode == 2
     assert bad.stderr == f"error: {tmp_path}/norun/run.json: not found or unreadable; run `synque score` first\n"
     assert not (tmp_path / "norun").exists()
+
+
+def test_the_page_and_the_terminal_open_with_the_same_verdict(run, scored_run, page_html):
+    lines = verdict(run.rankings, run.info["config"]["ranking"]["level"])
+    assert lines[0].startswith("train on: ")
+    assert scored_run.printed[0].startswith(lines[0] + "\n")  # the terminal summary's first line
+    top = page_html.index('class="verdict"')
+    assert top < page_html.index('id="ranking"') and page_html.index(escape(lines[0])) > top
+
+
+def test_findings_are_in_rankings_parquet_and_the_ranking_table(run, scored_run, page_html):
+    rankings = pl.read_parquet(scored_run.output / "rankings.parquet")
+    assert set(FINDING_COLUMNS) <= set(rankings.columns)
+    for dataset_id in scored_run.quality:  # near-duplicates beyond each group's first row, counted by hand
+        rows = run.row_scores.filter((pl.col("dataset_id") == dataset_id) & (pl.col("seed") == SEEDS[0]))
+        groups = rows["duplicate_group"].to_list()
+        beyond = sum(1 for i, g in zip(rows["row_index"], groups, strict=True) if g >= 0 and g != i)
+        share = rankings.filter(pl.col("dataset_id") == dataset_id)["duplicate_share"].unique().to_list()
+        assert share == [pytest.approx(beyond / ROWS)]
+    assert max(rankings["duplicate_share"]) > 0  # the demo plants near-copies
+    table = page_html[page_html.index('id="ranking-table"'):]
+    table = table[:table.index("</table>")]
+    for header in ("near-duplicates", "copies of U_r", "look synthetic", "short rows", "most disagreeing proxy"):
+        assert f"<th>{header}</th>" in table
+
+
+def test_the_legend_names_every_proxy_of_the_run(run, page_html):
+    legend = page_html[page_html.index('<dl class="legend">'):]
+    for proxy in set(run.rankings["proxy"]):
+        assert f"<dt>{proxy}</dt><dd>{escape(PROXY_LEGEND[proxy])}</dd>" in legend
+
+
+def test_a_run_from_before_findings_gets_them_on_the_page(scored_run, tmp_path):
+    out = tmp_path / "old"
+    shutil.copytree(scored_run.output, out)
+    old = pl.read_parquet(out / "rankings.parquet").drop(FINDING_COLUMNS)
+    old.write_parquet(out / "rankings.parquet")
+    html = render.render_page(build_page(load.load_run(str(out))))
+    fresh = (scored_run.output / "report.html").read_text()
+    table = slice(html.index('id="ranking-table"'), html.index('id="scores"'))
+    assert html[table] == fresh[fresh.index('id="ranking-table"'):fresh.index('id="scores"')]

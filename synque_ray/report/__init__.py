@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import polars as pl
 
+from synque_ray.errors import UserError
+from synque_ray.findings import flagged_lines, with_findings
 from synque_ray.report import load, plots, render, view
 from synque_ray.runfiles import copy_if_latest
 from synque_ray.storage import Store
+from synque_ray.verdict import verdict
 
 
 def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs
@@ -24,7 +27,9 @@ def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs
         texts = inputs.file.texts if inputs.file is not None else None
         result.signals, result.synthetic_looking, result.real_looking = view.example_rows(rows, texts)
     if inputs.embeddings is not None and inputs.real_embeddings is not None:
-        result.projection = view.pca_2d(inputs.embeddings, inputs.real_embeddings)
+        result.projection = load.projection(
+            run, dataset_id, lambda: view.pca_2d(inputs.embeddings, inputs.real_embeddings),
+            f"pca{view.PROJECTION_POINTS}s0")
     if inputs.rubrics:
         result.rubric_seed = min(inputs.rubrics)
         result.rubric = inputs.rubrics[result.rubric_seed]
@@ -69,6 +74,8 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
 
 def build_page(run: load.RunData) -> render.Page:
     ids = run.info.get("content_hashes", {}).get("candidates", {})
+    run.rankings = with_findings(run.rankings, run.row_scores)  # a run from before findings gets them here
+    level = run.info.get("config", {}).get("ranking", {}).get("level", 0.9)
     ranking = view.ranking_view(run.rankings, list(ids))
     spread = view.score_spread(run.scores, run.rankings)
     evaluation = view.evaluation_view(run.evaluation, spread, run.info.get("started_at"))
@@ -84,6 +91,9 @@ def build_page(run: load.RunData) -> render.Page:
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,
+        verdict=verdict(run.rankings, level),
+        flagged=flagged_lines(run.rankings),
+        level=level,
     )
 
 
@@ -96,12 +106,16 @@ def split_location(target: str) -> tuple[Store, str]:
 def write_report(run_dir: str, targets: list[str] | None = None, stamp: str | None = None) -> list[str]:
     """Render the report of the run's published set (or of `runs/<stamp>/`) and write it (atomically) to
     each target, by default into that set; returns where it was written (the top-level copy first
-    when the set is the published one)."""
+    when the set is the published one). A target that is a folder is refused before anything is drawn."""
+    places = [split_location(target) for target in targets or []]
+    for target, (store, name) in zip(targets or [], places, strict=True):
+        if store.listing(name) is not None:
+            raise UserError(f"{target}: is a folder; give the HTML file to write, e.g. "
+                            f"{target.rstrip('/')}/report.html")
     run = load.load_run(run_dir, stamp)
     html = render.render_page(build_page(run)).encode("utf-8")
     if targets:
-        for target in targets:
-            store, name = split_location(target)
+        for store, name in places:
             store.write_bytes(name, html)
         return targets
     folder, root = Store(run.folder), Store(run_dir)

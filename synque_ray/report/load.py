@@ -7,6 +7,8 @@ missing piece becomes None plus a note the page shows, never an error.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +18,7 @@ from synque_ray.embed import EmbeddingCache
 from synque_ray.errors import UserError
 from synque_ray.runfiles import (CandidateFile, candidate_paths, latest_stamp, published, read_candidate, run_info,
                                  run_table)
-from synque_ray.storage import Store
+from synque_ray.storage import Store, WriteError
 
 HISTORY_RUNS = 8  # the latest runs a history table shows
 
@@ -138,3 +140,33 @@ def candidate_files(run: RunData) -> tuple[dict, str | None]:
         return candidate_paths(run.info), None
     except UserError as err:
         return {}, f"candidate files not found ({err}): rows are shown without their text"
+
+
+Projection = tuple[np.ndarray, np.ndarray, float]  # (candidate xy, U_r xy, explained share)
+
+
+def projection(run: RunData, dataset_id: str, compute: Callable[[], Projection], method: str) -> Projection:
+    """A candidate's projection beside U_r, reused from the embedding cache while both embeddings
+    are unchanged (keyed by their content hashes and `method`, e.g. "pca400s0"); computed and
+    saved otherwise. A cache that cannot be written only costs the reuse."""
+    cache = _cache(run)
+    hashes = run.info.get("content_hashes", {})
+    candidate, real = hashes.get("candidates", {}).get(dataset_id), hashes.get("real", {})
+    if cache is None or not candidate or not real:
+        return compute()
+    key = f"{cache.prefix}/projections/{method}-{candidate}-{real[sorted(real, key=int)[0]]}.npz"
+    payload = cache.store.read_bytes(key)
+    if payload is not None:
+        try:
+            with np.load(io.BytesIO(payload)) as saved:
+                return saved["candidate"], saved["real"], float(saved["explained"])
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged entry is recomputed and replaced
+    result = compute()
+    buffer = io.BytesIO()
+    np.savez(buffer, candidate=result[0], real=result[1], explained=result[2])
+    try:
+        cache.store.write_bytes(key, buffer.getvalue())
+    except WriteError:
+        pass
+    return result

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
+from synque_ray.findings import LIMITS, SHARES, percent
 from synque_ray.report.view import CandidateView, RankingView
+from synque_ray.verdict import PROXY_LEGEND, TERM_LEGEND
 
 SIGNAL_TITLES = {"p_synthetic": "p synthetic (PAD)", "nearest_real_distance": "distance to U_r",
                  "lens_p_real": "p real (LENS)"}
@@ -27,6 +29,9 @@ class Page:
     history: dict | None
     candidates: list[tuple[CandidateView, str | None]]  # (view, projection image)
     notes: dict[str, str] = field(default_factory=dict)
+    verdict: list[str] = field(default_factory=list)  # synque_ray.verdict.verdict's lines
+    flagged: list[str] = field(default_factory=list)  # synque_ray.findings.flagged_lines
+    level: float = 0.9  # ranking.level of the run
 
 
 def _asset(name: str) -> str:
@@ -64,20 +69,62 @@ def rank_cell(cell: dict | None) -> str:
     return _cell(text, cell["rank"], "tied" if cell["tied"] else "", title)
 
 
-def ranking_section(view: RankingView) -> str:
-    headers = ["candidate", *view.proxies, "tied with best"]
+FINDING_HEADERS = {"duplicate_share": "near-duplicates", "real_copy_share": "copies of U_r",
+                   "synthetic_share": "look synthetic", "short_share": "short rows"}
+
+
+def finding_cells(findings: dict | None) -> str:
+    """The ranking table's findings cells: each share (– where its signal is absent), then the
+    proxy that disagrees most with the ensemble; a finding over its limit is marked `flag`."""
+    findings = findings or {}
+    flags = findings.get("flags") or []
+    cells = []
+    for name in SHARES:
+        value = findings.get(name)
+        css, title = ("flag", f"over the {LIMITS[name]:.0%} limit") if name in flags else ("", "")
+        cells.append(_cell("–" if value is None else percent(value), "" if value is None else value, css, title))
+    proxy, gap = findings.get("disagreeing_proxy"), findings.get("proxy_disagreement")
+    text = ("–" if proxy is None else "all agree" if gap == 0 else
+            f"{escape(proxy)}: {findings['disagreeing_rank']:g} ({gap:g} apart)")
+    cells.append(_cell(text, "" if gap is None else gap, "flag" if "proxy_disagreement" in flags else ""))
+    return "".join(cells)
+
+
+def ranking_section(view: RankingView, level: float = 0.9) -> str:
+    headers = ["candidate", *view.proxies, "tied with best", *FINDING_HEADERS.values(), "most disagreeing proxy"]
     rows = []
     for row in view.rows:
         lead = row["cells"].get(view.lead)
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else '', int(tied))}</tr>")
+        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else '', int(tied))}"
+                    f"{finding_cells(row.get('findings'))}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
-            f"90% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate that cannot be "
-            f"told apart from the best. Ordered by <b>{escape(view.lead)}</b>; click a header to sort, a name to "
-            f"see the candidate. Hover a rank for its score.</p>"
+            f"{level * 100:g}% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate "
+            f"that cannot be told apart from the best. Ordered by <b>{escape(view.lead)}</b>; click a header to "
+            f"sort, a name to see the candidate. Hover a rank for its score. The findings columns are shares of "
+            f'the candidate\'s rows; <span class="flag">marked</span> ones are over their limit (see '
+            f'<a href="#legend">the legend</a>).</p>'
             + _table(headers, rows, "ranking-table"))
+
+
+def verdict_section(verdict: list[str], flagged: list[str]) -> str:
+    """The answer first: the verdict lines, then one line per flagged candidate."""
+    if not verdict:
+        return ""
+    lines = "".join(f"<p>{escape(line)}</p>" for line in verdict[1:])
+    items = "".join(f"<li>{escape(line.removeprefix('flagged: '))}</li>" for line in flagged)
+    flags = f'<p>Flagged:</p><ul class="flagged">{items}</ul>' if items else ""
+    return f'<div class="verdict" id="verdict"><p class="answer">{escape(verdict[0])}</p>{lines}{flags}</div>'
+
+
+def legend_section(proxies: list[str]) -> str:
+    """What each proxy of the run and each term means, from the one legend (synque_ray.verdict)."""
+    entries = [(p, PROXY_LEGEND[p]) for p in proxies if p in PROXY_LEGEND] + list(TERM_LEGEND.items())
+    items = "".join(f"<dt>{escape(name)}</dt><dd>{escape(text)}</dd>" for name, text in entries)
+    return ('<h2 id="legend">Legend</h2><p>The same text as <code>synque explain</code>.</p>'
+            f'<dl class="legend">{items}</dl>')
 
 
 def spread_section(images: dict[str, str]) -> str:
@@ -207,15 +254,17 @@ def candidate_section(view: CandidateView, image: str | None) -> str:
 def render_page(page: Page) -> str:
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (
         ("ranking", "Ranking"), ("scores", "Scores"), ("agreement", "Agreement"), ("evaluation", "Evaluation"),
-        ("history", "History"), ("candidates", "Candidates")))
+        ("history", "History"), ("candidates", "Candidates"), ("legend", "Legend")))
     meta = "".join(f'<p class="meta">{escape(m)}</p>' for m in page.meta)
     candidates = "".join(candidate_section(view, image) for view, image in page.candidates)
-    body = (f"<h1>{escape(page.title)}</h1>{meta}<nav>{nav}</nav>{ranking_section(page.ranking)}"
+    body = (f"<h1>{escape(page.title)}</h1>{verdict_section(page.verdict, page.flagged)}{meta}<nav>{nav}</nav>"
+            f"{ranking_section(page.ranking, page.level)}"
             f"{spread_section(page.spread_images)}{agreement_section(page.agreement)}"
             f"{evaluation_section(page.evaluation, page.evaluation_images, page.notes.get('evaluation'))}"
             f"{history_section(page.history, page.notes.get('history'))}"
             f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("lens"))}'
-            f"{_note(page.notes.get('files'))}{_note(page.notes.get('real'))}{candidates}")
+            f"{_note(page.notes.get('files'))}{_note(page.notes.get('real'))}{candidates}"
+            f"{legend_section(page.ranking.proxies)}")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 from scipy.stats import spearmanr
+from threadpoolctl import threadpool_limits
 
+from synque_ray.findings import per_candidate
 from synque_ray.reading import row_hashes
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
@@ -45,7 +47,7 @@ class RankingView:
 
     proxies: list[str]
     lead: str
-    rows: list[dict]  # {"dataset_id", "anchor", "cells": {proxy: cell dict or None}}
+    rows: list[dict]  # {"dataset_id", "anchor", "cells": {proxy: cell dict or None}, "findings": dict or None}
 
 
 def ranking_view(rankings: pl.DataFrame, candidates: list[str]) -> RankingView:
@@ -60,8 +62,9 @@ def ranking_view(rankings: pl.DataFrame, candidates: list[str]) -> RankingView:
     lead_rank = {i: (cells.get(i, {}).get(lead) or {}).get("rank") for i in ids}
     ids.sort(key=lambda i: (lead_rank[i] is None, lead_rank[i] or 0, i))
     proxies = proxy_order(rankings)
-    rows = [{"dataset_id": i, "anchor": anchor(i), "cells": {p: cells.get(i, {}).get(p) for p in proxies}}
-            for i in ids]
+    found = {r["dataset_id"]: r for r in per_candidate(rankings).iter_rows(named=True)}  # SPEC §6 findings
+    rows = [{"dataset_id": i, "anchor": anchor(i), "cells": {p: cells.get(i, {}).get(p) for p in proxies},
+             "findings": found.get(i)} for i in ids]
     return RankingView(proxies, lead, rows)
 
 
@@ -139,10 +142,13 @@ def history_view(history: list[tuple[str, pl.DataFrame]], lead: str) -> dict | N
     return {"lead": lead, "stamps": stamps, "rows": rows}
 
 
-def pca_2d(candidate: np.ndarray, real: np.ndarray, limit: int = PROJECTION_POINTS, seed: int = 0
-           ) -> tuple[np.ndarray, np.ndarray, float]:
+def pca_2d(candidate: np.ndarray, real: np.ndarray, limit: int = PROJECTION_POINTS, seed: int = 0,
+           blas_threads: int | None = 1) -> tuple[np.ndarray, np.ndarray, float]:
     """Both sets projected on the first two principal components of their union (at most
-    `limit` seeded rows of each), and the share of variance those components explain."""
+    `limit` seeded rows of each: (≤limit, 2) and (≤limit, 2)), and the share of variance those
+    components explain. The SVD runs on `blas_threads` BLAS threads (None: the library's
+    default): for a matrix this small, threads only thrash on a busy machine (BENCHMARKS.md,
+    "The report's SVDs")."""
     rng = np.random.default_rng(seed)
 
     def cut(points: np.ndarray) -> np.ndarray:
@@ -151,7 +157,8 @@ def pca_2d(candidate: np.ndarray, real: np.ndarray, limit: int = PROJECTION_POIN
     a, b = cut(candidate.astype(np.float64)), cut(real.astype(np.float64))
     union = np.vstack([a, b])
     centre = union.mean(axis=0)
-    _, singular, vt = np.linalg.svd(union - centre, full_matrices=False)
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        _, singular, vt = np.linalg.svd(union - centre, full_matrices=False)
     explained = float((singular[:2] ** 2).sum() / max((singular ** 2).sum(), 1e-12))
     return (a - centre) @ vt[:2].T, (b - centre) @ vt[:2].T, explained
 

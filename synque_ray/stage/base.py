@@ -209,13 +209,14 @@ def _compute(stage: Stage, todo: list[RowSet], store: Store, outcome: StageOutco
             outcome.failed.setdefault(dataset_id, reason)
 
     if todo:
-        from synque_ray.stage.tasks import ensure_ray
+        from synque_ray.stage.tasks import ensure_ray, without_restart_notice
 
         ensure_ray()
         try:
             # A rerun after a changed file skips what is committed: only the rest is computed again.
-            pinned(lambda rest: stage.run([c for c in rest if c.name not in outcome.committed], commit, fail),
-                   todo, outcome.failed)
+            with without_restart_notice():  # a healthy run shows no error line (stage/tasks.py)
+                pinned(lambda rest: stage.run([c for c in rest if c.name not in outcome.committed], commit, fail),
+                       todo, outcome.failed)
         except UserError:
             raise  # the user's to fix, and the same for every candidate: one line, nothing more
         except Exception as err:  # noqa: BLE001 - one candidate's failure rule for every stage

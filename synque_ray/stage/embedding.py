@@ -51,27 +51,24 @@ class EmbeddingStage(Stage):
 
     def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
         """Embed what the cache lacks (reals first), feeding each candidate to its tasks as it lands."""
-        from tqdm import tqdm
-
         missing = [rs for rs in [*self.real.values(), *todo] if self.fresh or not self.cache.has(rs)]
         self.counts["rows_embedded"] = sum(rs.size for rs in missing)
         self.counts["rows_from_cache"] = sum(rs.size for rs in [*self.real.values(), *todo]) - sum(
             rs.size for rs in missing)
-        # One bar: candidates scored, with the rows embedded so far beside it (two bars on one
-        # terminal overwrite each other whenever anything else prints).
-        bar = tqdm(total=len(todo), desc="scored", unit="candidate", disable=not self.progress)
+        bar = Progress(self.counts["rows_embedded"], len(todo), self.progress)
         tasks = _ProxyTasks(self, {c.name: c for c in todo}, commit, fail, bar)
         started = time.perf_counter()
         try:
             self._embed(missing, todo, tasks, bar)
             self.timings["embed"] = time.perf_counter() - started
+            bar.embedded()
             tasks.finish()
         finally:
             bar.close()
         self.timings["proxies"] = time.perf_counter() - started - self.timings["embed"]
         self.timings.update(tasks.compute_seconds())
 
-    def _embed(self, missing: list[RowSet], todo: list[RowSet], tasks: _ProxyTasks, bar) -> None:
+    def _embed(self, missing: list[RowSet], todo: list[RowSet], tasks: _ProxyTasks, bar: Progress) -> None:
         import ray
 
         seed_of = {rowset.name: seed for seed, rowset in self.real.items()}
@@ -80,12 +77,6 @@ class EmbeddingStage(Stage):
         tasks.real = {s: self.cache.handle(rs) for s, rs in self.real.items() if rs.name not in missing_names}
         if len(tasks.real) == len(self.real):
             tasks.submit_all(cached, self.cache)  # their proxies run while the rest is embedded
-        done_rows = [0]
-
-        def rows_done(count: int) -> None:
-            done_rows[0] += count
-            bar.set_postfix_str(f"embedded {done_rows[0]}/{self.counts['rows_embedded']} rows")
-
         def embedded(index: int, vectors: np.ndarray) -> None:
             rowset = missing[index]
             self.cache.save(rowset, vectors)  # committed before any task reads it
@@ -97,9 +88,53 @@ class EmbeddingStage(Stage):
         resources = self.config.resources
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
         embed_rowsets(missing, self.model_path, self.config.embedding.batch_size, resources.embed_actors,
-                      resources.embed_gpus, cpus, embedded, rows_done,
+                      resources.embed_gpus, cpus, embedded, bar.rows,
                       on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)))
         tasks.submit_all(cached, self.cache)
+
+
+class Progress:
+    """The stage's progress, one bar at a time, each with its own rate and ETA: rows embedded
+    while embedding runs (candidates scored so far beside it), then candidates scored.
+
+    One bar, because the first proxy results land only once the first candidate is embedded:
+    a bar of candidates alone sat at 0 for the whole embedding and then extrapolated its ETA
+    from it. Two bars on one terminal overwrite each other whenever anything else prints.
+    """
+
+    def __init__(self, rows: int, candidates: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.tqdm, self.enabled, self.candidates, self.scored = tqdm, enabled, candidates, 0
+        self.bar, self.embedding = None, bool(rows)
+        if rows:
+            self.bar = tqdm(total=rows, desc="embedded", unit="row", disable=not enabled)
+            self.bar.set_postfix_str(f"scored 0/{candidates} candidates", refresh=False)
+        else:
+            self.embedded()
+
+    def rows(self, count: int) -> None:
+        self.bar.update(count)
+
+    def scored_one(self) -> None:
+        self.scored += 1
+        if self.embedding:
+            self.bar.set_postfix_str(f"scored {self.scored}/{self.candidates} candidates")
+        else:
+            self.bar.update(1)
+
+    def embedded(self) -> None:
+        """Embedding is over: from here on the bar counts candidates (those already scored included)."""
+        if self.bar is not None and not self.embedding:
+            return
+        self.close()
+        self.embedding = False
+        self.bar = self.tqdm(total=self.candidates, initial=self.scored, desc="scored", unit="candidate",
+                             disable=not self.enabled)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _ProxyTasks:
@@ -109,7 +144,8 @@ class _ProxyTasks:
     holds a bounded number of candidates whatever the size of the job.
     """
 
-    def __init__(self, stage: EmbeddingStage, candidates: dict[str, RowSet], commit: Commit, fail: Fail, bar):
+    def __init__(self, stage: EmbeddingStage, candidates: dict[str, RowSet], commit: Commit, fail: Fail,
+                 bar: Progress):
         import ray
 
         self.ray = ray
@@ -175,7 +211,7 @@ class _ProxyTasks:
             results, rows = assemble(dataset_id, self.parts.pop(dataset_id), list(self.stage.real), texts)
             self.commit(dataset_id, Committed(results, rows))
             self.done.append(results)
-            self.bar.update(1)
+            self.bar.scored_one()
 
     def finish(self) -> None:
         while self.pending:

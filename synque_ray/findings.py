@@ -1,0 +1,178 @@
+"""Per-candidate findings (SPEC §6): what is wrong with a candidate, each a number with a
+plain name, so that a user sees *why* it ranks where it does, not only *where*.
+
+Findings are computed from `row_scores.parquet` (the per-row signals) and the ranking
+table, and joined onto every row of `rankings.parquet` as columns:
+
+- `duplicate_share`: rows that near-duplicate an earlier row of the candidate (every row of
+  a near-duplicate group beyond its first), over all rows;
+- `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
+- `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
+- `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
+- `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
+  candidate is furthest from the ensemble's, its rank, and how far (in ranks);
+- `flags`: the findings that cross their limit in `LIMITS`.
+
+Shares are taken per seed (a seed may score a subsample of the candidate's rows) and
+averaged over seeds. A share whose signal is absent (an older run, a proxy that did
+not run) is null, never 0: absent is not the same as clean.
+
+Pure polars: no Ray, no files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+SYNTHETIC_P = 0.5  # a row "looks synthetic" when its balanced p_synthetic is above this
+SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty row has 0)
+SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
+FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
+                  "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
+                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
+FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
+
+# When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
+# the ranking's length (n − 1 ranks) between the proxy's rank and the ensemble's. A balanced
+# p_synthetic puts about half of the rows of a real-like candidate above .5, so its limit is high.
+LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "synthetic_share": 0.75, "short_share": 0.05,
+          "proxy_disagreement": 0.5}
+
+# Each share: (the row_scores column it needs, the per-row condition it counts).
+_ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
+    "duplicate_share": ("duplicate_group", lambda: (pl.col("duplicate_group") >= 0)
+                        & (pl.col("duplicate_group") != pl.col("row_index"))),
+    "real_copy_share": ("copies_real", lambda: pl.col("copies_real")),
+    "synthetic_share": ("p_synthetic", lambda: pl.col("p_synthetic") > SYNTHETIC_P),
+    "short_share": ("text_chars", lambda: pl.col("text_chars") < SHORT_CHARS),
+}
+
+
+def row_shares(row_scores: pl.DataFrame) -> pl.DataFrame:
+    """Shape (candidates, 1 + len(SHARES)): per candidate, each share of SHARES.
+
+    row_scores: one row per (dataset_id, seed, row_index) with any of the signal columns
+    in `_ROW_RULES`. A share is the mean over seeds of (rows meeting the condition / rows
+    with a known value of the signal); null where the column is absent or all its values
+    are null for that candidate.
+    """
+    for column in ("dataset_id", "seed", "row_index"):
+        if column not in row_scores.columns:
+            raise ValueError(f"row_scores lacks the column {column!r}")
+    per_seed = []
+    for name, (column, condition) in _ROW_RULES.items():
+        if column in row_scores.columns:
+            known = pl.col(column).is_not_null()
+            counted = (condition().fill_null(False) & known).sum().cast(pl.Float64)
+            per_seed.append((counted / pl.when(known.sum() > 0).then(known.sum()).otherwise(None)).alias(name))
+        else:
+            per_seed.append(pl.lit(None, pl.Float64).alias(name))
+    seeds = row_scores.group_by("dataset_id", "seed").agg(per_seed)
+    return seeds.group_by("dataset_id").agg(pl.col(name).mean() for name in SHARES).sort("dataset_id")
+
+
+def disagreement(rankings: pl.DataFrame) -> pl.DataFrame:
+    """Per candidate, the proxy that ranks it furthest from the ensemble.
+
+    rankings: the ranking table (dataset_id, proxy, rank). Returns dataset_id,
+    disagreeing_proxy, disagreeing_rank and proxy_disagreement = |proxy rank − ensemble
+    rank|; candidates without an ensemble rank are left out. Ties go to the proxy whose
+    name sorts first, so the answer does not depend on row order.
+    """
+    ensemble = rankings.filter(pl.col("proxy") == "ensemble").select("dataset_id", pl.col("rank").alias("_lead"))
+    proxies = rankings.filter(pl.col("proxy") != "ensemble").join(ensemble, on="dataset_id", how="inner")
+    gaps = proxies.with_columns((pl.col("rank").cast(pl.Float64) - pl.col("_lead")).abs().alias("proxy_disagreement"))
+    return (gaps.sort(["dataset_id", "proxy_disagreement", "proxy"], descending=[False, True, False])
+            .group_by("dataset_id", maintain_order=True).first()
+            .select("dataset_id", pl.col("proxy").alias("disagreeing_proxy"),
+                    pl.col("rank").cast(pl.Float64).alias("disagreeing_rank"), "proxy_disagreement"))
+
+
+def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per candidate of `rankings`: FINDING_SCHEMA's columns and `flags` (a list of
+    the names of the findings that cross LIMITS, in LIMITS' order)."""
+    ids = pl.DataFrame({"dataset_id": sorted(set(rankings.get_column("dataset_id").to_list()))},
+                       schema={"dataset_id": pl.Utf8})
+    if row_scores is not None and row_scores.height:
+        ids = ids.join(row_shares(row_scores), on="dataset_id", how="left")
+    table = ids.join(disagreement(rankings), on="dataset_id", how="left")
+    table = table.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in FINDING_SCHEMA.items()
+                               if c not in table.columns).select(list(FINDING_SCHEMA)).cast(FINDING_SCHEMA)
+    span = max(rankings.filter(pl.col("proxy") == "ensemble").height - 1, 1)  # ranks a candidate can move
+    crossed = [pl.when(_crosses(name, limit, span)).then(pl.lit(name)).otherwise(None)
+               for name, limit in LIMITS.items()]
+    return table.with_columns(pl.concat_list(crossed).list.drop_nulls().alias("flags"))
+
+
+def _crosses(name: str, limit: float, span: int) -> pl.Expr:
+    """A share crosses its limit when above it; the disagreement when it is at least `limit` of
+    the `span` ranks (and at least 2 ranks: one rank apart is no disagreement worth a flag)."""
+    value = pl.col(name).fill_null(0)
+    return value >= max(2.0, limit * span) if name == "proxy_disagreement" else value > limit
+
+
+def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+    """`rankings` with the findings of each candidate joined onto every one of its rows
+    (FINDING_COLUMNS; any earlier findings columns are replaced)."""
+    base = rankings.drop([c for c in FINDING_COLUMNS if c in rankings.columns])
+    if base.height == 0:
+        return base
+    return base.join(findings(base, row_scores), on="dataset_id", how="left")
+
+
+def with_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+    """The rankings as they are when they hold findings, else with findings computed now
+    (a run written before findings existed)."""
+    if all(c in rankings.columns for c in FINDING_COLUMNS):
+        return rankings
+    return add_findings(rankings, row_scores)
+
+
+def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
+    """One row per candidate of the findings columns that `rankings` holds (those absent are null)."""
+    present = [c for c in FINDING_COLUMNS if c in rankings.columns]
+    table = rankings.select("dataset_id", *present).unique("dataset_id", keep="first").sort("dataset_id")
+    return table.with_columns(pl.lit(None, FINDING_SCHEMA.get(c, pl.List(pl.Utf8))).alias(c)
+                              for c in FINDING_COLUMNS if c not in present)
+
+
+_SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
+                "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
+                "short_share": f"rows under {SHORT_CHARS} characters"}
+
+
+def percent(share: float) -> str:
+    """A share as a percentage, with a decimal below 1% (so 0.4% does not read as 0%)."""
+    return f"{share:.1%}" if 0 < share < 0.01 else f"{share:.0%}"
+
+
+def finding_parts(row: dict) -> list[str]:
+    """The readable parts of one candidate's findings (a row of `per_candidate`, with its
+    ensemble `rank` where known): every share that is known and above zero, flagged ones
+    first and marked (!), then the most disagreeing proxy."""
+    flags = list(row.get("flags") or [])
+    parts = []
+    for name in sorted(_SHARE_NAMES, key=lambda n: n not in flags):
+        value = row.get(name)
+        if value is not None and value > 0:
+            parts.append(f"{percent(value)} {_SHARE_NAMES[name]}" + (" (!)" if name in flags else ""))
+    if row.get("disagreeing_proxy") is not None and (row.get("proxy_disagreement") or 0) > 0:
+        lead = f"the ensemble's {row['rank']}" if row.get("rank") is not None else "the ensemble's rank"
+        parts.append(f"{row['disagreeing_proxy']} ranks it {row['disagreeing_rank']:g}, {lead} "
+                     f"({row['proxy_disagreement']:g} apart)" + (" (!)" if "proxy_disagreement" in flags else ""))
+    return parts
+
+
+def flagged_lines(rankings: pl.DataFrame) -> list[str]:
+    """One line per flagged candidate, in the order of the lead ranking (the ensemble's when
+    there is one): `flagged: <id>: <finding>; <finding>; ...`."""
+    table = per_candidate(rankings)
+    lead = "ensemble" if "ensemble" in rankings.get_column("proxy").to_list() else None
+    if lead is None and rankings.height:
+        lead = sorted(rankings.get_column("proxy").unique().to_list())[0]
+    order = rankings.filter(pl.col("proxy") == lead).select("dataset_id", "rank")
+    table = table.join(order, on="dataset_id", how="left").sort(["rank", "dataset_id"], nulls_last=True)
+    return [f"flagged: {row['dataset_id']}: " + "; ".join(finding_parts(row))
+            for row in table.iter_rows(named=True) if row["flags"]]

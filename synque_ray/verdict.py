@@ -1,0 +1,169 @@
+"""The answer in words: the verdict line that opens the terminal summary and the report
+(SPEC §6), and the legend of what every proxy and column means.
+
+The verdict says which candidate to train on and how sure the engine is, and never
+claims more than the best set supports: when several candidates cannot be told apart
+it names them all, and it says which one merely ranked first among them.
+
+`LEGEND` is the one source of the legend: the report's `<dl>` and `synque explain`
+both read it. Pure: no Ray, no files.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import polars as pl
+
+from synque_ray.findings import LIMITS, SHORT_CHARS, SYNTHETIC_P
+from synque_ray.rowsignals import DUPLICATE_COSINE
+
+# One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
+# what it measures, which way is better, when to trust it.
+PROXY_LEGEND: dict[str, str] = {
+    "mdm": "Mean distance of the candidate's rows to their cluster medoid (k-medoids on the embeddings): how "
+           "spread out the candidate is; higher is better. It never looks at U_r, so a varied but off-topic "
+           "candidate scores well: trust it only among candidates that are all on the task.",
+    "mmd": "Squared maximum mean discrepancy between the candidate's embeddings and U_r's (score = −MMD²): how "
+           "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows, and its "
+           "scale depends on the kernel (mmd.kernel), so compare it only within one run.",
+    "pad": "Proxy A-distance (score = −PAD): how well a classifier tells the candidate's rows from U_r's; the "
+           "harder, the better. It needs tens of rows on each side, and with a small U_r its rank swings "
+           "between seeds (look at the interval).",
+    "mauve": "MAUVE between U_r and the candidate, from clustered embeddings: how much the two distributions "
+             "overlap, 0 to 1; higher is better. It needs hundreds of rows per side to be stable.",
+    "density": "How crowded U_r's neighbourhoods are with the candidate's rows (Naeem et al.'s density): "
+               "fidelity to the real data; higher is better. It rewards rows packed where U_r is common, not "
+               "variety: read it beside coverage.",
+    "coverage": "Share of U_r rows with a candidate row among their nearest neighbours: how much of the real "
+                "data the candidate reaches; higher is better, 1 at most. It says nothing of rows far from "
+                "U_r: read it beside density.",
+    "perplexity": "Perplexity of U_r under a small language model fine-tuned on the candidate (score = "
+                  "−perplexity); lower perplexity is better. The paper's baseline: slow, and it needs enough "
+                  "candidate rows to fine-tune on.",
+    "lens": "An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is the "
+            "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
+            "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
+    "ensemble": "The candidate's mean rank over the proxies, per seed, each proxy weighing the same; lower mean "
+                "rank is better. Its score_mean is the negated mean rank (−1 would be first everywhere) and "
+                "its raw the mean rank itself. Only candidates with every proxy are in it.",
+}
+
+# The columns and words of the ranking table, the findings and the verdict.
+TERM_LEGEND: dict[str, str] = {
+    "U_r": "The sample of unannotated real inputs the candidates are compared with, one draw per seed.",
+    "score": "The proxy's value oriented so that higher always means a better predicted candidate (−MMD², "
+             "−PAD, −perplexity, −mean rank); score_mean and score_std are its mean and spread over seeds.",
+    "raw": "The proxy's value as its paper defines it, before orientation (MMD², PAD, perplexity, the "
+           "ensemble's mean rank).",
+    "rank": "1 = best, within one proxy, by score_mean.",
+    "rank_low–high": "The range of ranks the candidate takes when its rows and the seeds are resampled "
+                     "(ranking.level of the draws fall inside it): a wide range means the data cannot place it.",
+    "best set": "The candidates that cannot be told apart from the best at ranking.level (tied_with_best): "
+                "pick among them on other grounds, or add U_r rows or seeds to separate them.",
+    "p_best / p_top": "The share of resampled draws in which the candidate ranks first / within the top "
+                      "ranking.top.",
+    "duplicate_share": "Rows that repeat an earlier row of the candidate nearly word for word (cosine of "
+                       f"embeddings ≥ {DUPLICATE_COSINE:g}): each near-duplicate group counts beyond its first row.",
+    "real_copy_share": "Rows that copy a U_r row exactly or nearly: they flatter every proxy that compares "
+                       "with U_r, and leak the real sample into training.",
+    "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
+                       f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
+    "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
+    "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
+                          "ranks: a reason to read that proxy's entry before trusting the ensemble.",
+    "flagged": f"A candidate with a finding over its limit (near-duplicates > {LIMITS['duplicate_share']:.0%}, "
+               f"copies of U_r > {LIMITS['real_copy_share']:.0%}, synthetic-looking rows > "
+               f"{LIMITS['synthetic_share']:.0%}, short rows > {LIMITS['short_share']:.0%}, a proxy at least "
+               f"{LIMITS['proxy_disagreement']:.0%} of the ranking and 2 ranks away).",
+}
+
+LEGEND: dict[str, str] = {**PROXY_LEGEND, **TERM_LEGEND}
+
+
+def legend_text(width: int = 100) -> str:
+    """The legend for a terminal: a term, then its sentence indented under it."""
+    lines = []
+    for title, entries in (("proxies", PROXY_LEGEND), ("terms", TERM_LEGEND)):
+        lines.append(f"{title}:")
+        for name, text in entries.items():
+            lines.append(f"  {name}")
+            lines.extend(textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def _percent(level: float) -> str:
+    return f"{level * 100:g}%"
+
+
+def _lead(rankings: pl.DataFrame) -> str:
+    proxies = sorted(set(rankings.get_column("proxy").to_list()))
+    return "ensemble" if "ensemble" in proxies else proxies[0]
+
+
+def _names(ids: list[str], most: int = 8) -> str:
+    return ", ".join(ids) if len(ids) <= most else ", ".join(ids[:most]) + f" and {len(ids) - most} more"
+
+
+def _first_under(rankings: pl.DataFrame, dataset_id: str) -> str:
+    """'rank 1 under k of n proxies' for `dataset_id` (the proxies other than the ensemble)."""
+    proxies = rankings.filter(pl.col("proxy") != "ensemble")
+    n = proxies.get_column("proxy").n_unique()
+    k = proxies.filter((pl.col("dataset_id") == dataset_id) & (pl.col("rank") == 1)).height
+    return f"rank 1 under {k} of {n} {'proxy' if n == 1 else 'proxies'}"
+
+
+def _behind(after: dict, first: dict, lead: str) -> str:
+    """How far `after` stands behind `first` on the lead ranking: in mean ranks for the
+    ensemble (its score_mean is the negated mean rank), else in the proxy's score."""
+    if lead == "ensemble":
+        return (f"mean rank {-after['score_mean']:.2f}, {first['score_mean'] - after['score_mean']:.2f} behind "
+                f"{first['dataset_id']}'s {-first['score_mean']:.2f}")
+    return (f"{lead} score {after['score_mean']:.4g}, {first['score_mean'] - after['score_mean']:.3g} below "
+            f"{first['dataset_id']}'s {first['score_mean']:.4g}")
+
+
+def _chance(row: dict) -> str:
+    p = row.get("p_best")
+    return "" if p is None else f"; first in {p:.0%} of draws"
+
+
+def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
+    """The verdict, first line `train on: ...`, then how far behind the next candidate is.
+
+    rankings: the ranking table (dataset_id, proxy, score_mean, rank, tied_with_best;
+    p_best and findings `flags` where present). level: ranking.level, the confidence the
+    best set is stated at. One candidate in the best set: it is named with how many proxies
+    rank it first. Several: all are named as not told apart, and the order among them is
+    given as no more than that. The next line names the best candidate outside the best
+    set and its gap on the lead ranking (the ensemble's mean rank, else the proxy's score).
+    """
+    if rankings.height == 0:
+        return ["train on: nothing yet (no candidate was ranked)"]
+    lead = _lead(rankings)
+    ranked = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"])
+    rows = ranked.to_dicts()
+    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == 1]
+    best_ids = [r["dataset_id"] for r in best]
+    first = best[0]  # the best set's highest-ranked member
+    under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
+    if len(best) == 1:
+        lines = [f"train on: {first['dataset_id']} ({under}{_chance(first)}; best set at {_percent(level)}: "
+                 f"{first['dataset_id']})"]
+    elif len(best) == len(rows):
+        lines = [f"train on: any of the {len(rows)} candidates: they cannot be told apart at {_percent(level)} "
+                 f"({_names(best_ids)}); more U_r rows or seeds would be needed to separate them"]
+    else:
+        lines = [f"train on: one of {_names(best_ids)}: these {len(best)} cannot be told apart at {_percent(level)} "
+                 f"(best set); {first['dataset_id']} ranks first among them ({under}{_chance(first)}), which "
+                 "alone does not make it better"]
+    outside = [r for r in rows if r["dataset_id"] not in best_ids]
+    if outside:
+        after = outside[0]
+        lines.append(f"next: {after['dataset_id']} (rank {after['rank']}, {_behind(after, first, lead)})")
+    flagged = [r["dataset_id"] for r in best if r.get("flags")]
+    if flagged:
+        one = len(flagged) == 1
+        lines.append(f"caution: {_names(flagged)} in the best set {'is' if one else 'are'} flagged: read "
+                     f"{'its' if one else 'their'} findings before training on {'it' if one else 'them'}")
+    return lines
