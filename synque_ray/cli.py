@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from synque_ray.errors import UserError
+from synque_ray.errors import RunFailed, UserError
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
@@ -39,6 +39,12 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
         print(f"not ranked: {failure['dataset_id']} {failure['proxy']} seed {failure['seed']}: {failure['error']}")
     for dataset_id, lacks in summary.incomplete.items():
         print(f"incomplete (left out of the ensemble): {dataset_id} lacks {', '.join(lacks)}")
+    for proxy, error in summary.missing_proxies.items():
+        print(f"missing proxy (failed for every candidate, allow_partial is on): {proxy}: {error}")
+    for path, why in summary.skipped_files.items():
+        print(f"skipped (not a candidate): {path}: {why}")
+    for note in summary.notes:
+        print(f"note: {note}")
     if summary.lens_skipped:
         print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
               f"candidate(s): {', '.join(summary.lens_skipped)}")
@@ -48,14 +54,11 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
 
 
-def _write_run_report(summary, quiet: bool = False) -> None:
-    """The report of a finished run, at the top of its output and in its runs/<stamp>/ folder."""
+def _write_run_report(summary) -> None:
+    """The run's report, written into its output set before the set is published (run_job's `finish`)."""
     from synque_ray.report import write_report
 
-    output = summary.output.rstrip("/")
-    written = write_report(output, [f"{output}/report.html", f"{summary.run_dir.rstrip('/')}/report.html"])
-    if not quiet:
-        print(f"report: {written[0]}")
+    write_report(summary.output, stamp=summary.stamp)
 
 
 def _committed_results(output: str) -> int:
@@ -70,14 +73,14 @@ def _committed_results(output: str) -> int:
                and not name.endswith(".rows.parquet"))
 
 
-def _run(config, fresh: bool, progress: bool = True):
+def _run(config, fresh: bool, progress: bool = True, finish=None):
     """`run_job`; a write that fails (disk full, read-only folder) ends in one line naming the
     path, what stays committed, and that a re-run resumes from it."""
     from synque_ray.pipeline import run_job
     from synque_ray.storage import Store, WriteError
 
     try:
-        return run_job(config, fresh=fresh, progress=progress)
+        return run_job(config, fresh=fresh, progress=progress, finish=finish)
     except WriteError as err:
         kept = _committed_results(config.output)
         raise UserError(f"{err}; {kept} committed result(s) under {Store(config.output).display('results')} are "
@@ -89,9 +92,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     from synque_ray.config import load_config
 
     config = load_config(args.config)
-    summary = _run(config, args.fresh, progress=not args.quiet)
+    summary = _run(config, args.fresh, progress=not args.quiet, finish=_write_run_report)
     _print_summary(summary, config.ranking.level, args.quiet)
-    _write_run_report(summary, args.quiet)
+    if not args.quiet:
+        print(f"report: {summary.output.rstrip('/')}/report.html")
     if summary.failed:
         print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
@@ -136,15 +140,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
     quality = write_demo_data(data_dir)
     if not args.quiet:
         print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
-    summary = _run(config, args.fresh, progress=not args.quiet)
+    reports = []
+
+    def finish(summary) -> None:  # into the run's set, before it is published: the report shows it
+        report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
+        report["run"] = summary.stamp  # the run it evaluated
+        report["metric"] = "quality (set by construction)"
+        Store(summary.run_dir).write_json("evaluation.json", report)
+        reports.append(report)
+        _write_run_report(summary)
+
+    summary = _run(config, args.fresh, progress=not args.quiet, finish=finish)
     _print_summary(summary, config.ranking.level, args.quiet)
-    report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
-    report["run"] = summary.run_dir.rstrip("/").rsplit("/", 1)[-1]  # the run it evaluated (its stamp)
-    report["metric"] = "quality (set by construction)"
-    Store(config.output).write_json("evaluation.json", report)  # the demo's report shows it
     print("\nagreement with the known quality order:")
-    print(report_text(report))
-    _write_run_report(summary, args.quiet)
+    print(report_text(reports[0]))
+    if not args.quiet:
+        print(f"report: {summary.output.rstrip('/')}/report.html")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -230,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunFailed as err:  # computed, but nothing honest to publish; a re-run resumes
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: committed results are kept; re-run the same command to resume", file=sys.stderr)
         return 130

@@ -150,6 +150,7 @@ class _JobFields(_Strict):
     name: str
     output: str
     cache_dir: str | None = None  # embedding cache; default: <output>/cache
+    allow_partial: bool = False  # publish without a proxy that failed for every candidate (named as missing)
     real: RealConfig
     candidates: CandidatesConfig
     embedding: EmbeddingConfig = EmbeddingConfig()

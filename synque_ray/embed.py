@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from synque_ray.reading import RowSet
+from synque_ray.reading import InputChanged, RowSet
 from synque_ray.storage import Store
 
 # Rows per actor call, in encoder batches. `SentenceTransformer.encode` sorts its input by
@@ -113,8 +113,14 @@ def embed_rowsets(
     cpus_per_actor: int,
     on_done: Callable[[int, np.ndarray], None],
     on_rows: Callable[[int], None] = lambda n: None,
+    on_changed: Callable[[int, InputChanged], None] | None = None,
 ) -> None:
     """Embed every row set through one Ray Data pipeline; call `on_done(i, vectors)` per set.
+
+    A set is embedded from the texts its content hash was checked against when they were
+    read (`RowSet.texts`), so the vectors `on_done` gets, and the cache stores under that
+    hash, are those of the hashed rows. A set whose file changed since it was hashed is
+    passed to `on_changed(i, error)` and left out (raised when there is no `on_changed`).
 
     Order is preserved, so results arrive set by set and the driver only ever holds
     the set being completed.
@@ -135,7 +141,13 @@ def embed_rowsets(
     rows_per_call = batch_size * ENCODER_BATCHES_PER_CALL
     blocks = []
     for i, rs in enumerate(rowsets):
-        texts = rs.texts
+        try:
+            texts = rs.texts
+        except InputChanged as err:
+            if on_changed is None:
+                raise
+            on_changed(i, err)
+            continue
         for start in range(0, rs.size, rows_per_call):
             stop = min(start + rows_per_call, rs.size)
             blocks.append(ray.put(pa.table({

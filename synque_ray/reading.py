@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import numbers
+import os
 import string
 from pathlib import Path
 
@@ -25,11 +26,26 @@ from synque_ray.errors import UserError
 SUFFIXES = (".json", ".jsonl", ".parquet", ".csv")
 
 
+class InputChanged(Exception):
+    """A candidate's file no longer holds the rows its content hash was computed from.
+
+    Raised by `RowSet.texts`; a stage fails that candidate for this run (never commits
+    anything under the old hash), and the next run hashes the file anew and scores it."""
+
+    def __init__(self, name: str, path: Path, why: str = ""):
+        super().__init__(f"{path} changed during the run{why}; re-run to score it")
+        self.name, self.path = name, path
+
+
 class RowSet:
     """A named list of texts, with the content hash that keys its cache entries and results.
 
     Built from a file, it keeps only its hash and size and re-reads the texts when
     asked, so that the driver's memory does not grow with the number of candidates.
+    Every re-read is hashed again and must match: `texts` raises `InputChanged` when the
+    file changed since it was hashed, so every stage sees exactly the rows that were
+    hashed (the inputs are pinned for the run, SPEC §10b) and nothing computed from other
+    rows is ever stored under this hash.
     """
 
     def __init__(self, name: str, texts: list[str] | None = None, *, path: Path | None = None,
@@ -43,7 +59,15 @@ class RowSet:
 
     @property
     def texts(self) -> list[str]:
-        return self._texts if self._texts is not None else read_texts(self._path, self._spec)
+        if self._texts is not None:
+            return self._texts
+        try:
+            texts = read_texts(self._path, self._spec)
+        except UserError as err:  # deleted or broken since it was hashed
+            raise InputChanged(self.name, self._path, f" ({str(err).removeprefix(f'{self._path}: ')})") from None
+        if len(texts) != self.size or content_hash(texts) != self.content_hash:
+            raise InputChanged(self.name, self._path)
+        return texts
 
     def __repr__(self) -> str:
         return f"RowSet({self.name!r}, {self.size} rows)"
@@ -261,13 +285,28 @@ def read_texts(path: str | Path, spec: str) -> list[str]:
     return extract_texts(_read_records(path), spec, path)
 
 
-def list_candidates(location: str) -> list[tuple[str, Path]]:
-    """Candidate files of a folder or glob, sorted, as (id = file stem, path)."""
+def scan_candidates(location: str) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    """(candidate files of a folder or glob, sorted, as (id = file stem, path); every entry that was
+    passed over, path -> why). Symlinks are followed wherever they point (users link datasets in);
+    what is skipped is said, never dropped silently."""
     base = Path(location)
+    skipped: dict[str, str] = {}
     if base.is_dir():
-        paths = sorted(p for p in base.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        paths = []
+        for entry in sorted(base.iterdir()):
+            why = _skip_reason(entry)
+            if why is None:
+                paths.append(entry)
+            else:
+                skipped[str(entry)] = why
     elif any(ch in location for ch in "*?["):
-        paths = sorted(Path(p) for p in glob.glob(location) if Path(p).is_file())
+        paths = []
+        for entry in sorted(Path(p) for p in glob.glob(location)):
+            why = _skip_reason(entry, any_suffix=True)
+            if why is None:
+                paths.append(entry)
+            else:
+                skipped[str(entry)] = why
     elif base.is_file():
         paths = [base]
     else:
@@ -280,7 +319,25 @@ def list_candidates(location: str) -> list[tuple[str, Path]]:
         if path.stem in seen:
             raise UserError(f"duplicate candidate id '{path.stem}': {seen[path.stem]} and {path}")
         seen[path.stem] = path
-    return list(seen.items())
+    return list(seen.items()), skipped
+
+
+def _skip_reason(entry: Path, any_suffix: bool = False) -> str | None:
+    """Why a folder entry is not a candidate file, or None when it is one (a link is followed)."""
+    if entry.is_symlink() and not entry.exists():
+        return f"dangling symlink (points to {os.readlink(entry)})"
+    if entry.is_dir():
+        return "a folder, not a file"
+    if not entry.is_file():
+        return "not a regular file"
+    if not any_suffix and entry.suffix.lower() not in SUFFIXES:
+        return f"unsupported file type '{entry.suffix}' (use {', '.join(SUFFIXES)})"
+    return None
+
+
+def list_candidates(location: str) -> list[tuple[str, Path]]:
+    """Candidate files of a folder or glob, sorted, as (id = file stem, path)."""
+    return scan_candidates(location)[0]
 
 
 def seeded_indices(count: int, size: int | None, seed: int) -> list[int]:

@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from synque_ray.errors import UserError
-from synque_ray.runfiles import CandidateFile, candidate_paths, read_candidate, run_info, run_table
+from synque_ray.runfiles import CandidateFile, candidate_paths, published, read_candidate, run_info, run_table
 from synque_ray.storage import Store
 
 RECORD = "selection.json"
@@ -180,7 +180,7 @@ def _check_empty(choices: list[Choice], allow_empty: bool) -> None:
 
 def plan(run_dir: str, by: str, top: int, rules: Rules, allow_empty: bool = False) -> list[Choice]:
     """Check every input and read every chosen file; nothing is written here."""
-    run = Store(run_dir)
+    run = published(run_dir)  # the set LATEST names: never two runs' tables mixed
     info = run_info(run)
     ranked = _chosen_rankings(run_table(run, "rankings.parquet"), by, top, run.display("rankings.parquet"))
     rows = None

@@ -12,7 +12,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,6 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synque_ray.errors import UserError
+
+LOCK = ".lock"  # in an output folder while a run writes to it: {"pid", "host", "started", "token"}
 
 
 class WriteError(UserError):
@@ -49,6 +54,10 @@ class Store:
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}" if relative else self.root
+
+    def child(self, relative: str) -> Store:
+        """The store of a folder under this one."""
+        return Store(self.display(relative))
 
     def display(self, relative: str = "") -> str:
         return f"{self.location.rstrip('/')}/{relative}" if relative else self.location
@@ -117,11 +126,42 @@ class Store:
         self.write_bytes(relative, text.encode("utf-8"))
 
     def read_json(self, relative: str) -> object | None:
+        payload = self.read_bytes(relative)
         try:
-            with self.fs.open_input_stream(self.path(relative)) as stream:
-                return json.loads(stream.read().decode("utf-8"))
-        except (FileNotFoundError, OSError, ValueError):
+            return None if payload is None else json.loads(payload.decode("utf-8"))
+        except ValueError:
             return None
+
+    def delete(self, relative: str) -> None:
+        """Remove a file or a folder (with what it holds); nothing when it is absent."""
+        info = self.fs.get_file_info(self.path(relative))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(relative))
+        elif info.type != pafs.FileType.NotFound:
+            self.fs.delete_file(self.path(relative))
+
+    def create_exclusive(self, relative: str, payload: bytes) -> bool:
+        """Write a new file only if none is there; False when one is. Atomic on a local disk (a
+        hard link of a complete temporary file, which fails if the name exists); on an object
+        store, where nothing is exclusive, checked first and then written."""
+        target = self.path(relative)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
+                return False
+            self.write_bytes(relative, payload)
+            return True
+        temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(payload)
+            os.link(temporary, target)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            if os.path.lexists(temporary):
+                os.unlink(temporary)
 
     def listing(self, relative: str = "") -> list[tuple[str, bool]] | None:
         """(name, is_folder) of each entry of a folder, sorted; None when the folder does not exist."""
@@ -130,3 +170,60 @@ class Store:
             return None
         entries = self.fs.get_file_info(pafs.FileSelector(self.path(relative)))
         return sorted((e.base_name, e.type == pafs.FileType.Directory) for e in entries)
+
+
+@dataclass
+class OutputLock:
+    """The lock a run holds on its output folder while it computes and publishes."""
+
+    store: Store
+    token: str
+    note: str | None = None  # set when a stale lock was taken over
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours."""
+        held = self.store.read_json(LOCK)
+        if isinstance(held, dict) and held.get("token") == self.token:
+            self.store.delete(LOCK)
+
+
+def _holder_is_gone(holder: dict) -> bool:
+    """A lock of a process of this host that no longer runs (another host's cannot be checked)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def lock_output(store: Store) -> OutputLock:
+    """Take the output folder's lock, or a UserError naming who holds it. A lock left by a process of
+    this host that is gone (a killed run) is taken over, with a note saying so."""
+    token = uuid.uuid4().hex
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "token": token}
+    note = None
+    for _ in range(3):
+        try:
+            taken = store.create_exclusive(LOCK, json.dumps(mine).encode("utf-8"))
+        except OSError as err:
+            raise UserError(f"{store.display()}: cannot write to the output folder ({str(err).splitlines()[0]})"
+                            ) from None
+        if taken:
+            return OutputLock(store, token, note)
+        holder = store.read_json(LOCK)
+        if not isinstance(holder, dict):
+            holder = {}  # being written this instant, or damaged: treated as held
+        if _holder_is_gone(holder):
+            note = (f"took over the stale lock {store.display(LOCK)}: pid {holder['pid']} on {holder['host']} "
+                    f"(since {holder.get('started', '?')}) is no longer running")
+            store.delete(LOCK)
+            continue
+        raise UserError(f"{store.display()}: another run is writing to this output (pid {holder.get('pid', '?')} "
+                        f"on {holder.get('host', '?')}, since {holder.get('started', '?')}); wait for it to end, or "
+                        f"delete {store.display(LOCK)} if that run is gone")
+    raise UserError(f"{store.display(LOCK)}: could not take the output's lock; try again")

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from html import escape
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -16,7 +17,7 @@ from scipy.stats import spearmanr
 from synque_ray.findings import FINDING_COLUMNS
 from synque_ray.reading import read_texts
 from synque_ray.report import build_page, candidate_view, load, render, view, write_report
-from synque_ray.runfiles import candidate_paths
+from synque_ray.runfiles import candidate_paths, published
 from synque_ray.verdict import PROXY_LEGEND, verdict
 from tests._scored_run import ROWS, SEEDS
 
@@ -226,6 +227,7 @@ def _with_lens(scored_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(scored_run.output, out)
     run = load.load_run(str(out))
+    folder = Path(published(str(out)).root)  # the published set, which readers follow
     dataset_id = sorted(scored_run.quality)[0]
     rows = []
     for seed in SEEDS:
@@ -238,8 +240,8 @@ def _with_lens(scored_run, tmp_path):
                   "synthetic_vs_real": ["synthetic repeats templates"]}
         (out / "rubrics" / dataset_id).mkdir(parents=True, exist_ok=True)
         (out / "rubrics" / dataset_id / f"seed{seed}.json").write_text(json.dumps(rubric))
-    pl.DataFrame(rows).write_parquet(out / "lens_judgements.parquet")
-    run.row_scores.with_columns(pl.lit(0.25).alias("lens_p_real")).write_parquet(out / "row_scores.parquet")
+    pl.DataFrame(rows).write_parquet(folder / "lens_judgements.parquet")
+    run.row_scores.with_columns(pl.lit(0.25).alias("lens_p_real")).write_parquet(folder / "row_scores.parquet")
     return out, dataset_id
 
 
@@ -262,17 +264,18 @@ def test_lens_rubric_and_the_four_permutations(scored_run, tmp_path):
 def test_missing_pieces_are_said_on_the_page(scored_run, tmp_path):
     out = tmp_path / "bare"
     shutil.copytree(scored_run.output, out)
+    folder = Path(published(str(out)).root)  # the published set, which readers follow
     for name in ("evaluation.json", "row_scores.parquet"):
-        (out / name).unlink()
+        (folder / name).unlink()
     shutil.rmtree(out / "cache")
     for extra in sorted((out / "runs").iterdir())[:-1]:
         shutil.rmtree(extra)
-    info = json.loads((out / "run.json").read_text())
+    info = json.loads((folder / "run.json").read_text())
     info["config"]["candidates"]["path"] = str(tmp_path / "moved")
-    (out / "run.json").write_text(json.dumps(info))
-    [target] = write_report(str(out))
+    (folder / "run.json").write_text(json.dumps(info))
+    written = write_report(str(out))
     html = (out / "report.html").read_text()
-    assert target == f"{out}/report.html"
+    assert written == [f"{out}/report.html", f"{folder}/report.html"] and (folder / "report.html").read_text() == html
     for said in ("no evaluation.json", "1 run(s) under runs/", "row_scores.parquet is missing",
                  "LENS did not run", "candidate files not found", "not in the cache"):
         assert said in html, said

@@ -13,6 +13,7 @@ import pytest
 
 from synque_ray import cli
 from synque_ray.reading import row_hashes
+from synque_ray.runfiles import published
 from synque_ray.selection import parse_drop_rule
 
 pytestmark = pytest.mark.ray
@@ -98,16 +99,17 @@ def _fails(capsys, run_dir, args, message, out):
 
 def test_bad_input_is_one_line_and_writes_nothing(scored_run, capsys, tmp_path):
     run, out = scored_run.output, tmp_path / "sel"
+    folder = published(str(run)).display()  # the published set select reads: runs/<LATEST>/
     base = ["--out", str(out)]
     _fails(capsys, run, ["--by", "nope", "--top", "1", *base],
-           f"--by nope: no such proxy in {run}/rankings.parquet (proxies: ensemble, mauve, mdm, mmd, pad)", out)
+           f"--by nope: no such proxy in {folder}/rankings.parquet (proxies: ensemble, mauve, mdm, mmd, pad)", out)
     _fails(capsys, run, ["--by", "pad", "--top", "9", *base],
            "--top 9: must be between 1 and the 4 candidates ranked by pad", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "p_synthetic=>0.9", *base],
            "--drop-rows 'p_synthetic=>0.9': expected SIGNAL>VALUE, SIGNAL>=VALUE, SIGNAL<VALUE, SIGNAL<=VALUE or "
            "a yes/no SIGNAL alone, e.g. p_synthetic>0.9", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "loss>1", *base],
-           f"--drop-rows: unknown signal 'loss' ({run}/row_scores.parquet has: p_synthetic, nearest_real_distance, "
+           f"--drop-rows: unknown signal 'loss' ({folder}/row_scores.parquet has: p_synthetic, nearest_real_distance, "
            "copies_real, text_chars)", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "p_synthetic>0.5", "--drop-rows", "duplicate_group",
                          *base],

@@ -11,23 +11,17 @@ never leaves a half-written model that a later run would trust.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from synque_ray.errors import UserError
-from synque_ray.models import looks_like_hub_id
+from synque_ray.models import local_model_id, looks_like_hub_id, model_cache_dir  # noqa: F401 - part of this API
 
 BUNDLED_LLM = "bundled-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _COMPLETE = ".synque-complete"
-
-
-def model_cache_dir() -> Path:
-    override = os.environ.get("SYNQUE_MODEL_CACHE")
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "synque_ray" / "models"
 
 
 def bundled_gguf() -> Path:
@@ -102,7 +96,7 @@ def resolve_llm(name: str, key: str) -> tuple[str, str]:
     if path.exists():
         if not path.is_dir():
             raise UserError(f"{key}: model path '{name}' is not a folder (vLLM needs a Hugging Face model folder)")
-        return str(path.resolve()), str(path.resolve())
+        return str(path.resolve()), local_model_id(path)  # keyed by content: weights replaced in place count
     if looks_like_hub_id(name):
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")

@@ -16,9 +16,13 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Params(BaseModel):
-    """A proxy's parameters: strict (an unknown key is an error) and hashable into result keys."""
+    """A proxy's parameters: strict (an unknown key is an error) and hashable into result keys.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A parameter that can only make the proxy fail (or score every candidate the same) is
+    refused when the config is read, with a one-line reason: never discovered per candidate.
+    NaN and infinity are refused for every number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     def min_rows(self) -> tuple[int, str]:
         """(fewest rows a candidate needs, why): one row unless the proxy says otherwise."""

@@ -27,8 +27,14 @@ class MmdParams(Params):
     kernel: Literal["polynomial", "rbf", "laplacian", "linear", "sigmoid"] = "polynomial"
     degree: int = Field(3, gt=0)
     coef0: float = 1.0
-    gamma: float | None = None  # None: scikit-learn's default, 1 / n_features
+    gamma: float | None = Field(None, gt=0)  # None: scikit-learn's default, 1 / n_features
     estimator: Literal["biased", "unbiased"] = "unbiased"
+
+    def min_rows(self) -> tuple[int, str]:
+        """The unbiased estimator leaves the diagonal out: a sample needs two rows for a pair."""
+        return (2, "mmd's unbiased estimator") if self.estimator == "unbiased" else (1, "scoring")
+
+    min_real_rows = min_rows
 
 
 def _mean(kernel: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray, same: bool, unbiased: bool) -> np.ndarray:

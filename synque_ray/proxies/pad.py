@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
 
@@ -31,6 +31,13 @@ class PadParams(Params):
     folds: int = Field(5, ge=0)  # 0: one stratified holdout (the paper's)
     holdout: float = Field(0.2, gt=0, lt=1)  # used when folds is 0
     balanced: bool = True
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:  # one fold trains on nothing: PAD would fail on every candidate
+            raise ValueError("must be 0 (one holdout) or at least 2 (cross-fitting), got 1")
+        return value
 
     def min_rows(self) -> tuple[int, str]:
         if self.folds:

@@ -12,6 +12,7 @@ import polars as pl
 from synque_ray.errors import UserError
 from synque_ray.findings import flagged_lines, with_findings
 from synque_ray.report import load, plots, render, view
+from synque_ray.runfiles import copy_if_latest
 from synque_ray.storage import Store
 from synque_ray.verdict import verdict
 
@@ -105,17 +106,23 @@ def split_location(target: str) -> tuple[Store, str]:
     return Store(folder or "."), name
 
 
-def write_report(run_dir: str, targets: list[str] | None = None) -> list[str]:
-    """Render the run's report and write it (atomically) to each target, by default
-    RUN_DIR/report.html; returns where it was written. A target that is a folder is refused
-    before anything is drawn."""
-    targets = targets or [f"{run_dir.rstrip('/')}/report.html"]
-    places = [split_location(target) for target in targets]
-    for target, (store, name) in zip(targets, places, strict=True):
+def write_report(run_dir: str, targets: list[str] | None = None, stamp: str | None = None) -> list[str]:
+    """Render the report of the run's published set (or of `runs/<stamp>/`) and write it (atomically) to
+    each target, by default into that set; returns where it was written (the top-level copy first
+    when the set is the published one). A target that is a folder is refused before anything is drawn."""
+    places = [split_location(target) for target in targets or []]
+    for target, (store, name) in zip(targets or [], places, strict=True):
         if store.listing(name) is not None:
             raise UserError(f"{target}: is a folder; give the HTML file to write, e.g. "
                             f"{target.rstrip('/')}/report.html")
-    html = render.render_page(build_page(load.load_run(run_dir))).encode("utf-8")
-    for store, name in places:
-        store.write_bytes(name, html)
-    return targets
+    run = load.load_run(run_dir, stamp)
+    html = render.render_page(build_page(run)).encode("utf-8")
+    if targets:
+        for store, name in places:
+            store.write_bytes(name, html)
+        return targets
+    folder, root = Store(run.folder), Store(run_dir)
+    folder.write_bytes("report.html", html)
+    if copy_if_latest(root, folder, "report.html"):
+        return [root.display("report.html"), folder.display("report.html")]
+    return [folder.display("report.html")]

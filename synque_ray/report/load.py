@@ -16,7 +16,8 @@ import polars as pl
 
 from synque_ray.embed import EmbeddingCache
 from synque_ray.errors import UserError
-from synque_ray.runfiles import CandidateFile, candidate_paths, read_candidate, run_info, run_table
+from synque_ray.runfiles import (CandidateFile, candidate_paths, latest_stamp, published, read_candidate, run_info,
+                                 run_table)
 from synque_ray.storage import Store, WriteError
 
 HISTORY_RUNS = 8  # the latest runs a history table shows
@@ -24,7 +25,9 @@ HISTORY_RUNS = 8  # the latest runs a history table shows
 
 @dataclass
 class RunData:
-    """The tables of one run folder, with a note for each optional piece that is absent."""
+    """The tables of one run's output set, with a note for each optional piece that is absent.
+
+    location: the output folder (its cache, rubrics and history); folder: the set read."""
 
     location: str
     info: dict
@@ -35,6 +38,7 @@ class RunData:
     judgements: pl.DataFrame | None = None
     history: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # section -> why it is empty
+    folder: str = ""
 
 
 @dataclass
@@ -48,11 +52,13 @@ class CandidateInputs:
     notes: list[str]
 
 
-def load_run(location: str) -> RunData:
-    """The run folder's tables; a UserError when it is not a finished run."""
-    store = Store(location)
-    run = RunData(store.display(), run_info(store), run_table(store, "scores.parquet"),
-                  run_table(store, "rankings.parquet"))
+def load_run(location: str, stamp: str | None = None) -> RunData:
+    """The tables of the output set `LATEST` names (or of `runs/<stamp>/`, or of the folder itself
+    when it has no pointer); a UserError when it is not a finished run."""
+    root = Store(location)
+    store = published(root, stamp)
+    run = RunData(root.display(), run_info(store), run_table(store, "scores.parquet"),
+                  run_table(store, "rankings.parquet"), folder=store.display())
     run.row_scores = run_table(store, "row_scores.parquet", required=False)
     if run.row_scores is None:
         run.notes["rows"] = "row_scores.parquet is missing: no per-row signals for this run"
@@ -62,16 +68,18 @@ def load_run(location: str) -> RunData:
     run.judgements = run_table(store, "lens_judgements.parquet", required=False)
     if run.judgements is None:
         run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
-    run.history = load_history(store)
+    run.history = load_history(root)
     if len(run.history) < 2:
         run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"
     return run
 
 
 def load_history(store: Store, latest: int = HISTORY_RUNS) -> list[tuple[str, pl.DataFrame]]:
-    """(stamp, rankings) of the latest runs under runs/, oldest first; unreadable ones skipped."""
+    """(stamp, rankings) of the latest published runs under runs/, oldest first; unreadable ones
+    skipped, and so are sets newer than the one `LATEST` names (a run still writing, or killed)."""
     entries = store.listing("runs") or []
-    stamps = [name for name, is_folder in entries if is_folder]
+    newest = latest_stamp(store)
+    stamps = [name for name, is_folder in entries if is_folder and (newest is None or name <= newest)]
     found = []
     for stamp in stamps:
         table = run_table(store, f"runs/{stamp}/rankings.parquet", required=False)

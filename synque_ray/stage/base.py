@@ -12,6 +12,8 @@ same way for every stage:
   the mark of a complete candidate and a crash leaves it redone, never half-trusted;
 - failure: a candidate that fails is recorded with a one-line reason and the others
   go on; an exception out of `run` fails only the candidates not yet committed;
+- pinned inputs: a candidate whose file changed since it was hashed (`InputChanged`,
+  raised when its texts are read) fails for this run, and the stage goes on with the rest;
 - counts and wall time per stage.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from synque_ray.errors import UserError
-from synque_ray.reading import RowSet
+from synque_ray.reading import InputChanged, RowSet
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
 from synque_ray.storage import Store
 
@@ -150,7 +152,8 @@ def run_stage(stage: Stage, candidates: list[RowSet], store: Store, fresh: bool 
     """Run one stage over the candidates it selects: reuse what is committed, compute the rest."""
     started = time.perf_counter()
     chosen, skipped = stage.select(candidates, earlier or [])
-    failed = stage.prepare(chosen, store, fresh)
+    failed: dict[str, str] = {}
+    failed.update(pinned(lambda rest: stage.prepare(rest, store, fresh), chosen, failed) or {})
     chosen = [c for c in chosen if c.name not in failed]
     outcome = StageOutcome(stage.name, {c.name: stage_key(stage, c) for c in chosen}, failed=dict(failed),
                            skipped=skipped)
@@ -176,6 +179,18 @@ def stage_key(stage: Stage, candidate: RowSet) -> str:
     return digest({"stage": stage.name, "candidate": candidate.content_hash, **stage.key_payload(candidate)})
 
 
+def pinned(call: Callable[[list[RowSet]], object], candidates: list[RowSet], failed: dict[str, str]) -> object:
+    """`call(candidates)`; when a candidate's file changed since it was hashed, that candidate is
+    failed (with the one-line reason) and `call` runs again on the rest not failed yet."""
+    while True:
+        try:
+            return call([c for c in candidates if c.name not in failed])
+        except InputChanged as err:
+            if err.name in failed or err.name not in {c.name for c in candidates}:
+                raise
+            failed[err.name] = str(err)
+
+
 def _compute(stage: Stage, todo: list[RowSet], store: Store, outcome: StageOutcome) -> None:
     """`stage.run` with the commit and failure rules applied."""
     expected = {c.name: stage.expected_results(c) for c in todo}
@@ -198,8 +213,10 @@ def _compute(stage: Stage, todo: list[RowSet], store: Store, outcome: StageOutco
 
         ensure_ray()
         try:
+            # A rerun after a changed file skips what is committed: only the rest is computed again.
             with without_restart_notice():  # a healthy run shows no error line (stage/tasks.py)
-                stage.run(todo, commit, fail)
+                pinned(lambda rest: stage.run([c for c in rest if c.name not in outcome.committed], commit, fail),
+                       todo, outcome.failed)
         except UserError:
             raise  # the user's to fix, and the same for every candidate: one line, nothing more
         except Exception as err:  # noqa: BLE001 - one candidate's failure rule for every stage

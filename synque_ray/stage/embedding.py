@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
-from synque_ray.reading import RowSet, row_hashes
+from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
 from synque_ray.rowsignals import exact_copies, real_text_set
 from synque_ray.scoring import TaskSpec, score_pair
@@ -91,7 +91,8 @@ class EmbeddingStage(Stage):
         resources = self.config.resources
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
         embed_rowsets(missing, self.model_path, self.config.embedding.batch_size, resources.embed_actors,
-                      resources.embed_gpus, cpus, embedded, bar.rows)
+                      resources.embed_gpus, cpus, embedded, bar.rows,
+                      on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)))
         tasks.submit_all(cached, self.cache)
 
 
@@ -204,8 +205,13 @@ class _ProxyTasks:
         parts = self.parts[dataset_id]
         parts.append(part)
         if len(parts) == len(self.stage.real) + 1:
-            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), self.stage.real_texts,
-                                     self.candidates[dataset_id].texts)
+            try:
+                texts = self.candidates[dataset_id].texts  # the hashed rows, or InputChanged
+            except InputChanged as err:
+                self.parts.pop(dataset_id)
+                self.fail(dataset_id, str(err))
+                return
+            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), self.stage.real_texts, texts)
             self.commit(dataset_id, Committed(results, rows))
             self.done.append(results)
             self.bar.scored_one()

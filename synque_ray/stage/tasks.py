@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import polars as pl
 
-from synque_ray.reading import RowSet
+from synque_ray.reading import InputChanged, RowSet
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, one_line
 
 
@@ -163,7 +163,11 @@ class TaskStage(Stage):
         remotes: dict[Callable, object] = {}
         pending = {}
         for candidate in todo:
-            function, args = self.task(candidate)
+            try:
+                function, args = self.task(candidate)  # reads its texts: the hashed rows, or InputChanged
+            except InputChanged as err:
+                fail(candidate.name, str(err))
+                continue
             if function not in remotes:
                 remotes[function] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                                                max_retries=self.retries)(function)
