@@ -367,7 +367,7 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
     from synque_ray.evaluate import evaluate_run
     from synque_ray.report.load import load_run
     from synque_ray.runfiles import published
-    from synque_ray.selection import plan
+    from synque_ray.selection import Rules, plan
 
     candidates = _candidates(demo_data, tmp_path)
     (candidates / "gone.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
@@ -407,7 +407,7 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
     assert published(str(output)).display() == f"{output}/runs/{stamp}"
     assert json.loads((output / "run.json").read_text())["started_at"] == stamp
     assert (output / "report.html").read_bytes() == page
-    _, choices, _ = plan(str(output), "ensemble", 1, str(tmp_path / "sel"), None)
+    choices = plan(str(output), "ensemble", 1, Rules())
     assert choices[0].file.recorded_hash == info["content_hashes"]["candidates"][choices[0].file.dataset_id]
     performance = tmp_path / "perf.csv"
     ids = info["content_hashes"]["candidates"]
