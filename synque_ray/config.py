@@ -62,7 +62,8 @@ class CandidatesConfig(_Strict):
 class EmbeddingConfig(_Strict):
     model: str = "bundled-minilm"
     batch_size: int = Field(256, gt=0)
-    # Inference precision: int8 (ONNX Runtime, CPU only) or fp32; unset = int8 on CPUs, fp32 on GPUs.
+    # Inference precision: fp32, or int8 (ONNX Runtime, CPU only); unset = embed.CPU_PRECISION on CPUs,
+    # fp32 on GPUs.
     precision: Literal["fp32", "int8"] | None = None
 
 

@@ -105,8 +105,10 @@ def _onnx_encoder(model_path: str, threads: int) -> Callable[[list[str], int], n
 
 # embedding.precision → (backend named in cache keys, what builds the encoder). Without GPUs
 # the precision left unset is CPU_PRECISION; with GPUs it is fp32 (int8 is a CPU choice).
+# int8 becomes the CPU default once it is shown to keep the rankings and to embed at ≥ 2× the
+# bare fp32 encode (issue 15); BENCHMARKS.md has where the measurement stands.
 ENCODERS = {"fp32": ("sentence-transformers", _torch_encoder), "int8": ("onnxruntime", _onnx_encoder)}
-CPU_PRECISION = "int8"
+CPU_PRECISION = "fp32"
 
 
 def embedding_precision(config) -> str:
