@@ -121,12 +121,15 @@ def folder_digest(folder: Path) -> str:
 
 
 def export_key(folder: Path, quantize: bool = True) -> str:
-    """The cache name of a folder's export: its content, the recipe and the tools' versions."""
-    import onnxruntime
-    import torch
+    """The cache name of a folder's export: its content, the recipe and the tools' versions.
 
-    parts = [folder_digest(folder), f"recipe{RECIPE}", f"opset{OPSET}", f"torch{torch.__version__}",
-             f"ort{onnxruntime.__version__}", "int8" if quantize else "fp32"]
+    Versions are read from the installed packages' metadata, so finding an existing
+    export never imports torch.
+    """
+    from importlib import metadata
+
+    parts = [folder_digest(folder), f"recipe{RECIPE}", f"opset{OPSET}", f"torch{metadata.version('torch')}",
+             f"ort{metadata.version('onnxruntime')}", "int8" if quantize else "fp32"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -202,6 +205,34 @@ def _export(folder: Path, out: Path, quantize: bool) -> None:
 # --------------------------------------------------------------------- the encoder
 
 
+def _tokenizer(folder: Path, max_length: int | None):
+    """(texts → token ids with special tokens, truncated to max_length; the padding id).
+
+    The folder's tokenizer.json through the `tokenizers` library when there is one:
+    it is what transformers' fast tokenizer runs, without importing transformers and
+    torch into the actor (a minute of its start-up on a busy machine). Otherwise
+    transformers' AutoTokenizer.
+    """
+    if (folder / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        if max_length is not None:
+            tokenizer.enable_truncation(max_length)
+        special = folder / "special_tokens_map.json"
+        pad = json.loads(special.read_text()).get("pad_token") if special.is_file() else None
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        pad_id = tokenizer.token_to_id(pad) if pad else None
+        return (lambda texts: [e.ids for e in tokenizer.encode_batch(texts)]), pad_id or 0
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return (lambda texts: tokenizer(texts, truncation=max_length is not None, max_length=max_length)["input_ids"],
+            tokenizer.pad_token_id or 0)
+
+
 class OnnxEncoder:
     """Embeds texts as the sentence-transformers model would, through the exported ONNX file.
 
@@ -211,11 +242,10 @@ class OnnxEncoder:
 
     def __init__(self, model_path: str, threads: int, quantize: bool = True, root: Path | None = None):
         import onnxruntime
-        from transformers import AutoTokenizer
 
         folder = Path(model_path)
         self.head = read_head(folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.tokenize, self.pad_id = _tokenizer(folder, self.head.max_length)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
@@ -223,7 +253,6 @@ class OnnxEncoder:
         self.session = onnxruntime.InferenceSession(str(exported_model(folder, root, quantize)), options,
                                                     providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
-        self.pad_id = self.tokenizer.pad_token_id or 0
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """(len(texts), dim) float32; texts are batched by token count, longest first, to pad little."""
@@ -231,8 +260,7 @@ class OnnxEncoder:
             return np.zeros((0, self.session.get_outputs()[0].shape[-1] or 0), dtype=np.float32)
         if self.head.lower_case:
             texts = [text.lower() for text in texts]
-        ids = self.tokenizer(list(texts), truncation=self.head.max_length is not None,
-                             max_length=self.head.max_length, add_special_tokens=True)["input_ids"]
+        ids = self.tokenize(list(texts))
         lengths = np.array([len(row) for row in ids])
         order = np.argsort(-lengths, kind="stable")
         out: np.ndarray | None = None
