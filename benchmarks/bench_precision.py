@@ -161,6 +161,44 @@ def agreement(args) -> None:
     assert np.isfinite([row["agreement_min"] for row in table.values()]).all()
 
 
+def cached(args) -> None:
+    """Agreement on the candidates already embedded at both precisions in a config's cache, for the
+    cheap proxies (MDM, MMD², density, coverage), computed here without the engine: an indication
+    while the full run (which `agreement` reads) is not done."""
+    from synque_ray.config import load_config
+    from synque_ray.embed import EmbeddingCache, resolve_embedding
+    from synque_ray.pipeline import read_candidates, read_real
+    from synque_ray.proxies.coverage import coverage, density
+    from synque_ray.proxies.mdm import mdm
+    from synque_ray.proxies.mmd import mmd_squared
+    from synque_ray.storage import Store
+
+    config = load_config(args.config)
+    caches = {}
+    for precision in ("fp32", "int8"):
+        raw = config.model_dump()
+        raw["embedding"]["precision"] = precision
+        caches[precision] = EmbeddingCache(Store(config.cache_location),
+                                           resolve_embedding(type(config).model_validate(raw))[1])
+    real = {seed: {p: c.load(rs) for p, c in caches.items()} for seed, rs in read_real(config).items()}
+    candidates = [rs for rs in read_candidates(config) if all(c.has(rs) for c in caches.values())]
+    alone = {"mdm": lambda s, r: mdm(s, k=3)}
+    paired = {"mmd": lambda s, r: -mmd_squared(s, r, estimator="unbiased"),
+              "density": density, "coverage": coverage}
+    scores: dict = {}
+    for rs in candidates:
+        vectors = {p: c.load(rs) for p, c in caches.items()}
+        for seed, reals in real.items():
+            for name, proxy in {**alone, **paired}.items():
+                for p in caches:
+                    scores.setdefault((name, seed, p), []).append(proxy(vectors[p], reals[p]))
+    print(f"{len(candidates)} candidates embedded at both precisions")
+    for name in {**alone, **paired}:
+        rho = [stats.spearmanr(scores[(name, seed, "fp32")], scores[(name, seed, "int8")]).statistic
+               for seed in real]
+        print(f"| {name} | {', '.join(f'{r:.3f}' for r in rho)} | {min(rho):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +215,9 @@ def main() -> None:
     compare.add_argument("--id-column", required=True)
     compare.add_argument("--metric", required=True)
     compare.set_defaults(run=agreement)
+    partial = commands.add_parser("cached")
+    partial.add_argument("config")
+    partial.set_defaults(run=cached)
     args = parser.parse_args()
     args.run(args)
 
