@@ -75,6 +75,9 @@ class CandidatesConfig(_Strict):
 class EmbeddingConfig(_Strict):
     model: str = "bundled-minilm"
     batch_size: int = Field(256, gt=0)
+    # Inference precision: fp32, or int8 (ONNX Runtime, CPU only); unset = embed.CPU_PRECISION on CPUs,
+    # fp32 on GPUs.
+    precision: Literal["fp32", "int8"] | None = None
 
 
 class RankingConfig(_Strict):
@@ -180,6 +183,9 @@ class _JobFields(_Strict):
             if cascade.by != "ensemble" and cascade.by not in cheap:
                 raise ValueError(f"lens.candidates.by: '{cascade.by}' is not ensemble or a proxy in proxies "
                                  f"other than lens ({', '.join(cheap) or 'none'})")
+        if self.embedding.precision == "int8" and self.resources.embed_gpus > 0:
+            raise ValueError("embedding.precision: int8 runs on CPUs only; with resources.embed_gpus > 0 "
+                             "use fp32 or leave precision unset")
         return self
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from synque_ray.models import resolve_model
 from synque_ray.reading import InputChanged, RowSet
 from synque_ray.storage import Store
 
@@ -83,25 +84,67 @@ class EmbeddingCache:
         self.store.write_table(self._key(rowset), pa.table({"embedding": column}))
 
 
+def _torch_encoder(model_path: str, threads: int) -> Callable[[list[str], int], np.ndarray]:
+    """fp32: sentence-transformers on torch, on the GPU when the actor holds one."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, threads))
+    model = SentenceTransformer(model_path, device="cuda" if torch.cuda.is_available() else "cpu")
+    return lambda texts, batch_size: model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                                  show_progress_bar=False)
+
+
+def _onnx_encoder(model_path: str, threads: int) -> Callable[[list[str], int], np.ndarray]:
+    """int8: the model's quantized ONNX export on ONNX Runtime (CPU only; synque_ray/onnx_embed.py)."""
+    from synque_ray.onnx_embed import OnnxEncoder
+
+    return OnnxEncoder(model_path, threads).encode
+
+
+# embedding.precision → (backend named in cache keys, what builds the encoder). Without GPUs
+# the precision left unset is CPU_PRECISION; with GPUs it is fp32 (int8 is a CPU choice).
+# int8 becomes the CPU default once it is shown to keep the rankings and to embed at ≥ 2× the
+# bare fp32 encode (issue 15); BENCHMARKS.md has where the measurement stands.
+ENCODERS = {"fp32": ("sentence-transformers", _torch_encoder), "int8": ("onnxruntime", _onnx_encoder)}
+CPU_PRECISION = "fp32"
+
+
+def embedding_precision(config) -> str:
+    """The precision a job embeds at: the config's, or the default for where it runs."""
+    if config.embedding.precision is not None:
+        return config.embedding.precision
+    return "fp32" if config.resources.embed_gpus > 0 else CPU_PRECISION
+
+
+def resolve_embedding(config) -> tuple[str, str]:
+    """(what to load, the model id of cache and result keys).
+
+    The id names the precision and backend, so int8 and fp32 embeddings never share
+    a cache entry or a result. fp32 keeps the bare model id: caches made before
+    precisions existed stay valid.
+    """
+    path, model_id = resolve_model(config.embedding.model, "embedding.model")
+    precision = embedding_precision(config)
+    if precision == "fp32":
+        return path, model_id
+    from synque_ray.onnx_embed import RECIPE
+
+    return path, f"{model_id}#{precision}-{ENCODERS[precision][0]}-r{RECIPE}"
+
+
 class Embedder:
-    """Ray Data actor: loads the sentence-transformers model once, embeds batches."""
+    """Ray Data actor: loads the model once at the given precision, embeds batches."""
 
-    def __init__(self, model_path: str, batch_size: int, threads: int = 1):
-        import torch
-        from sentence_transformers import SentenceTransformer
-
+    def __init__(self, model_path: str, batch_size: int, threads: int = 1, precision: str = "fp32"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        if not torch.cuda.is_available():
-            torch.set_num_threads(max(1, threads))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = SentenceTransformer(model_path, device=device)
+        self.encode = ENCODERS[precision][1](model_path, threads)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = self.model.encode(
-            list(batch["text"]), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
-        return {"set": batch["set"], "row": batch["row"], "embedding": vectors.astype(np.float32)}
+        vectors = self.encode(list(batch["text"]), self.batch_size)
+        return {"set": batch["set"], "row": batch["row"], "embedding": np.asarray(vectors, dtype=np.float32)}
 
 
 def embed_rowsets(
@@ -114,6 +157,7 @@ def embed_rowsets(
     on_done: Callable[[int, np.ndarray], None],
     on_rows: Callable[[int], None] = lambda n: None,
     on_changed: Callable[[int, InputChanged], None] | None = None,
+    precision: str = "fp32",
 ) -> None:
     """Embed every row set through one Ray Data pipeline; call `on_done(i, vectors)` per set.
 
@@ -158,7 +202,8 @@ def embed_rowsets(
     # A killed actor is restarted and its in-flight batches are retried (Ray Data's pool).
     dataset = map_actor_pool(
         ray.data.from_arrow_refs(blocks), Embedder,
-        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor},
+        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor,
+                   "precision": precision},
         actors=actors, batch_size=None, batch_format="numpy",  # one block per call
         num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
     )

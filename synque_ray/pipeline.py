@@ -19,10 +19,9 @@ from importlib import metadata
 import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
-from synque_ray.embed import EmbeddingCache
+from synque_ray.embed import EmbeddingCache, resolve_embedding
 from synque_ray.errors import RunFailed, UserError
 from synque_ray.findings import add_findings
-from synque_ray.models import resolve_model
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
                                split_failures)
@@ -123,7 +122,7 @@ def build_stages(config: JobConfig, real: dict[int, RowSet], candidates: list[Ro
     """The job's stages in order, each checked (models resolved, settings sane) before any work."""
     stages: list[Stage] = []
     if config.embedding_proxies:
-        model = resolve_model(config.embedding.model, "embedding.model")
+        model = resolve_embedding(config)  # the id names the precision: int8 and fp32 never share entries
         cache = EmbeddingCache(Store(config.cache_location), model[1])
         stages.append(EmbeddingStage(config, real, model, cache, fresh, progress))
     if "perplexity" in config.proxies:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import polars as pl
 
-from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets
+from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets, embedding_precision
 from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
 from synque_ray.rowsignals import exact_copies, real_text_set
@@ -92,7 +92,8 @@ class EmbeddingStage(Stage):
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
         embed_rowsets(missing, self.model_path, self.config.embedding.batch_size, resources.embed_actors,
                       resources.embed_gpus, cpus, embedded, bar.rows,
-                      on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)))
+                      on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)),
+                      precision=embedding_precision(self.config))
         tasks.submit_all(cached, self.cache)
 
 

@@ -1,0 +1,230 @@
+"""embedding.precision (SPEC §5): int8 through an ONNX export of the real bundled model, beside fp32."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synque_ray.onnx_embed as onnx_embed
+from synque_ray.config import parse_config
+from synque_ray.embed import CPU_PRECISION, EmbeddingCache, embedding_precision, resolve_embedding
+from synque_ray.errors import UserError
+from synque_ray.onnx_embed import POOLERS, OnnxEncoder, exported_model, l2_normalize, read_head
+from synque_ray.storage import Store
+
+HEADLINES = [
+    "Shares of the retailer jumped 12% after a strong holiday quarter",
+    "Oil prices slide as inventories build for a third straight week",
+    "Central bank holds rates steady, signals patience on cuts",
+    "Tech giant misses revenue estimates; stock falls in late trading",
+    "Small-cap index posts its best month since 2020",
+    "Airline warns of weaker summer bookings amid fuel costs",
+]
+# What the head must reproduce exactly: stray spaces, an empty text, one longer than the 256 tokens kept.
+AWKWARD = ["  padded with spaces  ", "", "a", "Markets wobble after the report. " * 60, "Ünïcödé — and emoji 🙂"]
+
+
+@pytest.fixture(scope="module")
+def onnx_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(bundled_model_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(bundled_model_path, device="cpu")
+    return lambda texts: model.encode(texts, batch_size=4, convert_to_numpy=True)
+
+
+def raw_config(**embedding):
+    return {"name": "t", "output": "/tmp/x", "real": {"path": "r.jsonl", "text": "text"},
+            "candidates": {"path": "c", "text": "text"}, "embedding": embedding}
+
+
+# --------------------------------------------------------------------- the head, in numpy
+
+
+def test_poolers_match_a_direct_computation():
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(2, 4, 3))
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]])
+    assert np.allclose(POOLERS["mean"](hidden, mask), [hidden[0, :3].mean(0), hidden[1, 0]])
+    assert np.allclose(POOLERS["max"](hidden, mask), [hidden[0, :3].max(0), hidden[1, 0]])
+    assert np.allclose(POOLERS["cls"](hidden, mask), hidden[:, 0])
+    unit = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(unit, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_head_is_read_from_the_model_folder(bundled_model_path):
+    assert read_head(Path(bundled_model_path)) == onnx_embed.SentenceHead(256, False, "mean", True)
+
+
+def test_a_model_with_a_dense_layer_is_refused_in_one_line(tmp_path):
+    modules = [{"path": "", "type": "sentence_transformers.models.Transformer"},
+               {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(UserError) as err:
+        read_head(tmp_path)
+    assert str(err.value) == (f"embedding.precision: int8 supports Transformer → Pooling → Normalize models; "
+                              f"{tmp_path} has Transformer → Pooling → Dense (use precision: fp32)")
+
+
+# --------------------------------------------------------------------- the real bundled model
+
+
+def test_fp32_export_reproduces_sentence_transformers(bundled_model_path, onnx_root, reference):
+    """Same graph, no quantization: any gap would be the hand-written head (pooling, truncation, norm)."""
+    encoder = OnnxEncoder(bundled_model_path, threads=1, quantize=False, root=onnx_root)
+    texts = HEADLINES + AWKWARD
+    assert np.abs(encoder.encode(texts, batch_size=3) - reference(texts)).max() < 1e-5
+
+
+def test_int8_embeddings_stay_close_to_fp32(bundled_model_path, onnx_root, reference):
+    """Measured on these headlines: cosines .990 to .994 (the sentiment benchmark: mean .993, min .982).
+    The bar is .98 for each sentence."""
+    vectors = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root).encode(HEADLINES, batch_size=4)
+    cosines = (vectors * reference(HEADLINES)).sum(axis=1)
+    assert vectors.shape == (len(HEADLINES), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert cosines.min() >= 0.98, cosines
+    assert cosines.max() < 0.99999  # really quantized, not the fp32 graph under another name
+
+
+def test_the_export_is_made_once_and_reused(bundled_model_path, onnx_root, monkeypatch):
+    first = exported_model(Path(bundled_model_path), onnx_root)
+    made = first.stat().st_mtime_ns
+
+    def no_second_export(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_embed, "_export", no_second_export)
+    again = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root)
+    assert exported_model(Path(bundled_model_path), onnx_root) == first
+    assert first.stat().st_mtime_ns == made
+    assert again.encode(HEADLINES[:2], 2).shape == (2, 384)
+    assert not [p for p in onnx_root.iterdir() if ".tmp-" in p.name]
+
+
+# --------------------------------------------------------------------- the cache of exports
+
+
+def fake_model(folder: Path, weights: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "weights.bin").write_bytes(weights)
+    return folder
+
+
+def test_the_export_key_follows_the_model_content(tmp_path):
+    a = fake_model(tmp_path / "a", b"one")
+    same = fake_model(tmp_path / "elsewhere", b"one")
+    changed = fake_model(tmp_path / "b", b"two")
+    assert onnx_embed.export_key(a) == onnx_embed.export_key(same)
+    assert onnx_embed.export_key(a) != onnx_embed.export_key(changed)
+    assert onnx_embed.export_key(a) != onnx_embed.export_key(a, quantize=False)
+
+
+def test_concurrent_callers_export_once(tmp_path, monkeypatch):
+    model = fake_model(tmp_path / "model", b"w")
+    calls = []
+
+    def slow_export(folder, out, quantize):
+        calls.append(folder)
+        time.sleep(0.5)
+        (out / "model.onnx").write_bytes(b"onnx")
+
+    monkeypatch.setattr(onnx_embed, "_export", slow_export)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(exported_model(model, tmp_path / "root")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and len(set(paths)) == 1 and paths[0].read_bytes() == b"onnx"
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    model = fake_model(tmp_path / "model", b"w")
+
+    def broken_export(folder, out, quantize):
+        (out / "model.onnx").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(onnx_embed, "_export", broken_export)
+    with pytest.raises(RuntimeError, match="disk full"):
+        exported_model(model, tmp_path / "root")
+    assert [p.name for p in (tmp_path / "root").iterdir() if not p.name.endswith(".lock")] == []
+
+
+# --------------------------------------------------------------------- config and keys
+
+
+def test_precision_is_part_of_the_embedding_key():
+    fp32 = parse_config(raw_config(precision="fp32"))
+    int8 = parse_config(raw_config(precision="int8"))
+    fp32_path, fp32_id = resolve_embedding(fp32)
+    int8_path, int8_id = resolve_embedding(int8)
+    assert fp32_path == int8_path
+    assert fp32_id.startswith("bundled-minilm@") and "#" not in fp32_id  # fp32 caches made before stay valid
+    assert int8_id == f"{fp32_id}#int8-onnxruntime-r{onnx_embed.RECIPE}"
+    store = Store("/tmp/unused")
+    assert EmbeddingCache(store, fp32_id).prefix != EmbeddingCache(store, int8_id).prefix
+
+
+def test_unset_precision_is_the_cpu_default_and_fp32_on_gpus():
+    assert embedding_precision(parse_config(raw_config())) == CPU_PRECISION
+    on_gpus = parse_config({**raw_config(), "resources": {"embed_gpus": 1}})
+    assert embedding_precision(on_gpus) == "fp32"
+
+
+def test_a_bad_precision_is_one_line():
+    with pytest.raises(UserError) as err:
+        parse_config(raw_config(precision="int4"))
+    assert str(err.value) == "config: embedding.precision: Input should be 'fp32' or 'int8'"
+
+
+def test_int8_on_gpus_is_one_line():
+    with pytest.raises(UserError) as err:
+        parse_config({**raw_config(precision="int8"), "resources": {"embed_gpus": 1}})
+    assert str(err.value) == ("config: embedding.precision: int8 runs on CPUs only; with resources.embed_gpus > 0 "
+                              "use fp32 or leave precision unset")
+
+
+# --------------------------------------------------------------------- through the engine
+
+
+@pytest.mark.ray
+def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundled_model_path):
+    """An int8 run writes int8 entries that an fp32 run does not reuse, and its scores are those of
+    the int8 encoder's embeddings (the actors' export is the machine's, made once)."""
+    import polars as pl
+
+    from synque_ray.demo import write_demo_data
+    from synque_ray.pipeline import run_job
+    from synque_ray.proxies.mdm import mdm
+    from synque_ray.reading import read_texts
+
+    write_demo_data(tmp_path / "data", n_candidates=2, rows=30, pool_rows=40)
+    base = {"name": "int8", "real": {"path": str(tmp_path / "data/real/pool.jsonl"), "text": "text",
+                                     "sample_size": 20},
+            "candidates": {"path": str(tmp_path / "data/candidates"), "text": "text"},
+            "cache_dir": str(tmp_path / "cache"), "proxies": ["mdm"], "resources": {"embed_actors": 1}}
+    int8 = parse_config({**base, "output": str(tmp_path / "int8"), "embedding": {"precision": "int8"}})
+    summary = run_job(int8)
+    assert summary.counts["rows_embedded"] == 2 * 30 + 20
+    run = json.loads((tmp_path / "int8" / "run.json").read_text())
+    assert run["models"]["embedding"] == resolve_embedding(int8)[1]
+
+    candidate = sorted((tmp_path / "data/candidates").iterdir())[0]
+    encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_embed.cache_root())
+    expected = mdm(encoder.encode(read_texts(candidate, "text"), 256), k=3)
+    got = summary.scores.filter((pl.col("dataset_id") == candidate.stem) & (pl.col("proxy") == "mdm"))["raw"][0]
+    assert got == pytest.approx(expected, rel=1e-4)
+
+    fp32 = parse_config({**base, "output": str(tmp_path / "fp32"), "embedding": {"precision": "fp32"}})
+    assert run_job(fp32).counts["rows_embedded"] == 2 * 30 + 20  # nothing of the int8 entries reused
