@@ -1,7 +1,8 @@
 """Shared fixtures, and the split between `make test-fast` and `make test`.
 
 Every test is either fast (pure math, config, reading, reduce, evaluate, report rendering)
-or `slow` (starts Ray, vLLM, a fine-tune, a browser or a cluster of processes). The slow mark
+or `slow` (starts Ray, vLLM, a fine-tune, embedding-model inference, a browser or a cluster
+of processes). The slow mark
 is given here, from what a test uses, so a new test cannot forget it: `make test-fast` runs
 `-m "not slow"` with SYNQUE_FAST_TESTS=1, under which starting Ray raises, so a test that
 starts Ray while it is classed fast fails loudly instead of making the fast loop slow."""
@@ -15,8 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FAST_ENV = "SYNQUE_FAST_TESTS"  # "1": the fast loop; starting Ray is an error
 
-# Fixtures that start Ray (directly or through a real run): a test using one is slow.
-SLOW_FIXTURES = {"ray_session", "scored_run"}
+# Fixtures that start Ray (directly or through a real run) or load the embedding model for
+# real inference (tens of seconds on a shared CPU): a test using one is slow.
+SLOW_FIXTURES = {"ray_session", "scored_run", "bundled_model_path"}
 # Modules whose every test runs vLLM, a fine-tune, a browser or a multi-process cluster.
 SLOW_MODULES = {
     "test_lens_e2e.py",        # vLLM server and engine
@@ -30,8 +32,6 @@ SLOW_MODULE_FIXTURES = {"test_perplexity.py": {"base", "model_path"}}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts Ray, vLLM, a fine-tune, a browser or processes "
-                                       "(left out of `make test-fast`; given by conftest)")
     if os.environ.get(FAST_ENV) == "1":
         _forbid_ray()
 
