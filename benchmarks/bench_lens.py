@@ -96,7 +96,8 @@ def stage_phase(config_path: str) -> dict:
     judged = report.judgements
     return {"rubric_s": report.timings["lens_rubrics"], "rubrics_written": report.counts["lens_rubrics_written"],
             "judge_wall_s": report.timings["lens_judge"], "stage_wall_s": wall, "rows": judged.height,
-            "first_batch_s": report.timings["lens_first_batch"], "first_batch_rows": report.counts["lens_first_batch_rows"],
+            "first_batch_s": report.timings["lens_first_batch"],
+            "first_batch_rows": report.counts["lens_first_batch_rows"],
             "prompts": 4 * judged.height, "prompt_tokens": int(judged["prompt_tokens"].sum()),
             "cached_tokens": int(judged["cached_tokens"].sum())}
 
@@ -320,7 +321,8 @@ def report(stage: dict, bare: dict, rdllm: dict | None, config: Path) -> None:
     print(f"| engine start-up (vllm.LLM constructor), s | | {bare['engine_startup_s']:.1f} | |")
     print(f"| stage: first batch ({stage['first_batch_rows']} rows; actor, imports, engine and its work), s | "
           f"{stage['first_batch_s']:.1f} | | |")
-    print(f"| rows/s (stage: after its first batch) | {stage_rows:.2f} | {bare_rows:.2f} | {stage_rows / bare_rows:.2f} |")
+    print(f"| rows/s (stage: after its first batch) | {stage_rows:.2f} | {bare_rows:.2f} | "
+          f"{stage_rows / bare_rows:.2f} |")
     print(f"| rows/s, bare in calls of one stage batch | {stage_rows:.2f} | {chunked_rows:.2f} | "
           f"{stage_rows / chunked_rows:.2f} |")
     print(f"| cached prompt tokens | {stage['cached_tokens'] / stage['prompt_tokens']:.0%} | "

@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ import yaml
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_embedding import BARE, run_engine  # noqa: E402  (the fp32 phase and the engine runner, shared)
+from bench_embedding import BARE, run_engine  # the fp32 phase and the engine runner, shared
 
 BARE_INT8 = r"""
 import json, resource, sys, time

@@ -52,7 +52,7 @@ def compare_threads(real: np.ndarray, candidates: list[np.ndarray]) -> dict[str,
         order = list(modes) if k % 2 == 0 else list(reversed(modes))
         results = {}
         for mode in order:
-            seconds, results[mode] = timed(lambda m=mode: view.pca_2d(candidate, real, blas_threads=modes[m]))
+            seconds, results[mode] = timed(lambda m=mode, c=candidate: view.pca_2d(c, real, blas_threads=modes[m]))
             totals[mode] += seconds
         assert abs(results["default"][2] - results["one thread"][2]) < 1e-9
     return totals

@@ -62,7 +62,8 @@ def main() -> None:
         }
         print(json.dumps({n: results[n]}, indent=1), flush=True)
     (workdir / "scale.json").write_text(json.dumps(results, indent=2))
-    print("| candidates | rows embedded | cold total s | embed s | proxies s | rows/s | driver peak MB | warm s | warm/cold |")
+    print("| candidates | rows embedded | cold total s | embed s | proxies s | rows/s | driver peak MB | warm s "
+          "| warm/cold |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n, r in results.items():
         t = r["cold"]["timings"]

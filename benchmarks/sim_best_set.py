@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_best_set import simulated  # noqa: E402  (the tests' generator: one definition)
+from test_best_set import simulated  # the tests' generator: one definition
 
-from synque_ray.reduce import rank  # noqa: E402
+from synque_ray.reduce import rank
 
 
 def sets(means: list[float], rng: np.random.Generator, seed_sd: float, replicate_sd: float) -> tuple[int, int]:
@@ -42,7 +42,8 @@ def main() -> None:
         for k in (2, 10, 32):
             rng = np.random.default_rng(k)
             sizes = np.array([sets([0.0] * k, rng, seed_sd, replicate_sd) for _ in range(runs)])
-            print(f"| {k} equal | {seed_sd}, {replicate_sd} | {np.mean(sizes[:, 0] == k):.0%} / {sizes[:, 0].mean():.1f} "
+            print(f"| {k} equal | {seed_sd}, {replicate_sd} | "
+                  f"{np.mean(sizes[:, 0] == k):.0%} / {sizes[:, 0].mean():.1f} "
                   f"| {np.mean(sizes[:, 1] == k):.0%} / {sizes[:, 1].mean():.1f} |")
         for delta in (2.0, 4.0, 10.0):
             rng = np.random.default_rng(int(delta))

@@ -26,7 +26,7 @@ def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, fl
         raise UserError(f"{csv_path}: file not found")
     try:
         frame = pl.read_csv(path)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - polars raises several types for a malformed CSV
         raise UserError(f"{csv_path}: cannot be read as CSV ({str(err).splitlines()[0]})") from None
     for column in (id_column, metric):
         if column not in frame.columns:

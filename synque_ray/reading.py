@@ -183,7 +183,7 @@ def _read_records(path: Path) -> list:
         raise
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err.__class__.__name__})") from None
-    except Exception as err:  # pyarrow raises several types for malformed files
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for malformed files
         raise UserError(f"{path}: cannot be read ({str(err).splitlines()[0]})") from None
     if not records:
         raise UserError(f"{path}: file has no rows")

@@ -297,7 +297,8 @@ def choice_line(chosen: dict, by: str, out: str) -> str:
     if chosen["file"] is None:
         return head + f"all {chosen['rows_in']} rows dropped ({counts}); no file written (--allow-empty)"
     dropped = f" (dropped {counts})" if counts else ""
-    return head + f"{chosen['rows_out']} of {chosen['rows_in']} rows kept{dropped} -> {out.rstrip('/')}/{chosen['file']}"
+    kept = f"{chosen['rows_out']} of {chosen['rows_in']} rows kept{dropped}"
+    return head + f"{kept} -> {out.rstrip('/')}/{chosen['file']}"
 
 
 def select(run_dir: str, by: str, top: int, out: str, drop: list[str] | None = None, dedupe: bool = False,

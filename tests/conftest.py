@@ -1,9 +1,67 @@
+"""Shared fixtures, and the split between `make test-fast` and `make test`.
+
+Every test is either fast (pure math, config, reading, reduce, evaluate, report rendering)
+or `slow` (starts Ray, vLLM, a fine-tune, embedding-model inference, a browser or a cluster
+of processes). The slow mark
+is given here, from what a test uses, so a new test cannot forget it: `make test-fast` runs
+`-m "not slow"` with SYNQUE_FAST_TESTS=1, under which starting Ray raises, so a test that
+starts Ray while it is classed fast fails loudly instead of making the fast loop slow."""
+
 import os
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FAST_ENV = "SYNQUE_FAST_TESTS"  # "1": the fast loop; starting Ray is an error
+
+# Fixtures that start Ray (directly or through a real run) or load the embedding model for
+# real inference (tens of seconds on a shared CPU): a test using one is slow.
+SLOW_FIXTURES = {"ray_session", "scored_run", "bundled_model_path"}
+# Modules whose every test runs vLLM, a fine-tune, a browser or a multi-process cluster.
+SLOW_MODULES = {
+    "test_lens_e2e.py",        # vLLM server and engine
+    "test_multinode.py",       # two-node Ray cluster of subprocesses
+    "test_ray_job.py",         # `ray job submit` against a started cluster
+    "test_report_browser.py",  # headless Chromium
+    "test_fault_tolerance.py",  # kills drivers and actors of real runs
+}
+# Per module, fixtures that make a test slow there (the bundled LM loaded and fine-tuned).
+SLOW_MODULE_FIXTURES = {"test_perplexity.py": {"base", "model_path"}}
+
+
+def pytest_configure(config):
+    if os.environ.get(FAST_ENV) == "1":
+        _forbid_ray()
+
+
+def _forbid_ray():
+    """Make `ray.init` raise in this process: the fast loop must never start a cluster."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{FAST_ENV}=1 but this test starts Ray: it is slow; mark it `ray` "
+                           "(or use the ray_session fixture) so `make test-fast` leaves it out")
+
+    ray.init = refuse
+
+
+def is_slow(item) -> bool:
+    """Slow when the test uses a Ray fixture, carries its own `ray` mark, or sits in (or uses a
+    fixture of) a module that runs vLLM, fine-tuning, a browser or a process cluster. A module-wide
+    `ray` mark alone does not make its pure tests slow: the Ray guard catches any it misjudges."""
+    module = item.path.name
+    used = set(getattr(item, "fixturenames", ()))
+    return (bool(used & (SLOW_FIXTURES | SLOW_MODULE_FIXTURES.get(module, set())))
+            or module in SLOW_MODULES
+            or any(mark.name in ("ray", "slow") for mark in item.own_markers))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,24 +1,20 @@
-"""Bad input through the real CLI: one line naming the culprit, exit 2, earlier outputs intact."""
+"""Bad input through the real CLI: one line naming the culprit, exit 2, earlier outputs intact.
+
+Every case runs `cli.main` in this process (the messages and the exit code are what it returns);
+one test runs the real `python -m synque_ray` entry to check that the same one line and exit 2
+reach a shell."""
 
 import errno
 import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from synque_ray import cli
 from synque_ray.storage import Store
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def synque(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "synque_ray", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
 
 
 @pytest.fixture()
@@ -40,129 +36,6 @@ def workspace(tmp_path):
     return tmp_path, config
 
 
-def run_with(tmp_path, config):
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
-    return synque("score", "job.yaml", cwd=tmp_path)
-
-
-def assert_one_line_failure(result, message, tmp_path):
-    assert result.returncode == 2, result.stderr
-    assert result.stderr == f"error: {message}\n"
-    assert "Traceback" not in result.stderr + result.stdout
-    for name in ("scores.parquet", "rankings.parquet", "run.json"):
-        assert (tmp_path / "out" / name).read_bytes() == f"earlier {name}".encode()
-    assert not (tmp_path / "out" / "runs").exists()
-
-
-def test_missing_candidate_file_folder(workspace):
-    tmp_path, config = workspace
-    config["candidates"]["path"] = "missing"
-    assert_one_line_failure(run_with(tmp_path, config), "missing: candidates folder or glob not found", tmp_path)
-
-
-def test_empty_file(workspace):
-    tmp_path, config = workspace
-    (tmp_path / "cands" / "empty.jsonl").write_text("")
-    assert_one_line_failure(run_with(tmp_path, config), "cands/empty.jsonl: file is empty", tmp_path)
-
-
-def test_missing_text_field(workspace):
-    tmp_path, config = workspace
-    (tmp_path / "cands" / "nofield.json").write_text(json.dumps([{"text": "a"}, {"body": "b"}]))
-    assert_one_line_failure(run_with(tmp_path, config), "cands/nofield.json: row 2 has no field 'text'", tmp_path)
-
-
-def test_rows_that_are_not_text(workspace):
-    tmp_path, config = workspace
-    (tmp_path / "cands" / "numbers.jsonl").write_text('{"text": "a"}\n{"text": 7}\n')
-    assert_one_line_failure(
-        run_with(tmp_path, config), "cands/numbers.jsonl: row 2 field 'text' is not text (got int)", tmp_path
-    )
-
-
-def test_fewer_rows_than_mdm_k(workspace):
-    tmp_path, config = workspace
-    config["proxies"] = ["mdm"]
-    config["mdm"] = {"k": 5}
-    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_one_line_failure(
-        run_with(tmp_path, config), "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs", tmp_path
-    )
-
-
-def test_fewer_rows_than_pad_holdout_needs(workspace):
-    tmp_path, config = workspace
-    config["proxies"] = ["pad"]
-    config["pad"] = {"folds": 0, "holdout": 0.2, "balanced": False}  # the paper's PAD
-    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_one_line_failure(
-        run_with(tmp_path, config), "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs",
-        tmp_path,
-    )
-
-
-def test_fewer_rows_than_pad_folds_need(workspace):
-    tmp_path, config = workspace
-    config["proxies"] = ["pad"]
-    config["pad"] = {"folds": 6}
-    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_one_line_failure(
-        run_with(tmp_path, config), "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs", tmp_path
-    )
-
-
-def test_candidate_sample_size_below_what_a_proxy_needs(workspace):
-    tmp_path, config = workspace
-    config["proxies"] = ["mdm"]
-    config["candidates"]["sample_size"] = 2
-    assert_one_line_failure(
-        run_with(tmp_path, config), "candidates.sample_size: 2 rows, fewer than the 3 that mdm.k = 3 needs", tmp_path
-    )
-
-
-def test_duplicate_candidate_ids(workspace):
-    tmp_path, config = workspace
-    (tmp_path / "cands" / "good.csv").write_text("text\na\n")
-    assert_one_line_failure(
-        run_with(tmp_path, config), "duplicate candidate id 'good': cands/good.csv and cands/good.json", tmp_path
-    )
-
-
-def test_model_path_that_does_not_exist(workspace):
-    tmp_path, config = workspace
-    config["embedding"] = {"model": "./models/nothing-here"}
-    assert_one_line_failure(
-        run_with(tmp_path, config), "embedding.model: model path './models/nothing-here' does not exist", tmp_path
-    )
-
-
-def test_unknown_key(workspace):
-    tmp_path, config = workspace
-    config["pad"] = {"classifer": "xgboost"}
-    assert_one_line_failure(
-        run_with(tmp_path, config), "job.yaml: unknown key 'pad.classifer' (did you mean 'classifier'?)", tmp_path
-    )
-
-
-def test_sample_larger_than_pool(workspace):
-    tmp_path, config = workspace
-    config["real"]["sample_size"] = 100
-    assert_one_line_failure(
-        run_with(tmp_path, config), "pool.json: real.sample_size 100 exceeds the pool's 24 rows", tmp_path
-    )
-
-
-def test_evaluate_without_a_run(tmp_path):
-    (tmp_path / "perf.csv").write_text("id,f1\na,1\n")
-    result = synque("evaluate", "norun", "--performance", "perf.csv", "--id-column", "id", "--metric", "f1",
-                    cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr == "error: norun/scores.parquet: not found or unreadable; run `synque score` first\n"
-
-
-# ---------------------------------------------------------------- in process (issue 14 §5)
-
-
 def main_in(tmp_path, monkeypatch, capsys, config, *args):
     """`synque score job.yaml` (or ARGS) in this process from `tmp_path`: (exit code, stdout, stderr)."""
     monkeypatch.chdir(tmp_path)
@@ -177,9 +50,130 @@ def assert_fails_in_process(workspace, monkeypatch, capsys, message, *args):
     tmp_path, config = workspace
     code, out, err = main_in(tmp_path, monkeypatch, capsys, config, *args)
     assert (code, err) == (2, f"error: {message}\n"), out
+    assert_earlier_outputs_intact(tmp_path)
+
+
+def assert_earlier_outputs_intact(tmp_path):
     for name in ("scores.parquet", "rankings.parquet", "run.json"):
         assert (tmp_path / "out" / name).read_bytes() == f"earlier {name}".encode()
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_the_real_entry_point_prints_one_line_and_exits_2(workspace):
+    """The one subprocess: `python -m synque_ray` turns a UserError into one stderr line and exit 2."""
+    tmp_path, config = workspace
+    config["candidates"]["path"] = "missing"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "synque_ray", "score", "job.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: missing: candidates folder or glob not found\n"
+    assert "Traceback" not in result.stdout
+    assert_earlier_outputs_intact(tmp_path)
+
+
+def test_missing_candidate_file_folder(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["candidates"]["path"] = "missing"
+    assert_fails_in_process(workspace, monkeypatch, capsys, "missing: candidates folder or glob not found")
+
+
+def test_empty_file(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "cands" / "empty.jsonl").write_text("")
+    assert_fails_in_process(workspace, monkeypatch, capsys, "cands/empty.jsonl: file is empty")
+
+
+def test_missing_text_field(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "cands" / "nofield.json").write_text(json.dumps([{"text": "a"}, {"body": "b"}]))
+    assert_fails_in_process(workspace, monkeypatch, capsys, "cands/nofield.json: row 2 has no field 'text'")
+
+
+def test_rows_that_are_not_text(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "cands" / "numbers.jsonl").write_text('{"text": "a"}\n{"text": 7}\n')
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "cands/numbers.jsonl: row 2 field 'text' is not text (got int)"
+    )
+
+
+def test_fewer_rows_than_mdm_k(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["proxies"] = ["mdm"]
+    config["mdm"] = {"k": 5}
+    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs"
+    )
+
+
+def test_fewer_rows_than_pad_holdout_needs(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["proxies"] = ["pad"]
+    config["pad"] = {"folds": 0, "holdout": 0.2, "balanced": False}  # the paper's PAD
+    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs"
+    )
+
+
+def test_fewer_rows_than_pad_folds_need(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["proxies"] = ["pad"]
+    config["pad"] = {"folds": 6}
+    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs"
+    )
+
+
+def test_candidate_sample_size_below_what_a_proxy_needs(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["proxies"] = ["mdm"]
+    config["candidates"]["sample_size"] = 2
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "candidates.sample_size: 2 rows, fewer than the 3 that mdm.k = 3 needs"
+    )
+
+
+def test_duplicate_candidate_ids(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "cands" / "good.csv").write_text("text\na\n")
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "duplicate candidate id 'good': cands/good.csv and cands/good.json"
+    )
+
+
+def test_model_path_that_does_not_exist(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["embedding"] = {"model": "./models/nothing-here"}
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "embedding.model: model path './models/nothing-here' does not exist"
+    )
+
+
+def test_unknown_key(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["pad"] = {"classifer": "xgboost"}
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "job.yaml: unknown key 'pad.classifer' (did you mean 'classifier'?)"
+    )
+
+
+def test_sample_larger_than_pool(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    config["real"]["sample_size"] = 100
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys, "pool.json: real.sample_size 100 exceeds the pool's 24 rows"
+    )
+
+
+def test_evaluate_without_a_run(tmp_path, monkeypatch, capsys):
+    (tmp_path / "perf.csv").write_text("id,f1\na,1\n")
+    code, _, err = main_in(tmp_path, monkeypatch, capsys, None, "evaluate", "norun", "--performance", "perf.csv",
+                           "--id-column", "id", "--metric", "f1")
+    assert (code, err) == (2, "error: norun/scores.parquet: not found or unreadable; run `synque score` first\n")
 
 
 @pytest.mark.parametrize("name, content", [

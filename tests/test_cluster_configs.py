@@ -157,7 +157,7 @@ def test_runtime_env_uploads_the_code_and_no_local_state(tmp_path: Path) -> None
     create_package(str(REPO), package, include_gitignore=False, excludes=runtime_env["excludes"])
     names = zipfile.ZipFile(package).namelist()
     assert {"jobs/score.py", "configs/cluster-sentiment.yaml", "synque_ray/pipeline.py"} <= set(names)
-    for local in (".venv/", "results/", "demo-data/", ".git/", "tests/"):
+    for local in (".venv/", "results/", "demo-data/", ".git/", "tests/", ".mypy_cache/", ".ruff_cache/"):
         assert not any(name.startswith(local) for name in names), local
     assert not any("__pycache__" in name for name in names)
     assert package.stat().st_size < 20 * 1024 * 1024

@@ -32,7 +32,8 @@ def test_defaults_follow_the_spec():
     [
         ({"colour": 1}, "cfg.yaml: unknown key 'colour'"),
         ({"mdm": {"k": 3, "kk": 2}}, "cfg.yaml: unknown key 'mdm.kk' (did you mean 'k'?)"),
-        ({"real": {"text": "t"}}, "cfg.yaml: real: give exactly one of real.path (a pool) or real.samples (one file per seed)"),
+        ({"real": {"text": "t"}},
+         "cfg.yaml: real: give exactly one of real.path (a pool) or real.samples (one file per seed)"),
         ({"real": {"samples": ["a.json"], "seeds": [1, 2], "text": "t"}},
          "cfg.yaml: real: real.samples has 1 files but real.seeds has 2 seeds; they are paired one to one"),
         ({"mmd": {"kernel": "cosine"}},

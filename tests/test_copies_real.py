@@ -63,11 +63,13 @@ EDITS = [
     ("This blender is loud but it works well.", "This blender is loud but it works very well."),
 ]
 PARAPHRASES = [
-    ("The battery lasts all day and charges quickly.", "Charging is fast and a single charge gets me through the whole day."),
+    ("The battery lasts all day and charges quickly.",
+     "Charging is fast and a single charge gets me through the whole day."),
     ("I loved this movie, the acting was superb.", "What a film: I adored it, and the cast performed brilliantly."),
     ("Terrible service, the food arrived cold.", "The staff were awful and our meals were lukewarm when served."),
     ("This blender is loud but it works well.", "It makes a lot of noise, yet the blender does its job nicely."),
-    ("Would not buy again, it broke after a week.", "It stopped working within seven days, so I won't purchase it again."),
+    ("Would not buy again, it broke after a week.",
+     "It stopped working within seven days, so I won't purchase it again."),
 ]
 SAME_TOPIC = [
     ("The battery lasts all day and charges quickly.", "The battery drains fast and takes hours to charge."),
@@ -102,7 +104,8 @@ def test_a_candidate_that_is_30_percent_u_r_is_flagged_within_5_points(ray_sessi
     pool = [json.loads(line)["text"] for line in (tmp_path / "real" / "pool.jsonl").read_text().splitlines()]
     rng = np.random.default_rng(3)
     copied = [pool[i] for i in rng.choice(len(pool), 30, replace=False)]
-    copied = copied[:10] + [t.upper() for t in copied[10:20]] + ["  " + t.replace(" ", "   ") + " " for t in copied[20:]]
+    spaced = ["  " + t.replace(" ", "   ") + " " for t in copied[20:]]
+    copied = copied[:10] + [t.upper() for t in copied[10:20]] + spaced
     texts = candidate_rows(0.0, 70, np.random.default_rng(11)) + copied
     order = rng.permutation(len(texts))
     texts = [texts[i] for i in order]

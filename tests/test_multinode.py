@@ -27,10 +27,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _ray_procs import free_ports, ray_processes_naming, run_isolated, short_temp_dir  # noqa: E402
+from _ray_procs import free_ports, ray_processes_naming, run_isolated, short_temp_dir
 
-from synque_ray.config import load_config  # noqa: E402
-from synque_ray.demo import write_demo_data  # noqa: E402
+from synque_ray.config import load_config
+from synque_ray.demo import write_demo_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 

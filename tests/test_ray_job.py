@@ -23,10 +23,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _ray_procs import REPO, RUNTIME_ENV_FILE, VENV_BIN, dashboard_get, ray_head, ray_processes_naming  # noqa: E402
+from _ray_procs import REPO, RUNTIME_ENV_FILE, VENV_BIN, dashboard_get, ray_head, ray_processes_naming
 
-from synque_ray.config import load_config  # noqa: E402
-from synque_ray.demo import write_demo_data  # noqa: E402
+from synque_ray.config import load_config
+from synque_ray.demo import write_demo_data
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 

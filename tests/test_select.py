@@ -111,8 +111,8 @@ def test_bad_input_is_one_line_and_writes_nothing(scored_run, capsys, tmp_path):
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "loss>1", *base],
            f"--drop-rows: unknown signal 'loss' ({folder}/row_scores.parquet has: p_synthetic, nearest_real_distance, "
            "copies_real, text_chars)", out)
-    _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "p_synthetic>0.5", "--drop-rows", "duplicate_group",
-                         *base],
+    _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "p_synthetic>0.5",
+                         "--drop-rows", "duplicate_group", *base],
            "--drop-rows 'duplicate_group': duplicate_group is a group id, not a signal; use --dedupe to keep one "
            "row per near-duplicate group", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "copies_real>0", *base],
@@ -235,7 +235,8 @@ def test_a_rule_set_that_empties_a_candidate_is_refused_unless_allowed(scored_ru
     (best, rank), (second, rank2) = _ranked(run, "mdm")[:2]
     copies = pl.read_parquet(run / "row_scores.parquet").filter(
         (pl.col("dataset_id") == best) & pl.col("copies_real")).get_column("row_index").n_unique()
-    args = ["--by", "mdm", "--top", "2", "--out", str(out), "--drop-rows", "copies_real", "--drop-rows", "text_chars>=0"]
+    args = ["--by", "mdm", "--top", "2", "--out", str(out),
+            "--drop-rows", "copies_real", "--drop-rows", "text_chars>=0"]
     _fails(capsys, run, args, f"{best}: the rules drop all 40 of its rows (copies_real: {copies}, text_chars>=0: "
            f"{40 - copies}); loosen them, or pass --allow-empty to skip such a candidate", out)
     assert not out.exists()

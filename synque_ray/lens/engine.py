@@ -32,7 +32,7 @@ def _model_config(model_path: str) -> dict:
 
     try:
         return AutoConfig.from_pretrained(model_path).to_dict()
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to load the config is the same user error
         raise UserError(f"lens: cannot read the model config of '{model_path}' to size its KV cache") from None
 
 

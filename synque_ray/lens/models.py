@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from synque_ray.errors import UserError
-from synque_ray.models import local_model_id, looks_like_hub_id, model_cache_dir  # noqa: F401 - part of this API
+from synque_ray.models import local_model_id, looks_like_hub_id, model_cache_dir  # also part of this API
 
 BUNDLED_LLM = "bundled-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -63,7 +63,7 @@ class PromptBuilder:
         if template:
             try:
                 text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            except Exception:  # templates without a system role: fold it into the user turn
+            except Exception:  # noqa: BLE001 - templates without a system role: fold it into the user turn
                 merged = [{"role": "user", "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
                 text = self.tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
         else:
@@ -182,7 +182,8 @@ class JudgeActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         pairs = batch.column("pair").to_pylist()
         texts = batch.column("text").to_pylist()
-        token_prompts = [p for pair, text in zip(pairs, texts, strict=True) for p in self.builder.prompts_for(pair, text)]
+        token_prompts = [p for pair, text in zip(pairs, texts, strict=True)
+                         for p in self.builder.prompts_for(pair, text)]
         answers, retried, outputs = judge_prompts(self.llm, token_prompts, self.label_ids)
         n = len(texts)
         values = np.array([np.nan if a[0] is None else a[0] for a in answers], dtype=np.float64).reshape(n, 4)
