@@ -116,3 +116,20 @@ def test_a_row_on_a_balls_boundary_is_outside_it():
     assert (ball_membership(synthetic, real, k=1) == expected).all()
     assert density(synthetic, real, k=1) == pytest.approx(expected.sum() / 3)
     assert coverage(synthetic, real, k=1) == pytest.approx(0.5)
+
+
+def test_perplexity_and_lens_replicates_already_centre_on_their_point():
+    # a ratio of row means (perplexity) and a mean of rows (LENS) stay centred under the
+    # bootstrap, so they are left uncentred: checked here so that a change to them is seen
+    from synque_ray.lens.results import bootstrap_means
+    from synque_ray.perplexity import SampleScore, resampled_perplexity
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        tokens, nll = rng.integers(5, 60, size=30).astype(np.float64), rng.normal(3.2, 0.8, size=30)
+        score = SampleScore(perplexity=float(np.exp((nll * tokens).sum() / tokens.sum())), row_nll=nll, row_tokens=tokens)
+        replicates = resampled_perplexity(score, 400, np.random.default_rng(seed))
+        assert abs(np.median(replicates) - score.perplexity) <= 0.25 * replicates.std()
+        p_hat = rng.uniform(size=40)
+        replicates = bootstrap_means(p_hat, 400, seed)
+        assert abs(np.median(replicates) - p_hat.mean()) <= 0.25 * replicates.std()
