@@ -1,6 +1,6 @@
 """PAD fair to size (issue 13 §1–2): issue 8's PAD beside balanced probabilities, both classifiers.
 
-    python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
+    python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N] [--part simulation|benchmark]
 
 Two parts, every variant on the same inputs, one after another in this process
 (single-threaded classifiers), cost in CPU seconds (process time):
@@ -81,15 +81,26 @@ def main() -> None:
     parser.add_argument("id_column")
     parser.add_argument("metric")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--part", choices=["simulation", "benchmark"], help="run only this part (default: both)")
     args = parser.parse_args()
-    real, candidates = embeddings(load_config(args.config), args.seeds)
-    performance = read_performance(args.performance, args.id_column, args.metric)
+    if args.part != "benchmark":
+        print_simulation()
+    if args.part != "simulation":
+        print_benchmark(args)
+
+
+def print_simulation() -> None:
     print("| PAD variant | PAD at 30 / 100 / 300 / 1000 rows | spread | A (60, 1.5 sd) | B (1000, 2.5 sd) | CPU s |")
     print("|---|---|---|---|---|---|")
     for name, variant in VARIANTS.items():
         by_size, a, b, seconds = simulation(variant)
         sizes = " / ".join(f"{v:.2f}" for v in by_size)
         print(f"| {name} | {sizes} | {max(by_size) - min(by_size):.2f} | {a:.2f} | {b:.2f} | {seconds:.1f} |", flush=True)
+
+
+def print_benchmark(args) -> None:
+    real, candidates = embeddings(load_config(args.config), args.seeds)
+    performance = read_performance(args.performance, args.id_column, args.metric)
     print(f"\n{len(candidates)} candidates x {len(real)} seeds\n")
     print("| PAD variant | CPU s per pair | Spearman | ± over seeds | Pearson | median p_synthetic |")
     print("|---|---|---|---|---|---|")

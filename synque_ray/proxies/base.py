@@ -91,7 +91,9 @@ def centred(replicates: np.ndarray, value: float) -> np.ndarray:
     value at ~63% of the rows, not at the data's. Subtracting the bootstrap's own estimate
     of that bias, mean(replicates) − value (Efron & Tibshirani's bias correction), puts
     every proxy's replicates around its point value; for a mean of per-row values
-    (density, PAD's errors) the shift is only resampling noise. Empty stays empty.
+    (density, PAD's errors) the shift is only resampling noise. A shifted replicate may
+    leave the metric's range (a coverage above 1): replicates only feed rank intervals.
+    Empty stays empty.
     """
     replicates = np.asarray(replicates, dtype=np.float64)
     if not len(replicates):
