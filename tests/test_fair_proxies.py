@@ -65,7 +65,8 @@ def test_balanced_probability_swaps_the_training_prior_for_one_half():
     assert balanced_probability(np.array([0.9]), 0.9) == pytest.approx([0.5])
     likelihood_ratio, share = 3.0, 0.8
     posterior = likelihood_ratio * share / (likelihood_ratio * share + (1 - share))
-    assert balanced_probability(np.array([posterior]), share) == pytest.approx([likelihood_ratio / (1 + likelihood_ratio)])
+    balanced = balanced_probability(np.array([posterior]), share)
+    assert balanced == pytest.approx([likelihood_ratio / (1 + likelihood_ratio)])
     assert balanced_probability(np.array([0.0, 1.0]), 0.3).tolist() == [0.0, 1.0]
     assert balanced_probability(np.array([0.25]), 0.5) == pytest.approx([0.25])
     assert balanced_probability(np.array([expit(1.0)]), expit(-2.0)) == pytest.approx([expit(3.0)])
@@ -80,7 +81,10 @@ RESAMPLED = [
 ]
 
 
-@pytest.mark.parametrize("name,params", RESAMPLED, ids=[f"{n}-{p.get('estimator', '')}".rstrip("-") for n, p in RESAMPLED])
+IDS = [f"{name}-{params.get('estimator', '')}".rstrip("-") for name, params in RESAMPLED]
+
+
+@pytest.mark.parametrize("name,params", RESAMPLED, ids=IDS)
 def test_every_proxys_replicates_centre_on_its_point_value(name, params):
     proxy = REGISTRY[name]
     for seed in range(2):
@@ -99,7 +103,8 @@ def test_more_distinct_rows_cover_more_and_their_replicates_say_so():
     proxy, params = REGISTRY["coverage"], REGISTRY["coverage"].params()
     for seed in range(5):
         rng = np.random.default_rng(seed)
-        real, a, b = rng.normal(size=(200, 8)), rng.normal(size=(60, 8)), np.repeat(rng.normal(size=(45, 8)), 12, axis=0)
+        real, a = rng.normal(size=(200, 8)), rng.normal(size=(60, 8))
+        b = np.repeat(rng.normal(size=(45, 8)), 12, axis=0)
         out_a, out_b = proxy.compute(a, real, params, seed, 200), proxy.compute(b, real, params, seed, 200)
         assert out_a.value == pytest.approx(coverage(a, real)) and out_a.value > out_b.value + 0.02
         assert np.quantile(out_a.replicates, 0.05) > np.median(out_b.replicates), seed
@@ -127,7 +132,8 @@ def test_perplexity_and_lens_replicates_already_centre_on_their_point():
     for seed in range(5):
         rng = np.random.default_rng(seed)
         tokens, nll = rng.integers(5, 60, size=30).astype(np.float64), rng.normal(3.2, 0.8, size=30)
-        score = SampleScore(perplexity=float(np.exp((nll * tokens).sum() / tokens.sum())), row_nll=nll, row_tokens=tokens)
+        point = float(np.exp((nll * tokens).sum() / tokens.sum()))
+        score = SampleScore(perplexity=point, row_nll=nll, row_tokens=tokens)
         replicates = resampled_perplexity(score, 400, np.random.default_rng(seed))
         assert abs(np.median(replicates) - score.perplexity) <= 0.25 * replicates.std()
         p_hat = rng.uniform(size=40)

@@ -32,7 +32,7 @@ def ball_membership(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> np.n
         raise ValueError(f"density/coverage need more than k={k} real rows, got {len(real)}")
     within_real = cdist(real, real)
     radius = np.sort(within_real, axis=1)[:, k]  # column 0 is the row itself
-    return cdist(synthetic, real) < radius[None, :]  # strict, as the reference code counts: a row on the boundary is out
+    return cdist(synthetic, real) < radius[None, :]  # strict, as the reference code counts: the boundary is out
 
 
 def density(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> float:
