@@ -9,7 +9,9 @@ which another process on the machine disturbs far less than wall time. Prints a
 Markdown table: CPU seconds per (candidate, seed), the ratio to today's (the paper's)
 PAD, Spearman/Pearson with the measured metric averaged over seeds, and the spread
 over seeds. The classifier settings are swapped through `pad.XGBOOST`, the module's
-one table of them.
+one table of them. Since issue 13 "balanced" also balances the probabilities (the
+figures of issue 8 in BENCHMARKS.md were taken with raw ones); `bench_pad_fair.py`
+compares the two.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def test_defaults_follow_the_spec():
     config = parse_config(BASE)
     assert config.mdm.k == 3
     assert (config.mmd.kernel, config.mmd.degree, config.mmd.coef0) == ("polynomial", 3, 1.0)
-    assert (config.pad.classifier, config.pad.holdout) == ("xgboost", 0.2)
+    assert (config.pad.classifier, config.pad.folds, config.pad.balanced) == ("logistic", 5, True)
     assert config.mauve.scaling_factor == 5
     assert config.cache_location == "out/cache"
 

@@ -12,7 +12,7 @@ from synque_ray.rowsignals import duplicate_groups, nearest_real_distance
 
 def _explicit(synthetic, real, k):
     radius = [sorted(np.linalg.norm(real - r, axis=1))[k] for r in real]
-    inside = [[np.linalg.norm(x - r) <= radius[j] for j, r in enumerate(real)] for x in synthetic]
+    inside = [[np.linalg.norm(x - r) < radius[j] for j, r in enumerate(real)] for x in synthetic]
     return np.mean([sum(row) for row in inside]) / k, np.mean([any(col) for col in zip(*inside)])
 
 
@@ -45,8 +45,9 @@ def test_registry_declares_both_with_higher_is_better_and_k_in_config():
 def test_coverage_replicates_resample_both_sides():
     rng = np.random.default_rng(2)
     out = REGISTRY["coverage"].compute(rng.normal(size=(50, 3)), rng.normal(size=(40, 3)), NeighbourParams(), 1, 64)
-    assert out.replicates.shape == (64,) and 0 <= out.replicates.min() <= out.replicates.max() <= 1
-    assert abs(out.replicates.mean() - out.value) < 0.15
+    # centred on the point (proxies.base.centred), so a replicate may pass 1: only its rank is used
+    assert out.replicates.shape == (64,) and np.isfinite(out.replicates).all() and out.replicates.std() > 0
+    assert out.replicates.mean() == pytest.approx(out.value)
 
 
 def test_nearest_real_distance_and_duplicate_groups():

@@ -49,11 +49,17 @@ def test_out_of_fold_probabilities_match_a_hand_built_cross_fit():
     probability, labels = pad_probabilities(synthetic, real, classifier="logistic", folds=5, seed=3)
     x, y = np.vstack([synthetic, real]), np.r_[np.ones(40), np.zeros(25)]
     expected = np.empty(65)
+    raw = np.empty(65)
     for train, test in StratifiedKFold(5, shuffle=True, random_state=3).split(x, y):
-        expected[test] = LogisticRegression(max_iter=1000, random_state=3).fit(x[train], y[train]).predict_proba(
+        raw[test] = LogisticRegression(max_iter=1000, random_state=3).fit(x[train], y[train]).predict_proba(
             x[test])[:, 1]
+        # balanced: the odds divided by the fold's training odds of synthetic, so equal classes read as ½
+        odds = raw[test] / (1 - raw[test]) / (y[train].mean() / (1 - y[train].mean()))
+        expected[test] = odds / (1 + odds)
     assert np.allclose(probability, expected) and (labels == y).all()
     error_s, error_r = np.mean(1 - expected[:40]), np.mean(expected[40:])
     assert pad(synthetic, real, classifier="logistic", folds=5, seed=3) == pytest.approx(1 - (error_s + error_r))
-    plain = 1 - 2 * np.mean(np.abs(expected - y))
+    unbalanced, _ = pad_probabilities(synthetic, real, classifier="logistic", folds=5, seed=3, balanced=False)
+    assert np.allclose(unbalanced, raw)
+    plain = 1 - 2 * np.mean(np.abs(raw - y))
     assert pad(synthetic, real, classifier="logistic", folds=5, seed=3, balanced=False) == pytest.approx(plain)

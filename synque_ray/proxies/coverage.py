@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
+from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
 
 
 class NeighbourParams(Params):
@@ -24,7 +24,8 @@ class NeighbourParams(Params):
 
 
 def ball_membership(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> np.ndarray:
-    """Shape (n, m): True where candidate row i lies inside U_r row j's k-NN ball."""
+    """Shape (n, m): True where candidate row i lies strictly inside U_r row j's k-NN ball
+    (closer to row j than row j's k-th nearest U_r neighbour is)."""
     synthetic, real = check_embeddings(synthetic, real)
     if len(real) <= k:
         raise ValueError(f"density/coverage need more than k={k} real rows, got {len(real)}")
@@ -32,7 +33,7 @@ def ball_membership(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> np.n
 
     within_real = cdist(real, real)
     radius = np.sort(within_real, axis=1)[:, k]  # column 0 is the row itself
-    return cdist(synthetic, real) <= radius[None, :]
+    return cdist(synthetic, real) < radius[None, :]  # strict, as the reference code counts: the boundary is out
 
 
 def density(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> float:
@@ -48,7 +49,8 @@ def coverage(synthetic: np.ndarray, real: np.ndarray, k: int = 5) -> float:
 def _density(synthetic, real, params: NeighbourParams, seed: int, resamples: int) -> ProxyOutput:
     per_row = ball_membership(synthetic, real, params.k).sum(axis=1) / params.k
     weights = resample_weights(len(per_row), resamples, np.random.default_rng(seed))
-    return ProxyOutput(float(per_row.mean()), weights @ per_row / len(per_row))
+    value = float(per_row.mean())
+    return ProxyOutput(value, centred(weights @ per_row / len(per_row), value))
 
 
 def _coverage(synthetic, real, params: NeighbourParams, seed: int, resamples: int) -> ProxyOutput:
@@ -57,7 +59,8 @@ def _coverage(synthetic, real, params: NeighbourParams, seed: int, resamples: in
     weights_s, weights_r = resample_weights(len(synthetic), resamples, rng), resample_weights(len(real), resamples, rng)
     covered = (weights_s @ inside) > 0  # (B, m): a U_r row is covered when a drawn candidate row is in its ball
     replicates = (covered * weights_r).sum(axis=1) / len(real)
-    return ProxyOutput(float(inside.any(axis=0).mean()), replicates)
+    value = float(inside.any(axis=0).mean())
+    return ProxyOutput(value, centred(replicates, value))
 
 
 DENSITY = Proxy("density", NeighbourParams, orientation=1.0, compute=_density)

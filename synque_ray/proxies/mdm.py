@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
+from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
 
 FIXED_START = 0  # FasterPAM's random_state: the same medoids for a candidate on every run
 
@@ -54,7 +54,8 @@ def _compute(synthetic, real, params: MdmParams, seed: int, resamples: int) -> P
     distance, labels = medoid_distances(synthetic, params.k)
     weights = resample_weights(len(distance), resamples, np.random.default_rng(seed))
     replicates = np.array([mdm_from_distances(distance, labels, w) for w in weights])
-    return ProxyOutput(mdm_from_distances(distance, labels), replicates)
+    value = mdm_from_distances(distance, labels)
+    return ProxyOutput(value, centred(replicates, value))
 
 
 PROXY = Proxy("mdm", MdmParams, orientation=1.0, compute=_compute, uses_real=False)

@@ -3,11 +3,27 @@
 PAD = 1 − 2ε, ε the error of the predicted probability: 1 for separable sets, about 0
 for indistinguishable ones. By default every row gets an out-of-fold probability from
 stratified k-fold cross-fitting (a 30-row U_r keeps all 30 rows in the estimate, not
-the 6 of a 20% holdout), and ε is class-balanced, the mean of the two classes' mean
-errors: the unbalanced error of one distribution is about 1 − 4π(1 − π) below chance
-for a candidate holding a share π of the rows, so size alone would move the score.
-The paper's PAD is `folds=0, holdout=0.2, balanced=False`. The out-of-fold
-probabilities are kept: they say which of the candidate's rows look synthetic.
+the 6 of a 20% holdout), and everything is class-balanced, so a candidate's size buys
+it nothing:
+
+- the probabilities are *balanced*, as if both classes had equal size: a classifier fit
+  on a fold with a share π of candidate rows learns the prior π, so its log-odds are
+  shifted by −logit(π) (Bayes' rule with the prior ½ in place of π). Left in, that prior
+  makes a 1,000-row candidate's rows read p ≈ .97 against a 30-row U_r even when the two
+  cannot be told apart, and the real rows' error grows with the candidate's size;
+- ε is the mean of the two classes' mean errors: the unbalanced error of one
+  distribution is about 1 − 4π(1 − π) below chance.
+
+The default classifier is a logistic regression. On 16-d Gaussians with a 30-row U_r
+(BENCHMARKS.md, "PAD fair to size") its balanced PAD of a 2 sd shift reads .52–.53 from
+30 to 1,000 candidate rows; the boosted trees' reads .44–.53, and for one distribution
+at 1,000 vs 30 rows their balanced p_synthetic still has a median of .86: trees carve
+the few U_r rows out as small regions, so an unseen row of either class lands in the
+candidate's, and no correction of the prior undoes that (balanced sample weights did worse in a trial:
+.47 → .21). The paper's PAD is
+`classifier: xgboost, folds: 0, holdout: 0.2, balanced: false`. The balanced
+out-of-fold probabilities are kept as the row signal `p_synthetic`: which of the
+candidate's rows look synthetic, on one scale at any size (½ = no evidence either way).
 """
 
 from __future__ import annotations
@@ -16,8 +32,9 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
+from scipy.special import expit, logit
 
-from synque_ray.proxies.base import Params, Proxy, ProxyOutput, check_embeddings, resample_weights
+from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
 
 # The boosted trees are sized for cross-fitting: k fits must cost about what one
 # default fit did (BENCHMARKS.md, PAD cost/quality): coarse histogram bins, fewer,
@@ -26,11 +43,26 @@ XGBOOST = {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.2, "max_bin": 
            "subsample": 0.8, "colsample_bytree": 0.5, "n_jobs": 1}
 
 
+def _xgboost(seed: int):
+    from xgboost import XGBClassifier  # imported lazily: only runs that ask for it pay its import
+
+    return XGBClassifier(random_state=seed, **XGBOOST)
+
+
+def _logistic(seed: int):
+    from sklearn.linear_model import LogisticRegression  # here: a config load need not import it
+
+    return LogisticRegression(max_iter=1000, random_state=seed)
+
+
+CLASSIFIERS = {"xgboost": _xgboost, "logistic": _logistic}  # name → an unfitted classifier for a seed
+
+
 class PadParams(Params):
-    classifier: Literal["xgboost", "logistic"] = "xgboost"
+    classifier: Literal["logistic", "xgboost"] = "logistic"
     folds: int = Field(5, ge=0)  # 0: one stratified holdout (the paper's)
     holdout: float = Field(0.2, gt=0, lt=1)  # used when folds is 0
-    balanced: bool = True
+    balanced: bool = True  # balanced probabilities and error; false: the paper's raw ones
 
     @field_validator("folds")
     @classmethod
@@ -47,30 +79,31 @@ class PadParams(Params):
     min_real_rows = min_rows
 
 
-def _classifier(name: str, seed: int):
-    if name == "xgboost":
-        from xgboost import XGBClassifier
-
-        return XGBClassifier(random_state=seed, **XGBOOST)
-    if name == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        return LogisticRegression(max_iter=1000, random_state=seed)
-    raise ValueError(f"unknown PAD classifier {name!r}; use 'xgboost' or 'logistic'")
-
-
 def min_rows_for_holdout(holdout: float) -> int:
     """Rows one side needs so that a stratified split leaves it at least one row on each side."""
     return max(2, int(np.ceil(1.0 / min(holdout, 1.0 - holdout) - 1e-9)))
 
 
-def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "xgboost", folds: int = 5,
-                      holdout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def balanced_probability(probability: np.ndarray, share: float) -> np.ndarray:
+    """P(synthetic) (any shape) from a model trained with a share `share` of synthetic rows,
+    rewritten as if the two classes had been equal in size: log-odds − logit(share).
+    Exact for a calibrated model; 0 and 1 stay 0 and 1."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"the synthetic share of the training rows must be in (0, 1), got {share}")
+    return expit(logit(np.asarray(probability, dtype=np.float64)) - logit(share))
+
+
+def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", folds: int = 5,
+                      holdout: float = 0.2, seed: int = 0, balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """P(synthetic) for every row of synthetic (n, d) then real (m, d), and the labels (1 = synthetic).
 
     With folds > 0 each row's probability comes from the model that did not see it; with
     folds = 0 only the stratified holdout is predicted and the other rows are NaN.
+    balanced: each model's probabilities corrected for its training rows' class shares
+    (`balanced_probability`), so they read as if both classes had equal size.
     """
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"unknown PAD classifier {classifier!r}; use one of {sorted(CLASSIFIERS)}")
     synthetic, real = check_embeddings(synthetic, real)
     features = np.vstack([synthetic, real])
     labels = np.concatenate([np.ones(len(synthetic)), np.zeros(len(real))])
@@ -82,8 +115,9 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     else:
         splits = [train_test_split(np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)]
     for train, test in splits:
-        model = _classifier(classifier, seed).fit(features[train], labels[train])
-        probability[test] = model.predict_proba(features[test])[:, 1]
+        model = CLASSIFIERS[classifier](seed).fit(features[train], labels[train])
+        predicted = model.predict_proba(features[test])[:, 1]
+        probability[test] = balanced_probability(predicted, labels[train].mean()) if balanced else predicted
     return probability, labels
 
 
@@ -102,10 +136,10 @@ def pad_from_probabilities(probability: np.ndarray, labels: np.ndarray, balanced
     return 1.0 - 2.0 * float(np.mean(per_class))
 
 
-def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "xgboost", holdout: float = 0.2, seed: int = 0,
+def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", holdout: float = 0.2, seed: int = 0,
         folds: int = 5, balanced: bool = True) -> float:
     """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable, about 0 the same."""
-    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed)
+    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced)
     return pad_from_probabilities(probability, labels, balanced)
 
 
@@ -120,11 +154,15 @@ def _class_weights(labels: np.ndarray, known: np.ndarray, resamples: int, rng) -
 
 
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
-    probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed)
+    probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed,
+                                            params.balanced)
     weights = _class_weights(labels, ~np.isnan(probability), resamples, np.random.default_rng(seed))
     replicates = np.array([pad_from_probabilities(probability, labels, params.balanced, w) for w in weights])
     value = pad_from_probabilities(probability, labels, params.balanced)
-    return ProxyOutput(value, replicates, {"p_synthetic": probability[: len(synthetic)]})
+    row_signal = probability[: len(synthetic)]
+    if not params.balanced:  # the paper's raw probabilities score it; the row signal is still balanced
+        row_signal = balanced_probability(row_signal, labels.mean())
+    return ProxyOutput(value, centred(replicates, value), {"p_synthetic": row_signal})
 
 
 PROXY = Proxy("pad", PadParams, orientation=-1.0, compute=_compute)
