@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from synque_ray.report import write_report
+from synque_ray.report.load import load_run
 from synque_ray.report.browser import Browser, chromium_path
 
 pytestmark = pytest.mark.ray
@@ -149,9 +150,10 @@ def test_history_shows_dates_and_projections_are_large(browser, page):
 def test_a_stale_evaluation_is_flagged_above_its_table(browser, scored_run, tmp_path):
     out = tmp_path / "stale"
     shutil.copytree(scored_run.output, out)
-    evaluation = json.loads((out / "evaluation.json").read_text())
-    (out / "evaluation.json").write_text(json.dumps({**evaluation, "run": "20200101T000000000000Z"}))
-    [target] = write_report(str(out))
+    published = Path(load_run(str(out)).folder)  # the set LATEST names: the report reads its evaluation.json
+    evaluation = json.loads((published / "evaluation.json").read_text())
+    (published / "evaluation.json").write_text(json.dumps({**evaluation, "run": "20200101T000000000000Z"}))
+    target = write_report(str(out))[0]
     session, _ = browser.open(Path(target))
     top = "document.querySelector('{}').getBoundingClientRect().top"
     warning = browser.evaluate(session, "document.querySelector('#evaluation-stale').textContent")
