@@ -13,8 +13,8 @@ On an existing run (e.g. the demo's, after `synque demo`): `synque report RUN_DI
 timed --repeats times: wall and CPU seconds (user + system, the process and its children).
 Whichever synque_ray PYTHONPATH names is measured, so one command compares two trees:
 
-    PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --run results/demo --config configs/demo.yaml
-    PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --phases --config configs/demo.yaml
+    PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --run results/demo --config synque_ray/demo.yaml
+    PYTHONPATH=OTHER_TREE python benchmarks/bench_report.py --phases --config synque_ray/demo.yaml
 """
 
 from __future__ import annotations

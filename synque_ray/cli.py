@@ -9,8 +9,7 @@ from pathlib import Path
 
 from synque_ray.errors import RunFailed, UserError
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
 STAGES = ("read", "embed", "proxies", "perplexity", "lens", "reduce", "total")  # wall times
 
 

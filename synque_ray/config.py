@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from synque_ray.errors import UserError
+from synque_ray.lens.prompts import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
 
@@ -108,7 +109,7 @@ class LensConfig(_Strict):
     rubric_writer: str | dict = "bundled-smollm2"
     rubric_points: int = Field(10, gt=0)
     rubric_sample_size: int = Field(200, gt=0)
-    task: Literal["sentiment", "text2sql", "web", "generic"] = "generic"
+    task: str = "generic"  # a prompt family of synque_ray.lens.prompts.FAMILIES
     judgement: Literal["label", "expected"] = "label"
     rubric_file: str | None = None  # a JSON rubric to use instead of writing one
     rubric_retries: int = Field(3, ge=0)  # extra attempts when an answer has too few points
@@ -123,6 +124,13 @@ class LensConfig(_Strict):
     batch_rows: int = Field(64, gt=0)  # rows per Ray Data batch (four prompts each)
     dtype: str = "auto"
     candidates: LensCandidates | None = None  # the cascade; None judges every candidate
+
+    @field_validator("task")
+    @classmethod
+    def _known_family(cls, task: str) -> str:
+        if task not in FAMILIES:  # the families are the one list of tasks: a new one needs no edit here
+            raise ValueError(f"unknown task '{task}' (known: {', '.join(FAMILIES)})")
+        return task
 
     @model_validator(mode="after")
     def _writer_endpoint(self) -> LensConfig:

@@ -40,6 +40,8 @@ def test_defaults_follow_the_spec():
          "cfg.yaml: mmd.kernel: Input should be 'polynomial', 'rbf', 'laplacian', 'linear' or 'sigmoid'"),
         ({"proxies": ["mdm", "mdm"]}, "cfg.yaml: proxies lists a proxy twice"),
         ({"name": None}, "cfg.yaml: name: Input should be a valid string"),
+        ({"lens": {"task": "poetry"}}, "cfg.yaml: lens.task: unknown task 'poetry' (known: sentiment, text2sql, web, "
+                                       "generic)"),
     ],
 )
 def test_config_errors_are_one_line_naming_the_key(change, message):

@@ -30,14 +30,15 @@ def explicit_mmd(x, y, kernel):
 def test_mmd_matches_explicit_double_sum(name, params, kernel):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(7, 4)), rng.normal(0.5, 1.0, size=(5, 4))
-    assert mmd_squared(x, y, kernel=name, **params) == pytest.approx(explicit_mmd(x, y, kernel), rel=1e-10)
+    biased = mmd_squared(x, y, kernel=name, estimator="biased", **params)
+    assert biased == pytest.approx(explicit_mmd(x, y, kernel), rel=1e-10)
 
 
 def test_mmd_is_zero_for_identical_sets_and_grows_with_shift():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 8))
-    assert mmd_squared(x, x) == pytest.approx(0.0, abs=1e-12)
-    near, far = mmd_squared(x, x + 0.2), mmd_squared(x, x + 2.0)
+    assert mmd_squared(x, x, estimator="biased") == pytest.approx(0.0, abs=1e-12)
+    near, far = mmd_squared(x, x + 0.2, estimator="biased"), mmd_squared(x, x + 2.0, estimator="biased")
     assert 0 < near < far
 
 
@@ -111,3 +112,11 @@ def test_mauve_is_one_for_identical_sets_and_lower_for_shifted():
     shifted = mauve_score(real + 1.5, real)
     assert same == pytest.approx(1.0, abs=0.02)
     assert shifted < same - 0.3
+
+
+def test_mmd_function_defaults_to_the_configs_estimator():
+    import inspect
+
+    from synque_ray.proxies.mmd import MmdParams
+
+    assert inspect.signature(mmd_squared).parameters["estimator"].default == MmdParams().estimator == "unbiased"

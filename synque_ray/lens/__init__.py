@@ -1,6 +1,19 @@
-"""LENS, the LLM-judged proxy (SPEC §8): `Lens(config.lens, config.resources)`."""
+"""LENS, the LLM-judged proxy (SPEC §8): `Lens(config.lens, config.resources)`.
 
-from synque_ray.lens.core import Lens
-from synque_ray.lens.stage import LensReport
+The package's names load on first use, so that reading a config (which needs only the
+prompt families of `synque_ray.lens.prompts`) does not import the engine's stack.
+"""
 
-__all__ = ["Lens", "LensReport"]
+from __future__ import annotations
+
+from importlib import import_module
+
+_LAZY = {"Lens": "synque_ray.lens.core", "LensReport": "synque_ray.lens.stage"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)

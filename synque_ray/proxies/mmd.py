@@ -71,8 +71,10 @@ def mmd_from_kernels(k_ss, k_rr, k_sr, weights_s: np.ndarray, weights_r: np.ndar
 
 
 def mmd_squared(synthetic: np.ndarray, real: np.ndarray, kernel: str = "polynomial", degree: int = 3,
-                coef0: float = 1.0, gamma: float | None = None, estimator: str = "biased") -> float:
-    """MMD² between synthetic (n, d) and real (m, d) embeddings; 0 when the sets match.
+                coef0: float = 1.0, gamma: float | None = None, estimator: str = "unbiased") -> float:
+    """MMD² between synthetic (n, d) and real (m, d) embeddings; about 0 when they come from one
+    distribution. The default estimator is the config's (`MmdParams`), so a caller of this
+    function and a job get the same number.
 
     biased: mean k(x,x') + mean k(y,y') − 2 mean k(x,y) over all pairs (the paper's);
     unbiased: the same with the i = j terms of the first two means left out.
