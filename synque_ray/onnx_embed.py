@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from synque_ray.errors import UserError
+from synque_ray.models import content_digest
 
 RECIPE = 1  # bumped when the export or quantization recipe changes: part of every key
 OPSET = 17
@@ -104,22 +105,6 @@ def read_head(folder: Path) -> SentenceHead:
 # --------------------------------------------------------------------- the exported file
 
 
-def folder_digest(folder: Path) -> str:
-    """sha256 of every file of a model folder (relative path and bytes), hidden files aside.
-
-    The key of an export: the same weights and configs give the same file on any
-    machine, and any change to them gives a new one.
-    """
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_key(folder: Path, quantize: bool = True) -> str:
     """The cache name of a folder's export: its content, the recipe and the tools' versions.
 
@@ -128,7 +113,7 @@ def export_key(folder: Path, quantize: bool = True) -> str:
     """
     from importlib import metadata
 
-    parts = [folder_digest(folder), f"recipe{RECIPE}", f"opset{OPSET}", f"torch{metadata.version('torch')}",
+    parts = [content_digest(folder), f"recipe{RECIPE}", f"opset{OPSET}", f"torch{metadata.version('torch')}",
              f"ort{metadata.version('onnxruntime')}", "int8" if quantize else "fp32"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
