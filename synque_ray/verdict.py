@@ -16,6 +16,7 @@ import textwrap
 import polars as pl
 
 from synque_ray.findings import LIMITS, SHORT_CHARS, SYNTHETIC_P
+from synque_ray.reduce import level_text
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
 # One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
@@ -92,10 +93,6 @@ def legend_text(width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def _percent(level: float) -> str:
-    return f"{level * 100:g}%"
-
-
 def _lead(rankings: pl.DataFrame) -> str:
     proxies = sorted(set(rankings.get_column("proxy").to_list()))
     return "ensemble" if "ensemble" in proxies else proxies[0]
@@ -148,13 +145,13 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     first = best[0]  # the best set's highest-ranked member
     under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if len(best) == 1:
-        lines = [f"train on: {first['dataset_id']} ({under}{_chance(first)}; best set at {_percent(level)}: "
+        lines = [f"train on: {first['dataset_id']} ({under}{_chance(first)}; best set at {level_text(level)}: "
                  f"{first['dataset_id']})"]
     elif len(best) == len(rows):
-        lines = [f"train on: any of the {len(rows)} candidates: they cannot be told apart at {_percent(level)} "
+        lines = [f"train on: any of the {len(rows)} candidates: they cannot be told apart at {level_text(level)} "
                  f"({_names(best_ids)}); more U_r rows or seeds would be needed to separate them"]
     else:
-        lines = [f"train on: one of {_names(best_ids)}: these {len(best)} cannot be told apart at {_percent(level)} "
+        lines = [f"train on: one of {_names(best_ids)}: these {len(best)} cannot be told apart at {level_text(level)} "
                  f"(best set); {first['dataset_id']} ranks first among them ({under}{_chance(first)}), which "
                  "alone does not make it better"]
     outside = [r for r in rows if r["dataset_id"] not in best_ids]

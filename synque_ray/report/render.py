@@ -8,6 +8,7 @@ from html import escape
 from importlib import resources
 
 from synque_ray.findings import LIMITS, SHARES, percent
+from synque_ray.reduce import level_text
 from synque_ray.report.view import CandidateView, RankingView
 from synque_ray.verdict import PROXY_LEGEND, TERM_LEGEND
 
@@ -101,7 +102,7 @@ def ranking_section(view: RankingView, level: float = 0.9) -> str:
         rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else 'no', int(tied))}"
                     f"{finding_cells(row.get('findings'))}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
-            f"{level * 100:g}% interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate "
+            f"{level_text(level)} interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate "
             f"that cannot be told apart from the best. Ordered by <b>{escape(view.lead)}</b>; click a header to "
             f"sort, a name to see the candidate. Hover a rank for its score. The findings columns are shares of "
             f'the candidate\'s rows; <span class="flag">marked</span> ones are over their limit (see '
