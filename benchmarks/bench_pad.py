@@ -70,14 +70,19 @@ def quality(scores: pl.DataFrame, performance: dict) -> tuple[float, float, floa
     return float(np.mean(spearman)), float(np.std(spearman)), float(np.mean(pearson))
 
 
-def main() -> None:
+def benchmark_parser() -> argparse.ArgumentParser:
+    """The arguments every PAD benchmark on a scored config takes (bench_pad_fair.py adds its own)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("config")
     parser.add_argument("performance")
     parser.add_argument("id_column")
     parser.add_argument("metric")
     parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = benchmark_parser().parse_args()
     config = load_config(args.config)
     real, candidates = embeddings(config, args.seeds)
     performance = read_performance(args.performance, args.id_column, args.metric)

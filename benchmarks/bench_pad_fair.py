@@ -21,12 +21,11 @@ Prints Markdown tables.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import polars as pl
-from bench_pad import embeddings, quality
+from bench_pad import benchmark_parser, embeddings, quality
 
 from synque_ray.config import load_config
 from synque_ray.evaluate import read_performance
@@ -88,12 +87,7 @@ def benchmark(variant, real, candidates, performance) -> tuple[float, tuple, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("config")
-    parser.add_argument("performance")
-    parser.add_argument("id_column")
-    parser.add_argument("metric")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser = benchmark_parser()
     parser.add_argument("--part", choices=["simulation", "benchmark"], help="run only this part (default: both)")
     parser.add_argument("--variant", type=int, action="append", help="run only these rows of VARIANTS (0-based)")
     args = parser.parse_args()

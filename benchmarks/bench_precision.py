@@ -37,27 +37,17 @@ import yaml
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_embedding import BARE, run_engine  # the fp32 phase and the engine runner, shared
+from bench_embedding import BARE, PRINT_TIMES, READ_ROWS, run_engine  # the fp32 phase and the engine runner, shared
 
-BARE_INT8 = r"""
-import json, resource, sys, time
-from synque_ray.config import load_config
-from synque_ray.models import resolve_model
-from synque_ray.pipeline import read_candidates, read_real
+BARE_INT8 = READ_ROWS + r"""
 from synque_ray.onnx_embed import OnnxEncoder
-t0 = time.perf_counter()
-config = load_config(sys.argv[1])
-texts = [t for rs in read_real(config).values() for t in rs.texts]
-texts += [t for rs in read_candidates(config) for t in rs.texts]
 path, _ = resolve_model(config.embedding.model, "embedding.model")
 t1 = time.perf_counter()
 encoder = OnnxEncoder(path, threads=int(sys.argv[2]))
 t2 = time.perf_counter()
 encoder.encode(texts, config.embedding.batch_size)
 t3 = time.perf_counter()
-print(json.dumps({"rows": len(texts), "load_s": t2 - t1, "encode_s": t3 - t2, "total_s": t3 - t0,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+""" + PRINT_TIMES
 
 EXPORT = r"""
 import sys, time
