@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata, spearmanr
+
+from synque_ray.ranks import rankdata, spearman
 
 SCORE_SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
 # A committed result: the score, its bootstrap replicates (oriented like `score`), its error, its cost.
@@ -100,7 +101,7 @@ def _loo_agreement(ranks: np.ndarray) -> np.ndarray:
     for p in range(proxies):
         others = np.delete(ranks, p, axis=0).mean(axis=0)
         if np.ptp(ranks[p]) > 0 and np.ptp(others) > 0:
-            out[p] = spearmanr(ranks[p], others).statistic
+            out[p] = spearman(ranks[p], others)
     return out
 
 

@@ -17,9 +17,9 @@ and case are normalised, whatever the model says.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial.distance import cdist
+
+# scipy.sparse and scipy.spatial are imported where they are used: a run whose results are all
+# reused never computes a row signal, and would otherwise pay a third of a second to load them.
 
 DUPLICATE_COSINE = 0.95  # rows at least this similar (cosine of embeddings) are near-duplicates
 COPY_COSINE = DUPLICATE_COSINE  # a candidate row this similar to a U_r row copies it
@@ -28,6 +28,8 @@ _CHUNK = 1024  # rows compared at a time, so memory stays O(chunk x n) on large 
 
 def nearest_real_distance(synthetic: np.ndarray, real: np.ndarray) -> np.ndarray:
     """Shape (n,): Euclidean distance from each candidate row to its nearest U_r row."""
+    from scipy.spatial.distance import cdist
+
     return np.concatenate([cdist(synthetic[i:i + _CHUNK], real).min(axis=1) for i in range(0, len(synthetic), _CHUNK)])
 
 
@@ -65,6 +67,9 @@ def near_copies(synthetic: np.ndarray, real: np.ndarray, threshold: float = COPY
 def duplicate_groups(embeddings: np.ndarray, threshold: float = DUPLICATE_COSINE) -> np.ndarray:
     """Shape (n,): a group id shared by rows linked through chains of near-duplicates
     (the group's smallest row index), -1 for a row with no near-duplicate."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     unit = _unit(embeddings)
     rows, cols = [], []
     for start in range(0, len(unit), _CHUNK):

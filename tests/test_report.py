@@ -85,14 +85,6 @@ def test_agreement_is_spearman_between_proxies_mean_scores(run):
     assert data["spearman"][i][i] == pytest.approx(1.0) and data["counts"][i][j] == 4
 
 
-def test_spearman_without_scipy_matches_scipy_with_ties():
-    rng = np.random.default_rng(3)
-    for _ in range(20):
-        x, y = rng.integers(0, 5, size=12).astype(float), rng.normal(size=12)
-        assert view.spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
-    assert list(view.average_ranks(np.array([3.0, 1.0, 3.0, 2.0]))) == [3.5, 1.0, 3.5, 2.0]
-
-
 def _brightness(style: str) -> int:
     return sum(int(c) for c in style[style.index("rgb(") + 4:style.index(")")].split(","))
 

@@ -32,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
-from scipy.special import expit, logit
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
 
@@ -90,7 +89,9 @@ def balanced_probability(probability: np.ndarray, share: float) -> np.ndarray:
     Exact for a calibrated model; 0 and 1 stay 0 and 1."""
     if not 0.0 < share < 1.0:
         raise ValueError(f"the synthetic share of the training rows must be in (0, 1), got {share}")
-    return expit(logit(np.asarray(probability, dtype=np.float64)) - logit(share))
+    p = np.asarray(probability, dtype=np.float64)
+    # odds × (1 − share) / share, written so that p = 0 and p = 1 need no infinite log-odds
+    return p * (1.0 - share) / (p * (1.0 - share) + (1.0 - p) * share)
 
 
 def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", folds: int = 5,

@@ -16,6 +16,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from synque_ray.findings import per_candidate
+from synque_ray.ranks import spearman
 from synque_ray.reading import row_hashes
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
@@ -116,24 +117,6 @@ def score_spread(scores: pl.DataFrame, rankings: pl.DataFrame, order: list[str] 
             "seeds": [values.get(i, []) if i in ranked else [] for i in order],
         }
     return out
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of a 1-D array, ties sharing the mean of their places (as Spearman wants).
-    Written in numpy so that the report does not import scipy.stats (a second of start-up)."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.r_[True, ordered[1:] != ordered[:-1]]
-    first = np.flatnonzero(starts)
-    mean_place = first + (np.diff(np.r_[first, len(values)]) + 1) / 2
-    ranks = np.empty(len(values))
-    ranks[order] = mean_place[np.cumsum(starts) - 1]
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's correlation: Pearson's of the average ranks. Shapes (n,), (n,); neither constant."""
-    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
 
 
 def agreement(rankings: pl.DataFrame) -> dict:
