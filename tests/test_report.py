@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
-from synque_ray.findings import FINDING_COLUMNS
+from synque_ray.findings import FINDING_COLUMNS, with_findings
 from synque_ray.reading import read_texts
 from synque_ray.report import build_page, candidate_view, load, render, view, write_report
 from synque_ray.runfiles import candidate_paths, published
@@ -187,13 +187,20 @@ def test_example_rows_are_the_extremes_of_pads_out_of_fold_probability(run, scor
     assert again[0]["text"] is None and again[1]["text"] == synthetic[1]["text"]
 
 
-def test_duplicate_share_counts_rows_with_a_near_duplicate(run, scored_run):
+def test_the_candidate_section_gives_the_ranking_tables_duplicate_share(run, scored_run):
+    """One number per finding: the section repeats the findings column, which counts the rows of a
+    near-duplicate group beyond its first (not every member, as the section once did)."""
     worst = sorted(scored_run.quality)[-1]  # the most degraded demo candidate has planted near-copies
     rows = run.row_scores.filter(pl.col("dataset_id") == worst)
-    count, share = view.duplicate_share(rows)
+    ranking = view.ranking_view(with_findings(run.rankings, run.row_scores), sorted(scored_run.quality))
+    findings = next(r["findings"] for r in ranking.rows if r["dataset_id"] == worst)
+    paths, _ = load.candidate_files(run)
+    section = candidate_view(run, worst, None, load.candidate_inputs(run, worst, paths, None), findings)
     per_row = rows.unique("row_index")
-    assert count == ROWS
-    assert share == pytest.approx((per_row["duplicate_group"] >= 0).sum() / ROWS) and share > 0
+    beyond_first = ((per_row["duplicate_group"] >= 0) & (per_row["duplicate_group"] != per_row["row_index"])).sum()
+    assert section.rows == ROWS
+    assert beyond_first > 0 and section.duplicate_share == pytest.approx(beyond_first / ROWS)
+    assert section.duplicate_share == findings["duplicate_share"]
 
 
 def test_pca_keeps_the_direction_that_separates_the_sets():

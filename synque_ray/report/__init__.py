@@ -17,13 +17,15 @@ from synque_ray.storage import Store
 from synque_ray.verdict import verdict
 
 
-def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs
-                   ) -> view.CandidateView:
-    """One candidate's section from its tables and the inputs read for it."""
-    result = view.CandidateView(dataset_id, view.anchor(dataset_id), cell, notes=list(inputs.notes))
+def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs,
+                   findings: dict | None = None) -> view.CandidateView:
+    """One candidate's section from its tables, its findings (the ranking table's row, so that
+    the section and the table give one number) and the inputs read for it."""
+    result = view.CandidateView(dataset_id, view.anchor(dataset_id), cell, notes=list(inputs.notes),
+                                duplicate_share=(findings or {}).get("duplicate_share"))
     if run.row_scores is not None:
         rows = run.row_scores.filter(pl.col("dataset_id") == dataset_id)
-        result.rows, result.duplicate_share = view.duplicate_share(rows)
+        result.rows = view.rows_scored(rows)
         texts = inputs.file.texts if inputs.file is not None else None
         result.signals, result.synthetic_looking, result.real_looking = view.example_rows(rows, texts)
     if inputs.embeddings is not None and inputs.real_embeddings is not None:
@@ -66,7 +68,7 @@ def _candidates(run: load.RunData, ranking: view.RankingView) -> list[tuple[view
         inputs = load.candidate_inputs(run, dataset_id, paths, real)
         if real is None:
             inputs.notes = [n for n in inputs.notes if "embedding cache" not in n]
-        section = candidate_view(run, dataset_id, row["cells"].get(ranking.lead), inputs)
+        section = candidate_view(run, dataset_id, row["cells"].get(ranking.lead), inputs, row.get("findings"))
         image = plots.projection(*section.projection[:2]) if section.projection is not None else None
         out.append((section, image))
     return out

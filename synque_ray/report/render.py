@@ -263,7 +263,7 @@ def candidate_section(view: CandidateView, image: str | None) -> str:
     share = "–" if view.duplicate_share is None else ("none" if view.duplicate_share == 0
                                                       else f"{view.duplicate_share:.0%}")
     facts = [("rank", rank), ("rows scored", "–" if view.rows is None else str(view.rows)),
-             ("rows with a near-duplicate", share)]
+             ("near-duplicate rows", share)]
     table = "".join(f'<tr><th class="id">{escape(k)}</th><td class="id">{escape(v)}</td></tr>' for k, v in facts)
     figure = '<p class="no-figure">no projection</p>'
     if image:

@@ -240,7 +240,7 @@ class CandidateView:
     anchor: str
     cell: dict | None  # its lead-proxy ranking cell
     rows: int | None = None
-    duplicate_share: float | None = None
+    duplicate_share: float | None = None  # the findings' share (synque_ray.findings), as in the table
     synthetic_looking: list[dict] = field(default_factory=list)
     real_looking: list[dict] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)  # row-signal columns shown
@@ -281,12 +281,9 @@ def example_rows(rows: pl.DataFrame, texts: list[str] | None, n: int = EXAMPLE_R
     return signals, shown(synthetic), shown(real)
 
 
-def duplicate_share(rows: pl.DataFrame) -> tuple[int, float | None]:
-    """(rows scored, share of them that have a near-duplicate in the candidate)."""
-    per_row = rows.group_by("row_index").agg(pl.col("duplicate_group").first())
-    known = per_row.filter(pl.col("duplicate_group").is_not_null())
-    share = float((known["duplicate_group"] >= 0).mean()) if known.height else None
-    return per_row.height, share
+def rows_scored(rows: pl.DataFrame) -> int:
+    """How many distinct rows of the candidate have row scores (any seed)."""
+    return rows.get_column("row_index").n_unique()
 
 
 def judgement_means(judgements: pl.DataFrame, dataset_id: str) -> list[dict] | None:
