@@ -372,10 +372,17 @@ def level_text(level: float) -> str:
     return f"{level * 100:.6g}%"
 
 
+def lead_proxy(rankings: pl.DataFrame) -> str:
+    """The ranking that orders every view (terminal table, verdict, report): the ensemble when
+    there is one, else the alphabetically first proxy, so that all three name the same leader."""
+    proxies = rankings.get_column("proxy").unique().to_list()
+    return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
+
+
 def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9) -> str:
     """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
     ensemble's (else the first proxy's) `level` interval; `*` marks its best set."""
-    order = "ensemble" if "ensemble" in rankings["proxy"].to_list() else rankings["proxy"][0]
+    order = lead_proxy(rankings)
     wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
     lead = rankings.filter(pl.col("proxy") == order).select(
         "dataset_id", pl.format("{}-{}", "rank_low", "rank_high").alias("interval"), "tied_with_best")

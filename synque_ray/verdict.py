@@ -16,7 +16,7 @@ import textwrap
 import polars as pl
 
 from synque_ray.findings import LIMITS, SHORT_CHARS, SYNTHETIC_P
-from synque_ray.reduce import level_text
+from synque_ray.reduce import lead_proxy, level_text
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
 # One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
@@ -93,11 +93,6 @@ def legend_text(width: int = 100) -> str:
     return "\n".join(lines)
 
 
-def _lead(rankings: pl.DataFrame) -> str:
-    proxies = sorted(set(rankings.get_column("proxy").to_list()))
-    return "ensemble" if "ensemble" in proxies else proxies[0]
-
-
 def _names(ids: list[str], most: int = 8) -> str:
     return ", ".join(ids) if len(ids) <= most else ", ".join(ids[:most]) + f" and {len(ids) - most} more"
 
@@ -137,7 +132,7 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     """
     if rankings.height == 0:
         return ["train on: nothing yet (no candidate was ranked)"]
-    lead = _lead(rankings)
+    lead = lead_proxy(rankings)
     ranked = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"])
     rows = ranked.to_dicts()
     best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == 1]

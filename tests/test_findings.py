@@ -9,7 +9,9 @@ import pytest
 from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHORT_CHARS, add_findings, disagreement, findings,
                                  flagged_lines, row_shares, with_findings)
 from synque_ray.proxies import REGISTRY
+from synque_ray.reduce import lead_proxy, ranking_table_text
 from synque_ray.report import render
+from synque_ray.report.view import ranking_view
 from synque_ray.verdict import LEGEND, PROXY_LEGEND, legend_text, verdict
 
 
@@ -150,6 +152,17 @@ def test_verdict_of_a_single_proxy_speaks_in_its_score():
         pl.Series("score_mean", [0.91, 0.62]))
     assert verdict(table) == ["train on: a (rank 1 under mauve; best set at 90%: a)",
                               "next: b (rank 2, mauve score 0.62, 0.29 below a's 0.91)"]
+
+
+def test_terminal_table_report_and_verdict_follow_one_lead_without_an_ensemble():
+    """Without an ensemble all three views lead with the same proxy, whatever the row order."""
+    table = rankings_of({"pad": {"a": 1, "b": 2}, "mdm": {"a": 2, "b": 1}})
+    assert table["proxy"][0] == "pad"
+    assert lead_proxy(table) == "mdm"
+    assert verdict(table)[0].startswith("train on: b (rank 1 under mdm")
+    assert [r["dataset_id"] for r in ranking_view(table, ["a", "b"]).rows] == ["b", "a"]
+    body = ranking_table_text(table).splitlines()[2:]
+    assert [line.split()[0] for line in body if line.strip()][:2] == ["b", "a"]
 
 
 def test_every_proxy_has_a_legend_entry():

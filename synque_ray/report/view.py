@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from synque_ray.findings import per_candidate
 from synque_ray.ranks import spearman
+from synque_ray.reduce import lead_proxy
 from synque_ray.reading import row_hashes
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
@@ -29,12 +30,6 @@ PERMUTATIONS = [  # (column, question asked, differences shown): SPEC §8's four
 
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
-def lead_proxy(rankings: pl.DataFrame) -> str:
-    """The ranking the page is ordered by: the ensemble when there is one."""
-    proxies = rankings.get_column("proxy").unique().to_list()
-    return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
 
 
 def proxy_order(rankings: pl.DataFrame) -> list[str]:
