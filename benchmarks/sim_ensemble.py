@@ -1,0 +1,119 @@
+"""Which label-free ensemble rule to default to, judged where the truth is set by construction
+(issue 13 §6).
+
+    python benchmarks/sim_ensemble.py [--groups 300] [--candidates 8 32]
+
+Each simulated group has `candidates` candidates with a true quality t ~ N(0, 1) and five
+proxies, each scoring candidate c on seed s as sign·t_c + shared·z_c + sd·e_{c,s} (z shared by
+the proxies that have `shared` > 0, as embedding proxies share their model's blind spots; e
+independent). Scenarios: five equal proxies; one unrelated or reversed; noise levels spread
+out; a near-useless proxy (as MAUVE on a held-out task); a correlated core of three proxies
+(as MDM/MMD²/PAD on one embedding); two bad ones. Every rule runs through the engine's own
+`reduce.add_ensemble` (5 seeds, no replicates); the figure is the ensemble's Spearman with t,
+averaged over the seeds and the groups, beside the best single proxy and the mean of the good
+ones. Rules: the engine's "mean" and "robust", the per-seed median rank, and two sharper
+functions of the same agreement (squared; a/(1 − a²), the one-factor model's weight when a is
+read as a loading) passed as explicit weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import polars as pl
+
+from synque_ray.ranks import rankdata, spearman
+from synque_ray.reduce import SCORE_SCHEMA, _complete_ranks, _loo_agreement, add_ensemble, ensemble_weights
+
+SEEDS = 5
+# Each proxy: (noise sd, sign of the truth, weight of the shared error).
+SCENARIOS = {
+    "five equal": [(1.0, 1, 0.0)] * 5,
+    "one unrelated": [(1.0, 1, 0.0)] * 4 + [(1.0, 0, 0.0)],
+    "one reversed": [(1.0, 1, 0.0)] * 4 + [(1.0, -1, 0.0)],
+    "noise spread 0.5-3": [(0.5, 1, 0.0), (1.0, 1, 0.0), (1.5, 1, 0.0), (2.0, 1, 0.0), (3.0, 1, 0.0)],
+    "one near-useless": [(0.7, 1, 0.3), (0.8, 1, 0.3), (0.8, 1, 0.3), (0.7, 1, 0.0), (1.0, 0.12, 0.0)],
+    "correlated core": [(0.6, 1, 0.8), (0.6, 1, 0.8), (0.6, 1, 0.8), (0.8, 1, 0.0), (1.2, 1, 0.0)],
+    "two bad": [(0.7, 1, 0.0)] * 3 + [(1.0, 0, 0.0), (1.0, -1, 0.0)],
+}
+
+
+def _agreement(scores: pl.DataFrame) -> dict[str, float]:
+    """Each proxy's leave-one-out Spearman agreement, averaged over seeds (what "robust" weighs by)."""
+    proxies = sorted(set(scores["proxy"]))
+    per_seed = [_loo_agreement(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+                if (ranks := _complete_ranks(group, proxies)) is not None]
+    return dict(zip(proxies, np.mean(per_seed, axis=0), strict=True))
+
+
+def _sharpened(rule):
+    def weights(scores: pl.DataFrame) -> dict[str, float]:
+        raw = {p: rule(max(a, 0.0)) for p, a in _agreement(scores).items()}
+        total = sum(raw.values())
+        return {p: v / total for p, v in raw.items()} if total > 0 else ensemble_weights(scores, "mean")
+    return weights
+
+
+def _median_rank(scores: pl.DataFrame, ids: list[str], seed: int) -> np.ndarray:
+    rows = scores.filter(pl.col("seed") == seed)
+    ranks = [rankdata(-rows.filter(pl.col("proxy") == p).sort("dataset_id")["score"].to_numpy())
+             for p in sorted(set(rows["proxy"]))]
+    return -np.median(ranks, axis=0)
+
+
+RULES = {
+    "mean": lambda scores: add_ensemble(scores, method="mean"),
+    "robust (default)": lambda scores: add_ensemble(scores, method="robust"),
+    "squared agreement": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: a * a)(scores)),
+    "a/(1-a^2)": lambda scores: add_ensemble(
+        scores, weights=_sharpened(lambda a: min(a, 0.99) / (1 - min(a, 0.99) ** 2))(scores)),
+}
+
+
+def group_scores(rng: np.random.Generator, proxies: list[tuple], candidates: int) -> tuple[pl.DataFrame, np.ndarray]:
+    truth = rng.normal(size=candidates)
+    shared = rng.normal(size=candidates)
+    rows = []
+    for seed in range(SEEDS):
+        for k, (sd, sign, weight) in enumerate(proxies):
+            values = sign * truth + weight * shared + sd * rng.normal(size=candidates)
+            rows += [{"dataset_id": f"c{c:03d}", "proxy": f"p{k}", "seed": seed, "raw": v, "score": v}
+                     for c, v in enumerate(values)]
+    return pl.DataFrame(rows, schema=SCORE_SCHEMA), truth
+
+
+def ensemble_spearman(ensemble: pl.DataFrame, truth: np.ndarray) -> float:
+    rows = ensemble.filter(pl.col("proxy") == "ensemble").sort(["seed", "dataset_id"])
+    per_seed = rows.group_by("seed", maintain_order=True)
+    return float(np.mean([spearman(group["score"].to_numpy(), truth) for _, group in per_seed]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--groups", type=int, default=300)
+    parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])
+    args = parser.parse_args()
+    rng = np.random.default_rng(2026)
+    print("| candidates | scenario | " + " | ".join(RULES) + " | median rank | best proxy | mean of the good |")
+    print("|---" * (len(RULES) + 5) + "|")
+    for candidates in args.candidates:
+        for name, proxies in SCENARIOS.items():
+            got: dict[str, list[float]] = {k: [] for k in [*RULES, "median", "best", "good"]}
+            good = [k for k, (_, sign, _) in enumerate(proxies) if sign == 1]
+            for _ in range(args.groups):
+                scores, truth = group_scores(rng, proxies, candidates)
+                for rule, combine in RULES.items():
+                    got[rule].append(ensemble_spearman(combine(scores), truth))
+                ids = sorted(set(scores["dataset_id"]))
+                got["median"].append(np.mean([spearman(_median_rank(scores, ids, s), truth) for s in range(SEEDS)]))
+                each = [np.mean([spearman(scores.filter((pl.col("proxy") == f"p{k}") & (pl.col("seed") == s))
+                                          .sort("dataset_id")["score"].to_numpy(), truth) for s in range(SEEDS)])
+                        for k in range(len(proxies))]
+                got["best"].append(max(each))
+                got["good"].append(float(np.mean([each[k] for k in good])))
+            print(f"| {candidates} | {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in got.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
