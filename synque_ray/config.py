@@ -240,9 +240,10 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
         if field is None:
             return None
         options = [field.annotation, *typing.get_args(field.annotation)]
-        model = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
-        if model is None:
+        inner = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+        if inner is None:
             return None
+        model = inner
     return model
 
 
