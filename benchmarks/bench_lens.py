@@ -299,10 +299,13 @@ def main() -> None:
     print()
     print(f"| LENS variant ({quality['n_candidates']} candidates, seed 42) | Spearman | Pearson | distinct scores |")
     print("|---|---|---|---|")
+
+    def cell(v: float | None) -> str:
+        return "n/a (constant)" if v is None else f"{v:.2f}"
+
     for name, values in quality.items():
         if name == "n_candidates":
             continue
-        cell = lambda v: "n/a (constant)" if v is None else f"{v:.2f}"  # noqa: E731
         print(f"| {name} | {cell(values['spearman'])} | {cell(values['pearson'])} | {values['distinct_values']} |")
     print(f"\nload average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}; total {result['wall_s']:.0f} s")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synque_ray.errors import UserError
 from synque_ray.lens.prompts import FAMILIES
@@ -22,6 +22,11 @@ from synque_ray.reading import template_fields, utf8_text
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import Params
+from synque_ray.proxies.coverage import NeighbourParams
+from synque_ray.proxies.mauve import MauveParams
+from synque_ray.proxies.mdm import MdmParams
+from synque_ray.proxies.mmd import MmdParams
+from synque_ray.proxies.pad import PadParams
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
 STAGE_PROXY_NAMES = ("lens", "perplexity")  # each computed by a stage of its own (synque_ray/stage)
@@ -157,7 +162,11 @@ class ResourcesConfig(_Strict):
     perplexity_gpus: float = Field(0, ge=0)  # GPUs each perplexity task (one fine-tune) takes
 
 
-class _JobFields(_Strict):
+class JobConfig(_Strict):
+    """The whole job. Each proxy's parameters are a section named after it, typed by the proxy's own
+    parameters model, written out here (not generated from the registry) so that a type checker sees
+    `config.pad.folds`; tests/test_config_reading.py checks that every registered proxy has its section."""
+
     name: str
     output: str
     cache_dir: str | None = None  # embedding cache; default: <output>/cache
@@ -170,6 +179,13 @@ class _JobFields(_Strict):
     perplexity: PerplexityParams = PerplexityParams()
     ranking: RankingConfig = RankingConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    # The embedding proxies' sections, in REGISTRY's order (after the others, as the order of errors has it).
+    mdm: MdmParams = MdmParams()
+    mmd: MmdParams = MmdParams()
+    pad: PadParams = PadParams()
+    mauve: MauveParams = MauveParams()
+    density: NeighbourParams = NeighbourParams()
+    coverage: NeighbourParams = NeighbourParams()
 
     @field_validator("proxies")
     @classmethod
@@ -180,7 +196,7 @@ class _JobFields(_Strict):
         return names
 
     @model_validator(mode="after")
-    def _no_repeats(self):
+    def _no_repeats(self) -> JobConfig:
         if len(set(self.proxies)) != len(self.proxies):
             raise ValueError("proxies lists a proxy twice")
         cascade = self.lens.candidates
@@ -209,15 +225,12 @@ class _JobFields(_Strict):
     def cache_location(self) -> str:
         return self.cache_dir or f"{self.output.rstrip('/')}/cache"
 
-    def proxy_params(self, name: str):
+    def proxy_params(self, name: str) -> Params:
         """The parameters section of a proxy (`config.mdm`, `config.pad`, `config.perplexity`, ...)."""
-        return getattr(self, name)
-
-
-# One config section per registered proxy, typed by the proxy's own parameters model.
-JobConfig = create_model(
-    "JobConfig", __base__=_JobFields, **{name: (proxy.params, proxy.params()) for name, proxy in REGISTRY.items()}
-)
+        params = getattr(self, name, None)
+        if not isinstance(params, Params):
+            raise KeyError(f"'{name}' is not a proxy with a parameters section")
+        return params
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
@@ -227,9 +240,10 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
         if field is None:
             return None
         options = [field.annotation, *typing.get_args(field.annotation)]
-        model = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
-        if model is None:
+        inner = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+        if inner is None:
             return None
+        model = inner
     return model
 
 

@@ -216,22 +216,22 @@ def _collect(batches: Iterable[dict], rowsets: list[RowSet], on_done: Callable[[
     parts: list[np.ndarray] = []
     rows: list[np.ndarray] = []
 
-    def flush() -> None:
+    def flush(index: int) -> None:
         order = np.argsort(np.concatenate(rows), kind="stable")
         vectors = np.concatenate(parts)[order]
-        if len(vectors) != rowsets[current].size:
-            raise RuntimeError(f"row set {rowsets[current].name}: got {len(vectors)} embeddings")
-        on_done(current, vectors)
+        if len(vectors) != rowsets[index].size:
+            raise RuntimeError(f"row set {rowsets[index].name}: got {len(vectors)} embeddings")
+        on_done(index, vectors)
 
     for batch in batches:
         on_rows(len(batch["set"]))
         for set_index in np.unique(batch["set"]):
             mask = batch["set"] == set_index
             if current is not None and set_index != current:
-                flush()
+                flush(current)
                 parts, rows = [], []
             current = int(set_index)
             parts.append(np.asarray(batch["embedding"])[mask])
             rows.append(np.asarray(batch["row"])[mask])
     if current is not None:
-        flush()
+        flush(current)

@@ -49,7 +49,7 @@ def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, fl
     return dict(zip(ids, values.to_list(), strict=True))
 
 
-def _clean(value: float) -> float | None:
+def _clean(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 6)
 
 
@@ -139,7 +139,8 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
             raise UserError(f"{store.display(name + '.parquet')}: not found or unreadable; run `synque score` first")
         tables[name] = pl.from_arrow(table)
     report = evaluate_scores(tables["scores"], tables["rankings"], read_performance(csv_path, id_column, metric), top_k)
-    report["run"] = (store.read_json("run.json") or {}).get("started_at")  # which run it evaluated
+    info = store.read_json("run.json")
+    report["run"] = info.get("started_at") if isinstance(info, dict) else None  # which run it evaluated
     report["metric"] = metric  # what the performance is, for the report's axes
     store.write_json("evaluation.json", report)  # part of the run's set, beside what it evaluated
     copy_if_latest(root, store, "evaluation.json")

@@ -263,4 +263,5 @@ class OnnxEncoder:
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
+        assert out is not None  # texts is not empty, so the loop ran
         return l2_normalize(out) if self.head.normalize else out

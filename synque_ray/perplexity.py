@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,7 +278,7 @@ def perplexity(model, tokenizer, texts: Sequence[str], params: PerplexityParams,
 
 
 def perplexity_after_finetune(model_path: str, train_texts: Sequence[str],
-                              eval_texts_by_seed: dict[int, Sequence[str]], params: PerplexityParams,
+                              eval_texts_by_seed: Mapping[int, Sequence[str]], params: PerplexityParams,
                               threads: int = 1) -> dict[int, SampleScore]:
     """Fine-tune `model_path`'s LM once on a candidate, then score every seed's U_r sample.
 

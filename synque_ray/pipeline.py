@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
+from typing import Any
 
 import polars as pl
 
@@ -61,6 +62,7 @@ def read_real(config: JobConfig) -> dict[int, RowSet]:
             seed: RowSet(f"real/seed{seed}", read_texts(path, real.text))
             for seed, path in zip(real.seeds, real.samples, strict=True)
         }
+    assert real.path is not None  # RealConfig holds exactly one of path and samples
     pool = read_texts(real.path, real.text)
     return {
         seed: RowSet(f"real/seed{seed}", sample_pool(pool, real.sample_size, seed, real.path)) for seed in real.seeds
@@ -250,7 +252,7 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
         "row_scores.parquet": row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
-    counts = candidate_counts(outcomes, candidates)
+    counts: dict[str, Any] = candidate_counts(outcomes, candidates)  # ints, and "stages" below
     counts.update({key: value for o in outcomes for key, value in o.counts.items()
                    if key not in ("scored", "reused", "failed", "skipped")})
     counts.update(rows_embedded=counts.get("rows_embedded", 0), rows_from_cache=counts.get("rows_from_cache", 0),

@@ -51,22 +51,28 @@ class RowSet:
     def __init__(self, name: str, texts: list[str] | None = None, *, path: Path | None = None,
                  spec: str | None = None):
         self.name = name
-        self._path, self._spec = path, spec
-        loaded = texts if texts is not None else read_texts(path, spec)
+        # The texts themselves, or the (file, text spec) to read them from again.
+        self._source: list[str] | tuple[Path, str]
+        if texts is not None:
+            self._source = loaded = texts
+        elif path is not None and spec is not None:
+            self._source, loaded = (path, spec), read_texts(path, spec)
+        else:
+            raise TypeError(f"RowSet '{name}': give its texts, or the path and spec to read them from")
         self.content_hash = content_hash(loaded)
         self.size = len(loaded)
-        self._texts = texts
 
     @property
     def texts(self) -> list[str]:
-        if self._texts is not None:
-            return self._texts
+        if isinstance(self._source, list):
+            return self._source
+        path, spec = self._source
         try:
-            texts = read_texts(self._path, self._spec)
+            texts = read_texts(path, spec)
         except UserError as err:  # deleted or broken since it was hashed
-            raise InputChanged(self.name, self._path, f" ({str(err).removeprefix(f'{self._path}: ')})") from None
+            raise InputChanged(self.name, path, f" ({str(err).removeprefix(f'{path}: ')})") from None
         if len(texts) != self.size or content_hash(texts) != self.content_hash:
-            raise InputChanged(self.name, self._path)
+            raise InputChanged(self.name, path)
         return texts
 
     def __repr__(self) -> str:
@@ -259,7 +265,7 @@ def extract_texts(records: list, spec: str, path: Path) -> list[str]:
             continue
         if not isinstance(record, dict):
             raise UserError(f"{path}: row {number} is not an object")
-        values = {}
+        values: dict[str, object] = {}
         for field in fields:
             if field not in record:
                 raise UserError(f"{path}: row {number} has no field '{field}'")
@@ -267,11 +273,10 @@ def extract_texts(records: list, spec: str, path: Path) -> list[str]:
             if template:
                 values[field] = _template_value(value, path, where)
             elif isinstance(value, str):
-                values[field] = _unicode(value, path, where)
+                texts.append(_unicode(value, path, where))  # a field name (the one field): its text is the row's
             else:
                 raise UserError(f"{path}: {where} is not text (got {_kind(value)})")
         if not template:
-            texts.append(values[spec])
             continue
         try:
             texts.append(spec.format_map(values))

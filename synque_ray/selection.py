@@ -147,9 +147,9 @@ def _chosen_rankings(rankings: pl.DataFrame, by: str, top: int, where: str) -> l
     return ranked.head(top).to_dicts()
 
 
-def _check_rules(rules: Rules, rows: pl.DataFrame | None, where: str) -> None:
-    """Each rule names a row_scores column of the right kind: a number with a threshold, a
-    yes/no signal alone; duplicate_group only through --dedupe."""
+def _check_rules(rules: Rules, rows: pl.DataFrame | None, where: str) -> pl.DataFrame:
+    """The row scores, once each rule names a column of them of the right kind: a number with a
+    threshold, a yes/no signal alone; duplicate_group only through --dedupe."""
     if rows is None:
         raise UserError(f"{where}: not found; this run has no row scores to drop rows by (re-run `synque score`)")
     kinds = {c: t == pl.Boolean for c, t in rows.schema.items()
@@ -168,6 +168,7 @@ def _check_rules(rules: Rules, rows: pl.DataFrame | None, where: str) -> None:
                             f"e.g. '{rule.signal}>X' (or >=, <, <=)")
     if rules.dedupe and GROUP not in rows.columns:
         raise UserError(f"--dedupe: {where} has no {GROUP} column (re-run `synque score`)")
+    return rows
 
 
 def _check_empty(choices: list[Choice], allow_empty: bool) -> None:
@@ -185,8 +186,8 @@ def plan(run_dir: str, by: str, top: int, rules: Rules, allow_empty: bool = Fals
     ranked = _chosen_rankings(run_table(run, "rankings.parquet"), by, top, run.display("rankings.parquet"))
     rows = None
     if rules:
-        rows = run_table(run, "row_scores.parquet", required=False)
-        _check_rules(rules, rows, run.display("row_scores.parquet"))
+        rows = _check_rules(rules, run_table(run, "row_scores.parquet", required=False),
+                            run.display("row_scores.parquet"))
     paths = candidate_paths(info)
     choices = []
     for entry in ranked:
@@ -197,7 +198,7 @@ def plan(run_dir: str, by: str, top: int, rules: Rules, allow_empty: bool = Fals
         if file.changed:
             raise UserError(file.change_message())
         choice = Choice(file, entry)
-        if rules:
+        if rows is not None:  # there are rules
             choice.dropped_by = rules.dropped_by(rows.filter(pl.col("dataset_id") == dataset_id))
         choices.append(choice)
     _check_empty(choices, allow_empty)
@@ -264,9 +265,9 @@ def subset_bytes(path: Path, keep: list[int], expected: int) -> bytes:
                 + "\n").encode("utf-8")
     rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
     _same_count(path, len(rows) - 1, expected)
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows([rows[0], *[rows[i + 1] for i in keep]])
-    return buffer.getvalue().encode("utf-8")
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([rows[0], *[rows[i + 1] for i in keep]])
+    return out.getvalue().encode("utf-8")
 
 
 def _same_count(path: Path, found: int, expected: int) -> None:

@@ -256,3 +256,20 @@ def test_select_copies_the_rows_of_every_shape_the_reader_accepts(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"text": "a\u2028b"}\n{"text": "c"}\n', encoding="utf-8")
     assert subset_bytes(path, [1], len(read_texts(path, "text"))) == b'{"text": "c"}\n'
+
+
+def test_every_registered_proxy_has_its_typed_config_section():
+    """JobConfig's sections are written out (so a type checker sees them), not made from the registry:
+    a proxy added to REGISTRY without its section, or with a section of another type, fails here."""
+    from synque_ray.config import STAGE_PROXY_NAMES, JobConfig
+    from synque_ray.proxies import REGISTRY
+
+    fields = JobConfig.model_fields
+    sections = {name: (fields[name].annotation, type(fields[name].default)) for name in REGISTRY if name in fields}
+    assert sections == {name: (proxy.params, proxy.params) for name, proxy in REGISTRY.items()}
+    # After every other key and in the registry's order, so that the first of several errors is the same one.
+    assert list(fields)[-len(REGISTRY):] == list(REGISTRY)
+    assert all(name in fields for name in STAGE_PROXY_NAMES)
+    config = parse_config(BASE)
+    assert [config.proxy_params(name) for name in REGISTRY] == [proxy.params() for proxy in REGISTRY.values()]
+    assert config.proxy_params("perplexity") == config.perplexity

@@ -15,6 +15,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 from synque_ray.config import LensConfig, ResourcesConfig
 from synque_ray.errors import UserError
@@ -97,7 +98,7 @@ def check_resources(resources: ResourcesConfig) -> None:
 def engine_settings(lens: LensConfig, resources: ResourcesConfig, model_path: str) -> dict:
     """Keyword arguments for vllm.LLM, plus what the actor needs: its process set-up and its GPUs."""
     on_gpu = resources.lens_gpus > 0
-    engine = {
+    engine: dict[str, Any] = {  # vllm.LLM's keyword arguments
         "model": model_path,
         "tensor_parallel_size": resources.tensor_parallel,
         "max_model_len": lens.max_model_len,

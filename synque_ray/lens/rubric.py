@@ -100,7 +100,9 @@ def fit_rows(real: list[str], synthetic: list[str], budget: int,
              count_tokens: Callable[[str], int]) -> tuple[list[str], list[str]]:
     """Rows of each side, alternately, while their tokens fit in `budget` (at least one each)."""
     real, synthetic = [_display(r) for r in real], [_display(s) for s in synthetic]
-    kept_real, kept_synth, used = [], [], 0
+    kept_real: list[str] = []
+    kept_synth: list[str] = []
+    used = 0
     for i in range(max(len(real), len(synthetic))):
         for source, kept in ((real, kept_real), (synthetic, kept_synth)):
             if i < len(source):

@@ -45,14 +45,15 @@ class Rubrics:
 class RubricSource:
     def __init__(self, lens: LensConfig, resources: ResourcesConfig):
         self.lens, self.resources = lens, resources
-        self.endpoint = dict(lens.rubric_writer) if isinstance(lens.rubric_writer, dict) else None
-        self.path = None
+        writer = lens.rubric_writer
+        self.endpoint = dict(writer) if isinstance(writer, dict) else None
+        self.path: str | None = None  # what vLLM loads: set only when a local model writes the rubrics
         if lens.rubric_file:
             self.model_id = f"file:{lens.rubric_file}"
-        elif self.endpoint is not None:
-            self.model_id = f"{self.endpoint['model']}@{self.endpoint['openai_base_url']}"
+        elif isinstance(writer, dict):
+            self.model_id = f"{writer['model']}@{writer['openai_base_url']}"
         else:
-            self.path, self.model_id = resolve_llm(lens.rubric_writer, "lens.rubric_writer")
+            self.path, self.model_id = resolve_llm(writer, "lens.rubric_writer")
 
     def from_file(self, candidates: list[RowSet]) -> dict[str, Rubric] | None:
         """The user's rubric per candidate (checked: one for each), or None without a rubric file."""
@@ -109,6 +110,7 @@ class RubricSource:
                                  lens.rubric_retries)
         rows = [{"pair": pair, "dataset_id": c.name, "seed": seed, "real_rows": json.dumps(r),
                  "synthetic_rows": json.dumps(s)} for pair, (c, seed, r, s) in enumerate(samples)]
+        assert self.path is not None  # with a rubric file nothing is `needed`, so a local model writes here
         settings = engine_settings(lens, self.resources, self.path)
         results = write_rubrics_on_ray(settings, self.model_id, rows, lens.task, lens.rubric_points,
                                        lens.rubric_retries)

@@ -52,7 +52,7 @@ def _ask(writer: Writer, conversations: list[list[dict]], n: int, retries: int) 
 def write_rubrics(writer: Writer, requests: list[RubricRequest], task: str, n: int,
                   retries: int) -> list[Rubric | str]:
     """A Rubric per request, or an error message (one line) where no list could be parsed."""
-    results: list[Rubric | str | None] = [None] * len(requests)
+    results: dict[int, Rubric | str] = {}  # by request; every request gets one
     common = _ask(writer, [prompts.commonalities_prompt(task, r.real_rows, r.synthetic_rows, n) for r in requests],
                   n, retries)
     ok = []
@@ -82,7 +82,7 @@ def write_rubrics(writer: Writer, requests: list[RubricRequest], task: str, n: i
                 short=min(len(points), len(rs), len(sr)) < n,
                 attempts={"commonalities": common[i][1], "real_vs_synthetic": rs_used, "synthetic_vs_real": sr_used},
             )
-    return results  # type: ignore[return-value]
+    return [results[i] for i in range(len(requests))]
 
 
 def _failure(request: RubricRequest, part: str, attempts: int, last: str) -> str:

@@ -5,10 +5,12 @@ config sections, dispatch and size checks are read from `REGISTRY`. Adding a pro
 its module, its test, and one line here.
 """
 
+from typing import Any
+
 from synque_ray.proxies import coverage, mauve, mdm, mmd, pad
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput
 
-REGISTRY: dict[str, Proxy] = {
+REGISTRY: dict[str, Proxy[Any]] = {
     proxy.name: proxy
     for proxy in (mdm.PROXY, mmd.PROXY, pad.PROXY, mauve.PROXY, coverage.DENSITY, coverage.COVERAGE)
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -49,35 +50,46 @@ class ProxyOutput:
     rows: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+P = TypeVar("P", bound=Params)
+
+
 @dataclass(frozen=True)
-class Proxy:
+class Proxy(Generic[P]):
     """name: config key and `proxy` column; orientation: +1 when a higher raw value predicts
     a better candidate, -1 when lower does; uses_real: False for proxies of the candidate
-    alone (computed once per candidate, not once per seed)."""
+    alone (computed once per candidate, not once per seed). Generic in its parameters model, so
+    that `compute` may take its own (an `MdmParams`, not any `Params`)."""
 
     name: str
-    params: type[Params]
+    params: type[P]
     orientation: float
-    compute: Callable[[np.ndarray, np.ndarray | None, Params, int, int], ProxyOutput]
+    compute: Callable[[np.ndarray, np.ndarray | None, P, int, int], ProxyOutput]
     uses_real: bool = True
 
 
+def _checked(name: str, value: np.ndarray) -> np.ndarray:
+    """`value` as a float64 array, refused unless 2-D, non-empty and finite."""
+    value = np.asarray(value, dtype=np.float64)
+    if value.ndim != 2 or len(value) == 0:
+        raise ValueError(f"{name} embeddings must be a non-empty 2-D array, got shape {value.shape}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{name} embeddings hold a non-finite value")
+    return value
+
+
+@overload
+def check_embeddings(synthetic: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def check_embeddings(synthetic: np.ndarray, real: None = None) -> tuple[np.ndarray, None]: ...
 def check_embeddings(synthetic: np.ndarray, real: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """2-D float arrays with the same number of columns; raises ValueError naming the problem."""
-    arrays = []
-    for name, value in (("synthetic", synthetic), ("real", real)):
-        if value is None:
-            arrays.append(None)
-            continue
-        value = np.asarray(value, dtype=np.float64)
-        if value.ndim != 2 or len(value) == 0:
-            raise ValueError(f"{name} embeddings must be a non-empty 2-D array, got shape {value.shape}")
-        if not np.isfinite(value).all():
-            raise ValueError(f"{name} embeddings hold a non-finite value")
-        arrays.append(value)
-    if arrays[1] is not None and arrays[0].shape[1] != arrays[1].shape[1]:
-        raise ValueError(f"synthetic and real embeddings differ in width: {arrays[0].shape[1]} vs {arrays[1].shape[1]}")
-    return arrays[0], arrays[1]
+    synthetic = _checked("synthetic", synthetic)
+    if real is None:
+        return synthetic, None
+    real = _checked("real", real)
+    if synthetic.shape[1] != real.shape[1]:
+        raise ValueError(f"synthetic and real embeddings differ in width: {synthetic.shape[1]} vs {real.shape[1]}")
+    return synthetic, real
 
 
 def resample_weights(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -34,7 +34,9 @@ class MmdParams(Params):
         """The unbiased estimator leaves the diagonal out: a sample needs two rows for a pair."""
         return (2, "mmd's unbiased estimator") if self.estimator == "unbiased" else (1, "scoring")
 
-    min_real_rows = min_rows
+    def min_real_rows(self) -> tuple[int, str]:
+        """A U_r sample needs as many rows as a candidate."""
+        return self.min_rows()
 
 
 def _mean(kernel: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray, same: bool, unbiased: bool) -> np.ndarray:

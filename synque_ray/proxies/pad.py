@@ -75,7 +75,9 @@ class PadParams(Params):
             return max(2, self.folds), f"PAD's {self.folds} folds"
         return min_rows_for_holdout(self.holdout), f"PAD's {self.holdout:g} holdout"
 
-    min_real_rows = min_rows
+    def min_real_rows(self) -> tuple[int, str]:
+        """A U_r sample needs as many rows as a candidate."""
+        return self.min_rows()
 
 
 def min_rows_for_holdout(holdout: float) -> int:

@@ -28,9 +28,10 @@ def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs
         result.rows = view.rows_scored(rows)
         texts = inputs.file.texts if inputs.file is not None else None
         result.signals, result.synthetic_looking, result.real_looking = view.example_rows(rows, texts)
-    if inputs.embeddings is not None and inputs.real_embeddings is not None:
+    candidate, real = inputs.embeddings, inputs.real_embeddings
+    if candidate is not None and real is not None:
         result.projection = load.projection(
-            run, dataset_id, lambda: view.pca_2d(inputs.embeddings, inputs.real_embeddings),
+            run, dataset_id, lambda: view.pca_2d(candidate, real),
             f"pca{view.PROJECTION_POINTS}s0")
     if inputs.rubrics:
         result.rubric_seed = min(inputs.rubrics)
@@ -92,7 +93,7 @@ def build_page(run: load.RunData) -> render.Page:
         agreement=view.agreement(run.rankings),
         evaluation=evaluation,
         evaluation_images=(plots.evaluation_panels(points, evaluation["labels"], evaluation["metric"])
-                           if points else []),
+                           if evaluation is not None and points else []),
         history=view.history_view(run.history, ranking.lead),
         candidates=_candidates(run, ranking),
         notes=run.notes,

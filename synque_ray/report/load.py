@@ -62,7 +62,8 @@ def load_run(location: str, stamp: str | None = None) -> RunData:
     run.row_scores = run_table(store, "row_scores.parquet", required=False)
     if run.row_scores is None:
         run.notes["rows"] = "row_scores.parquet is missing: no per-row signals for this run"
-    run.evaluation = store.read_json("evaluation.json")
+    evaluation = store.read_json("evaluation.json")
+    run.evaluation = evaluation if isinstance(evaluation, dict) else None
     if run.evaluation is None:
         run.notes["evaluation"] = "no evaluation.json: run `synque evaluate` with measured performance to add it"
     run.judgements = run_table(store, "lens_judgements.parquet", required=False)

@@ -10,6 +10,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -119,7 +120,7 @@ def agreement(rankings: pl.DataFrame) -> dict:
     rank (None with fewer than three, or a constant side); with how many candidates each used."""
     proxies = proxy_order(rankings)
     wide = rankings.pivot(on="proxy", index="dataset_id", values="score_mean")
-    matrix = [[None] * len(proxies) for _ in proxies]
+    matrix: list[list[float | None]] = [[None] * len(proxies) for _ in proxies]
     counts = [[0] * len(proxies) for _ in proxies]
     for i, a in enumerate(proxies):
         for j, b in enumerate(proxies):
@@ -187,7 +188,7 @@ def history_view(history: list[tuple[str, pl.DataFrame]], lead: str) -> dict | N
         for row in table.filter(pl.col("proxy") == lead).iter_rows(named=True):
             ranks.setdefault(row["dataset_id"], [None] * len(history))[k] = row["rank"]
     latest = {i: series[-1] for i, series in ranks.items() if series[-1] is not None}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for dataset_id, series in ranks.items():
         earlier = [k for k, r in enumerate(series[:-1]) if r is not None]
         move = None
@@ -268,7 +269,7 @@ def example_rows(rows: pl.DataFrame, texts: list[str] | None, n: int = EXAMPLE_R
         for row in frame.iter_rows(named=True):
             i = row["row_index"]
             same = texts is not None and i < len(texts) and hashes[i] == row["text_hash"]
-            out.append({**row, "text": texts[i] if same else None})
+            out.append({**row, "text": texts[i] if texts is not None and same else None})
         return out
 
     synthetic = per_row.sort(["p_synthetic", "row_index"], descending=[True, False]).head(n)

@@ -25,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import polars as pl
 
@@ -32,6 +33,8 @@ from synque_ray.errors import UserError
 from synque_ray.reading import InputChanged, RowSet
 from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
 from synque_ray.storage import Store
+
+T = TypeVar("T")
 
 
 def digest(payload: object) -> str:
@@ -179,7 +182,7 @@ def stage_key(stage: Stage, candidate: RowSet) -> str:
     return digest({"stage": stage.name, "candidate": candidate.content_hash, **stage.key_payload(candidate)})
 
 
-def pinned(call: Callable[[list[RowSet]], object], candidates: list[RowSet], failed: dict[str, str]) -> object:
+def pinned(call: Callable[[list[RowSet]], T], candidates: list[RowSet], failed: dict[str, str]) -> T:
     """`call(candidates)`; when a candidate's file changed since it was hashed, that candidate is
     failed (with the one-line reason) and `call` runs again on the rest not failed yet."""
     while True:

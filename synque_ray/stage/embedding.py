@@ -110,12 +110,12 @@ class Progress:
         from tqdm import tqdm
 
         self.tqdm, self.enabled, self.candidates, self.scored = tqdm, enabled, candidates, 0
-        self.bar, self.embedding = None, bool(rows)
+        self.embedding = bool(rows)
         if rows:
             self.bar = tqdm(total=rows, desc="embedded", unit="row", disable=not enabled)
             self.bar.set_postfix_str(f"scored 0/{candidates} candidates", refresh=False)
         else:
-            self.embedded()
+            self.bar = self._scored_bar()
 
     def rows(self, count: int) -> None:
         self.bar.update(count)
@@ -129,16 +129,18 @@ class Progress:
 
     def embedded(self) -> None:
         """Embedding is over: from here on the bar counts candidates (those already scored included)."""
-        if self.bar is not None and not self.embedding:
+        if not self.embedding:
             return
         self.close()
         self.embedding = False
-        self.bar = self.tqdm(total=self.candidates, initial=self.scored, desc="scored", unit="candidate",
-                             disable=not self.enabled)
+        self.bar = self._scored_bar()
+
+    def _scored_bar(self):  # a tqdm bar (tqdm is untyped)
+        return self.tqdm(total=self.candidates, initial=self.scored, desc="scored", unit="candidate",
+                         disable=not self.enabled)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 class _ProxyTasks:

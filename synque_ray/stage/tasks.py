@@ -11,6 +11,7 @@ import sys
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -160,7 +161,7 @@ class TaskStage(Stage):
         import ray
         from tqdm import tqdm
 
-        remotes: dict[Callable, object] = {}
+        remotes: dict[Callable, Any] = {}  # Ray's remote functions
         pending = {}
         for candidate in todo:
             try:
