@@ -30,7 +30,6 @@ from synque_ray.runfiles import POINTER, latest_stamp, refresh_top_level
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.embedding import EmbeddingStage
 from synque_ray.stage.perplexity import PerplexityStage
-from synque_ray.stage.tasks import ensure_ray  # noqa: F401 - part of this module's API (jobs, tests)
 from synque_ray.storage import Store, lock_output
 
 
