@@ -21,7 +21,7 @@ class TaskStage(Stage):
     dies is retried `retries` times; an exception inside it fails that candidate only.
 
     A proxy that is not computed from embeddings is one such class and one line in
-    `pipeline.build_stages`, e.g.::
+    `stage/registry.py`'s `STAGES`, e.g.::
 
         class PerplexityStage(TaskStage):
             name = "perplexity"
