@@ -99,7 +99,7 @@ def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None) ->
     return rowsets
 
 
-# ---------------------------------------------------------------- Ray
+# ---------------------------------------------------------------- versions (run.json)
 
 
 def _versions() -> dict:
