@@ -83,7 +83,7 @@ def stage_phase(config_path: str) -> dict:
     """The LENS stage on local Ray: rubrics (written by the first repeat, then reused), every row judged."""
     import shutil
 
-    from synque_ray.pipeline import ensure_ray
+    from synque_ray.raycluster import ensure_ray
     from synque_ray.storage import Store
 
     config, real, candidates, lens = _job(config_path)
@@ -181,7 +181,7 @@ def _cache_on_off(llm, engine: dict, subset: list[list[int]], label_ids) -> dict
 def ray_data_llm_phase(config_path: str) -> dict:
     """The same prompts through `ray.data.llm`'s vLLM processor."""
     from synque_ray.lens import prompts as lens_prompts
-    from synque_ray.pipeline import ensure_ray
+    from synque_ray.raycluster import ensure_ray
 
     def tokenizer_only(lens):
         from transformers import AutoTokenizer

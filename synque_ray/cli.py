@@ -10,15 +10,14 @@ from pathlib import Path
 from synque_ray.errors import RunFailed, UserError
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
-STAGES = ("read", "embed", "proxies", "perplexity", "lens", "reduce", "total")  # wall times
 
 
 def _print_summary(summary, level: float, quiet: bool = False) -> None:
     """The verdict and each flagged candidate's findings, the ranking table, then what the run
     did (counts, failures, times, where the outputs are). `quiet`: the table only."""
-    from synque_ray.config import EMBEDDING_PROXY_NAMES
     from synque_ray.findings import flagged_lines
     from synque_ray.reduce import ranking_table_text
+    from synque_ray.stage.registry import STAGES, wall_times
     from synque_ray.verdict import verdict
 
     if quiet:
@@ -47,8 +46,8 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     if summary.lens_skipped:
         print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
               f"candidate(s): {', '.join(summary.lens_skipped)}")
-    stages = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES if k in t)
-    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in EMBEDDING_PROXY_NAMES if k in t)
+    stages = ", ".join(f"{k} {t[k]:.1f}s" for k in wall_times() if k in t)
+    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES["embedding"].proxies if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
 

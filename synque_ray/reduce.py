@@ -22,12 +22,11 @@ import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
 
+from synque_ray.rowschema import ROW_SCHEMA
+
 SCORE_SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
 # A committed result: the score, its bootstrap replicates (oriented like `score`), its error, its cost.
 RESULT_SCHEMA = {**SCORE_SCHEMA, "replicates": pl.List(pl.Float64), "error": pl.Utf8, "seconds": pl.Float64}
-ROW_SCHEMA = {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "text_hash": pl.Utf8,
-              "p_synthetic": pl.Float64, "nearest_real_distance": pl.Float64, "duplicate_group": pl.Int64,
-              "copies_real": pl.Boolean, "text_chars": pl.Int64}
 RANKING_COLUMNS = ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
                    "tied_with_best", "p_best", "p_top"]
 DEFAULT_RESAMPLES = 200

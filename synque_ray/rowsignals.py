@@ -1,7 +1,12 @@
-"""Per-row signals of a candidate that are not proxies: how close each row is to U_r,
-which rows are near-copies of each other, and which copy a U_r row. They tell a user
-*which* rows make a candidate rank low (row_scores.parquet, the report, `synque select
---drop-rows`).
+"""Per-row signals: what each declares (`Signal`), and those of a candidate that are not
+proxies: how close each row is to U_r, which rows are near-copies of each other, which
+copy a U_r row, and how long each is. They tell a user *which* rows make a candidate rank
+low (row_scores.parquet, the report, `synque select --drop-rows`).
+
+Every signal is declared once by what produces it (a proxy in its `Proxy`, the embedding
+stage here, LENS in lens/debias.py); `synque_ray.rowschema` collects them, and a signal
+returned without a declaration is an error (`check_declared`), never a column dropped
+without a word.
 
 Near-duplicates and near-copies of U_r share one cosine threshold on the embedding
 model's vectors, 0.95: above it two rows say the same thing in nearly the same words.
@@ -16,7 +21,11 @@ and case are normalised, whatever the model says.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
+import polars as pl
 
 # scipy.sparse and scipy.spatial are imported where they are used: a run whose results are all
 # reused never computes a row signal, and would otherwise pay a third of a second to load them.
@@ -24,6 +33,40 @@ import numpy as np
 DUPLICATE_COSINE = 0.95  # rows at least this similar (cosine of embeddings) are near-duplicates
 COPY_COSINE = DUPLICATE_COSINE  # a candidate row this similar to a U_r row copies it
 _CHUNK = 1024  # rows compared at a time, so memory stays O(chunk x n) on large candidates
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One per-row signal. name: its row_scores.parquet column; dtype: its type there; title: how
+    the report heads it; meaning: what a high value (or true) says of the row; rule: `synque select
+    --drop-rows` takes it (a group id is no rule); shown: a column of the report's example rows."""
+
+    name: str
+    dtype: pl.DataType
+    title: str
+    meaning: str
+    rule: bool = True
+    shown: bool = False
+
+
+# The embedding stage's own signals, in their row_scores.parquet order (after the proxies').
+SIGNALS = (
+    Signal("nearest_real_distance", pl.Float64, "distance to U_r",
+           "Euclidean distance from the row's embedding to the nearest U_r row's: high = far from real", shown=True),
+    Signal("duplicate_group", pl.Int64, "near-duplicate group",
+           "the smallest row index of the row's near-duplicate group, -1 when it has none", rule=False),
+    Signal("copies_real", pl.Boolean, "copies U_r", "true: the row copies a U_r row, exactly or nearly"),
+    Signal("text_chars", pl.Int64, "characters", "the length of the row's stripped text: low = short or empty"),
+)
+
+
+def check_declared(names: Iterable[str], declared: Iterable[str], who: str) -> None:
+    """Raise ValueError naming what `who` returned among `names` without declaring it in `declared`."""
+    known = set(declared)
+    extra = [name for name in names if name not in known]
+    if extra:
+        raise ValueError(f"{who} returned the row signal {', '.join(map(repr, extra))} that it does not declare "
+                         f"(declared: {', '.join(sorted(known)) or 'none'}); declare each as a rowsignals.Signal")
 
 
 def nearest_real_distance(synthetic: np.ndarray, real: np.ndarray) -> np.ndarray:

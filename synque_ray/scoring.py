@@ -17,7 +17,7 @@ import numpy as np
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.reading import seeded_indices
-from synque_ray.rowsignals import duplicate_groups, near_copies, nearest_real_distance
+from synque_ray.rowsignals import check_declared, duplicate_groups, near_copies, nearest_real_distance
 
 CANDIDATE_ONLY_SEED = 0  # MDM's subsample seed: one fixed subsample per candidate
 
@@ -49,6 +49,8 @@ def _one_proxy(name: str, synthetic: np.ndarray, real, spec: TaskSpec, seed: int
         error = None if math.isfinite(value) else f"{name} is not finite ({value})"
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         value, replicates, rows, error = math.nan, np.empty(0), {}, f"{name}: {str(err).splitlines()[0]}"
+    # Outside the failure rule above: a signal the proxy does not declare is its author's bug, not the data's.
+    check_declared(rows, (signal.name for signal in proxy.signals), f"proxy '{name}'")
     row = {"proxy": name, "raw": value if error is None else math.nan,
            "score": proxy.orientation * value if error is None else math.nan,
            "replicates": [] if error else [float(x) for x in proxy.orientation * np.asarray(replicates)],

@@ -35,11 +35,11 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from synque_ray.errors import UserError
+from synque_ray.rowschema import ROW_SIGNALS, RULE_SIGNALS
 from synque_ray.runfiles import CandidateFile, candidate_paths, published, read_candidate, run_info, run_table
 from synque_ray.storage import Store
 
 RECORD = "selection.json"
-ROW_KEYS = ("dataset_id", "seed", "row_index", "text_hash", "duplicate_group")  # not signals to drop by
 GROUP = "duplicate_group"
 DEDUPE = "dedupe"  # the name --dedupe goes by in counts and selection.json
 # Two-character operators first, so that ">=" is never read as ">" followed by "=...".
@@ -152,8 +152,7 @@ def _check_rules(rules: Rules, rows: pl.DataFrame | None, where: str) -> pl.Data
     threshold, a yes/no signal alone; duplicate_group only through --dedupe."""
     if rows is None:
         raise UserError(f"{where}: not found; this run has no row scores to drop rows by (re-run `synque score`)")
-    kinds = {c: t == pl.Boolean for c, t in rows.schema.items()
-             if c not in ROW_KEYS and (t.is_numeric() or t == pl.Boolean)}
+    kinds = {c: ROW_SIGNALS[c].dtype == pl.Boolean for c in rows.columns if c in RULE_SIGNALS}
     for rule in rules.drop:
         if rule.signal == GROUP:
             raise UserError(f"--drop-rows {rule.text!r}: {GROUP} is a group id, not a signal; "

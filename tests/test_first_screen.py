@@ -1,7 +1,7 @@
 """What a newcomer sees: a `synque score` run opens with the verdict, prints progress, the
 ranking and where the outputs are, and no line at warning or error level — Ray's included
 (its core worker's notice that a Ray Data pool actor "has constructor arguments in the
-object store and max_restarts > 0" is kept off the terminal: see stage/tasks.py). The CLI
+object store and max_restarts > 0" is kept off the terminal: see raycluster.py). The CLI
 says its version, explains its terms and has help on every argument."""
 
 import argparse
@@ -130,7 +130,7 @@ def test_every_argument_has_help():
 
 FILTERED = r'''
 import os, sys, time
-from synque_ray.stage.tasks import without_restart_notice
+from synque_ray.raycluster import without_restart_notice
 notice = (b"[2026-12-01 10:00:00,123 E 4242 4243] core_worker.cc:2194: Actor with class name: "
           b"'MapWorker(MapBatches(Embedder))' and ID: 'ab12' has constructor arguments in the object store and "
           b"max_restarts > 0. If the arguments in the object store go out of scope or are lost, the actor "

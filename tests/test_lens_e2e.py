@@ -27,10 +27,10 @@ from synque_ray.config import parse_config
 from synque_ray.demo import _headline, candidate_rows
 from synque_ray.errors import UserError
 from synque_ray.lens.engine import kv_cache_bytes
-from synque_ray.lens.models import resolve_llm
 from synque_ray.lens import Lens
 from synque_ray.lens.rubric import Rubric, RubricRequest
 from synque_ray.lens.writers import OpenAIWriter, write_rubrics
+from synque_ray.models import resolve_llm
 from synque_ray.pipeline import read_candidates, read_real, run_job
 from synque_ray.storage import Store
 

@@ -62,6 +62,7 @@ from ray.cluster_utils import Cluster
 
 import synque_ray.embed as embed
 import synque_ray.pipeline as pipeline
+import synque_ray.raycluster as raycluster
 import synque_ray.stage.embedding as embedding_stage
 from synque_ray.config import load_config
 
@@ -114,7 +115,7 @@ def start_cluster():
 cluster = start_cluster()
 try:
     os.environ["RAY_ADDRESS"] = cluster.address  # as inside a `ray job`: ensure_ray() joins it
-    pipeline.ensure_ray()
+    raycluster.ensure_ray()
     nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     resources = ray.cluster_resources()
     summary = pipeline.run_job(load_config(config_path))

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from synque_ray.stage import tasks
+from synque_ray import raycluster
 
 NO_RAY = """
 import sys
@@ -51,10 +51,10 @@ def test_a_local_cluster_starts_without_the_dashboard_unless_asked(monkeypatch, 
     started = []
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     if value is None:
-        monkeypatch.delenv(tasks.DASHBOARD_ENV, raising=False)
+        monkeypatch.delenv(raycluster.DASHBOARD_ENV, raising=False)
     else:
-        monkeypatch.setenv(tasks.DASHBOARD_ENV, value)
+        monkeypatch.setenv(raycluster.DASHBOARD_ENV, value)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: started.append(kwargs))
-    tasks.ensure_ray()
+    raycluster.ensure_ray()
     assert len(started) == 1 and started[0]["include_dashboard"] is dashboard

@@ -280,7 +280,7 @@ def test_a_local_model_is_keyed_by_its_content(tmp_path, monkeypatch, bundled_mo
 
 
 def test_a_local_llm_folder_is_keyed_by_its_content(tmp_path, monkeypatch):
-    from synque_ray.lens.models import resolve_llm
+    from synque_ray.models import resolve_llm
 
     monkeypatch.setenv("SYNQUE_MODEL_CACHE", str(tmp_path / "model-cache"))
     folder = tmp_path / "llm"

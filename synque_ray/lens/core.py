@@ -13,9 +13,9 @@ import os
 
 from synque_ray.config import LensConfig, ResourcesConfig
 from synque_ray.lens.engine import check_kv_memory, check_resources, engine_settings
-from synque_ray.lens.models import resolve_llm
 from synque_ray.lens.rubric_source import Rubrics, RubricSource
 from synque_ray.lens.stage import LensReport, LensStage
+from synque_ray.models import resolve_llm
 from synque_ray.reading import RowSet
 from synque_ray.reduce import DEFAULT_RESAMPLES
 from synque_ray.stage.base import run_stage

@@ -18,9 +18,15 @@ out of both the baselines and the mean.
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
+
+from synque_ray.rowsignals import Signal
 
 EPSILON = 1e-6
 COLUMNS = ("g_real_csr", "g_synth_csr", "g_real_crs", "g_synth_crs")
+# Each judged candidate row's debiased p̂, joined onto row_scores.parquet by the LENS stage.
+P_REAL = Signal("lens_p_real", pl.Float64, "p real (LENS)",
+                "the debiased share of the scorer's judgements that call the row real: high = looks real", shown=True)
 
 
 def _matrix(table, name: str) -> np.ndarray:

@@ -16,7 +16,6 @@ from synque_ray.config import LensConfig, ResourcesConfig
 from synque_ray.errors import UserError
 from synque_ray.lens import prompts
 from synque_ray.lens.engine import engine_settings
-from synque_ray.lens.models import resolve_llm
 from synque_ray.lens.rubric import (
     Rubric,
     RubricRequest,
@@ -27,6 +26,7 @@ from synque_ray.lens.rubric import (
     sample_rows,
 )
 from synque_ray.lens.writers import OpenAIWriter, write_rubrics, write_rubrics_on_ray
+from synque_ray.models import resolve_llm
 from synque_ray.reading import RowSet
 from synque_ray.stage.base import digest
 from synque_ray.storage import Store

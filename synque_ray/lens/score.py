@@ -215,7 +215,7 @@ def score_rows(blocks: list[pa.Table], settings: dict, prefixes: dict[str, str],
     import ray
     import ray.data
 
-    from synque_ray.stage.tasks import map_actor_pool
+    from synque_ray.raycluster import map_actor_pool
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True

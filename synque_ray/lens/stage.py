@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synque_ray.lens import prompts
+from synque_ray.lens.debias import P_REAL
 from synque_ray.lens.plan import build_block, expected_rows, judging_plan, rubrics_too_long
 from synque_ray.lens.results import VARIANT_SCHEMA, lens_results, p_hat_table, score_table
 from synque_ray.lens.rubric_source import Rubrics
@@ -139,7 +140,7 @@ class LensStage(Stage):
         self.p_hat = p_hat_table(judgements, self.lens.config.judgement)
         outcome.scores = lens_results(variants, self.p_hat, self.lens.config.judgement, self.resamples)
         outcome.tables = {"lens_judgements.parquet": judgements, "lens_scores.parquet": variants}
-        outcome.row_columns = [self.p_hat.rename({"p_hat": "lens_p_real"})]
+        outcome.row_columns = [self.p_hat.rename({"p_hat": P_REAL.name})]
         self.counts["lens_rows_reused"] = sum(c.rows.height for name, c in committed.items()
                                               if name not in outcome.computed)
         self.counts["lens_pairs_unscored"] = variants.height - outcome.scores.height

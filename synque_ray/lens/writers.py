@@ -205,7 +205,7 @@ def write_rubrics_on_ray(settings: dict, model_id: str, rows: list[dict], task: 
     """Rubrics of `rows` (pair, dataset_id, seed, real_rows, synthetic_rows as JSON lists) on Ray Data."""
     import pyarrow as pa
 
-    from synque_ray.stage.tasks import ensure_ray, map_actor_pool
+    from synque_ray.raycluster import ensure_ray, map_actor_pool
 
     if not rows:
         return {}

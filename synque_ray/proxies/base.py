@@ -15,6 +15,8 @@ from typing import Generic, TypeVar, overload
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from synque_ray.rowsignals import Signal
+
 
 class Params(BaseModel):
     """A proxy's parameters: strict (an unknown key is an error) and hashable into result keys.
@@ -42,7 +44,8 @@ class ProxyOutput:
     replicates: shape (resamples,), the same metric with the rows resampled with
         replacement, then `centred` on `value` (for rank intervals); empty when the proxy
         cannot be resampled cheaply.
-    rows: per-row signals of the candidate's rows, each of shape (n_candidate,).
+    rows: per-row signals of the candidate's rows, each of shape (n_candidate,), each one
+        the proxy declares in its `Proxy.signals`.
     """
 
     value: float
@@ -57,14 +60,16 @@ P = TypeVar("P", bound=Params)
 class Proxy(Generic[P]):
     """name: config key and `proxy` column; orientation: +1 when a higher raw value predicts
     a better candidate, -1 when lower does; uses_real: False for proxies of the candidate
-    alone (computed once per candidate, not once per seed). Generic in its parameters model, so
-    that `compute` may take its own (an `MdmParams`, not any `Params`)."""
+    alone (computed once per candidate, not once per seed); signals: the per-row signals its
+    `ProxyOutput.rows` may hold (row_scores.parquet's columns are built from them). Generic in its
+    parameters model, so that `compute` may take its own (an `MdmParams`, not any `Params`)."""
 
     name: str
     params: type[P]
     orientation: float
     compute: Callable[[np.ndarray, np.ndarray | None, P, int, int], ProxyOutput]
     uses_real: bool = True
+    signals: tuple[Signal, ...] = ()
 
 
 def _checked(name: str, value: np.ndarray) -> np.ndarray:

@@ -31,9 +31,11 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import polars as pl
 from pydantic import Field, field_validator
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
+from synque_ray.rowsignals import Signal
 
 # The boosted trees are sized for cross-fitting: k fits must cost about what one
 # default fit did (BENCHMARKS.md, PAD cost/quality): coarse histogram bins, fewer,
@@ -165,7 +167,10 @@ def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> P
     row_signal = probability[: len(synthetic)]
     if not params.balanced:  # the paper's raw probabilities score it; the row signal is still balanced
         row_signal = balanced_probability(row_signal, labels.mean())
-    return ProxyOutput(value, centred(replicates, value), {"p_synthetic": row_signal})
+    return ProxyOutput(value, centred(replicates, value), {P_SYNTHETIC.name: row_signal})
 
 
-PROXY = Proxy("pad", PadParams, orientation=-1.0, compute=_compute)
+P_SYNTHETIC = Signal("p_synthetic", pl.Float64, "p synthetic (PAD)",
+                     "the classifier's out-of-fold, class-balanced probability that the row is synthetic: "
+                     "high = looks synthetic", shown=True)
+PROXY = Proxy("pad", PadParams, orientation=-1.0, compute=_compute, signals=(P_SYNTHETIC,))

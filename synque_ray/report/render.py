@@ -9,11 +9,10 @@ from importlib import resources
 
 from synque_ray.findings import LIMITS, SHARES, percent
 from synque_ray.reduce import level_text
+from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
 from synque_ray.verdict import PROXY_LEGEND, TERM_LEGEND
 
-SIGNAL_TITLES = {"p_synthetic": "p synthetic (PAD)", "nearest_real_distance": "distance to U_r",
-                 "lens_p_real": "p real (LENS)"}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from synque_ray.findings import per_candidate
 from synque_ray.ranks import spearman
 from synque_ray.reduce import lead_proxy
 from synque_ray.reading import row_hashes
+from synque_ray.rowschema import SHOWN_SIGNALS
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
 PROJECTION_POINTS = 400  # rows per side drawn in a projection (a seeded sample beyond that)
@@ -248,9 +249,8 @@ class CandidateView:
 
 
 def row_signals(rows: pl.DataFrame) -> list[str]:
-    """The per-row numeric signals present (LENS's p̂ only where LENS ran)."""
-    wanted = ["p_synthetic", "nearest_real_distance", "lens_p_real"]
-    return [c for c in wanted if c in rows.columns and rows[c].drop_nulls().len() > 0]
+    """The declared signals shown in the example rows that this run has (LENS's p̂ only where LENS ran)."""
+    return [c for c in SHOWN_SIGNALS if c in rows.columns and rows[c].drop_nulls().len() > 0]
 
 
 def example_rows(rows: pl.DataFrame, texts: list[str] | None, n: int = EXAMPLE_ROWS) -> tuple[list, list, list]:

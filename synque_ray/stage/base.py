@@ -30,8 +30,10 @@ from typing import TypeVar
 import polars as pl
 
 from synque_ray.errors import UserError
+from synque_ray.raycluster import ensure_ray, without_restart_notice
 from synque_ray.reading import InputChanged, RowSet
-from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
+from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.storage import Store
 
 T = TypeVar("T")
@@ -212,12 +214,10 @@ def _compute(stage: Stage, todo: list[RowSet], store: Store, outcome: StageOutco
             outcome.failed.setdefault(dataset_id, reason)
 
     if todo:
-        from synque_ray.stage.tasks import ensure_ray, without_restart_notice
-
         ensure_ray()
         try:
             # A rerun after a changed file skips what is committed: only the rest is computed again.
-            with without_restart_notice():  # a healthy run shows no error line (stage/tasks.py)
+            with without_restart_notice():  # a healthy run shows no error line (raycluster.py)
                 pinned(lambda rest: stage.run([c for c in rest if c.name not in outcome.committed], commit, fail),
                        todo, outcome.failed)
         except UserError:

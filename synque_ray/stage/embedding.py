@@ -14,8 +14,9 @@ import polars as pl
 
 from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets, embedding_precision
 from synque_ray.reading import InputChanged, RowSet, row_hashes
-from synque_ray.reduce import RESULT_SCHEMA, ROW_SCHEMA
-from synque_ray.rowsignals import exact_copies, real_text_set
+from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.rowschema import ROW_SCHEMA
+from synque_ray.rowsignals import check_declared, exact_copies, real_text_set
 from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
@@ -241,6 +242,7 @@ def assemble(dataset_id: str, parts: list[dict], real_texts: dict[int, frozenset
     rows. The candidate-only results (seed None) hold for every seed: they are repeated under
     each. The signals that need the texts are added here: `text_hash`, `text_chars` (length of
     the stripped text) and the exact copies of a U_r row, or-ed into the tasks' near-copies.
+    A column ROW_SCHEMA does not declare is an error (`check_declared`), never dropped.
     """
     alone = next(part for part in parts if part["seed"] is None)
     scores = [row for part in parts if part is not alone for row in part["scores"]]
@@ -258,5 +260,6 @@ def assemble(dataset_id: str, parts: list[dict], real_texts: dict[int, frozenset
             pl.col("copies_real") | pl.Series(exact_copies(mine, real_texts[part["seed"]])))
         row_parts.append(frame.join(duplicates, on="row_index", how="left"))
     rows = pl.concat(row_parts, how="diagonal_relaxed")
+    check_declared(rows.columns, ROW_SCHEMA, f"the embedding stage, for {dataset_id},")
     rows = rows.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in rows.columns])
     return pl.DataFrame(scores, schema=RESULT_SCHEMA), rows.select(list(ROW_SCHEMA)).cast(ROW_SCHEMA)

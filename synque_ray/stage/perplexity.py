@@ -10,7 +10,7 @@ import numpy as np
 
 from synque_ray.perplexity import PerplexityParams, perplexity_after_finetune, resampled_perplexity, resolve_model
 from synque_ray.reading import RowSet
-from synque_ray.reduce import ROW_SCHEMA
+from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.stage.base import real_hashes
 from synque_ray.stage.tasks import TaskStage
 

@@ -1,0 +1,36 @@
+"""row_scores.parquet's columns: the row keys, then every declared per-row signal.
+
+Each signal is declared once, by what produces it: a proxy in its `Proxy.signals`, the
+embedding stage in `rowsignals.SIGNALS`, LENS in `lens.debias.P_REAL`. This module
+collects them, so the schema the embedding stage commits (`ROW_SCHEMA`), the report's
+titles and the signals `synque select --drop-rows` takes are all read from one list.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from synque_ray.lens.debias import P_REAL
+from synque_ray.proxies import REGISTRY
+from synque_ray.rowsignals import SIGNALS, Signal
+
+ROW_KEYS = {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "text_hash": pl.Utf8}
+PROXY_SIGNALS = tuple(signal for proxy in REGISTRY.values() for signal in proxy.signals)
+EMBEDDING_SIGNALS = (*PROXY_SIGNALS, *SIGNALS)  # what the embedding stage's tasks return, proxies' first
+# A committed candidate's row signals, as the embedding stage writes them (the default of every stage).
+ROW_SCHEMA = {**ROW_KEYS, **{signal.name: signal.dtype for signal in EMBEDDING_SIGNALS}}
+
+
+def _by_name(signals: tuple[Signal, ...]) -> dict[str, Signal]:
+    """{name: signal}; a name declared twice (or as a key) would make two columns one: refused at import."""
+    names = [signal.name for signal in signals]
+    repeated = sorted({name for name in names if names.count(name) > 1 or name in ROW_KEYS})
+    if repeated:
+        raise ValueError(f"row signal declared twice or named as a row key: {', '.join(repeated)}")
+    return {signal.name: signal for signal in signals}
+
+
+ROW_SIGNALS: dict[str, Signal] = _by_name((*EMBEDDING_SIGNALS, P_REAL))  # every signal, in column order
+SIGNAL_TITLES = {name: signal.title for name, signal in ROW_SIGNALS.items()}
+RULE_SIGNALS = tuple(name for name, signal in ROW_SIGNALS.items() if signal.rule)  # --drop-rows takes these
+SHOWN_SIGNALS = tuple(name for name, signal in ROW_SIGNALS.items() if signal.shown)  # the report's example rows
