@@ -4,6 +4,7 @@ cascade's ranking rules; LENS scores with bootstrap replicates (no model needed)
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -12,8 +13,9 @@ import pytest
 from synque_ray.lens.results import lens_results, p_hat_table, score_table
 from synque_ray.lens.score import OUTPUT_SCHEMA
 from synque_ray.reading import RowSet
-from synque_ray.reduce import RESULT_SCHEMA, add_ensemble, incomplete, rank, top_by
-from synque_ray.stage.base import Committed, Stage, run_stage
+from synque_ray.lens.stage import LensStage
+from synque_ray.reduce import ENSEMBLES, RESULT_SCHEMA, add_ensemble, incomplete, rank, top_by
+from synque_ray.stage.base import Committed, Stage, StageOutcome, run_stage
 from synque_ray.stage.tasks import TaskStage
 from synque_ray.storage import Store
 
@@ -128,6 +130,18 @@ def test_top_by_ranks_by_the_ensemble_or_one_proxy():
     assert top_by(scores(CHEAP), "ensemble", 2) == ["a", "b"]  # a and b tie at mean rank 1.5: by id
     assert top_by(scores(CHEAP), "pad", 1) == ["b"]
     assert top_by(scores(CHEAP[:3]), "ensemble", 2) == ["a", "b"]  # one proxy: the ensemble is that proxy
+
+
+def test_the_lens_cascade_picks_by_the_configured_ensemble():
+    """A reversed proxy: the robust ensemble (weight 0 for it) and the plain mean pick different tops,
+    and the cascade follows `ranking.ensemble` rather than always the default."""
+    rows = [(c, p, 1, 0, float(10 - i)) for p, order in
+            {"mmd": "abcde", "pad": "bacde", "mdm": "bacde", "mauve": "edcab"}.items() for i, c in enumerate(order)]
+    earlier = [StageOutcome("embedding", {}, scores=scores(rows))]
+    candidates = [RowSet(name, texts=["x"]) for name in "abcde"]
+    lens = SimpleNamespace(models={}, config=SimpleNamespace(candidates=SimpleNamespace(by="ensemble", top=1)))
+    picked = {method: LensStage(lens, {}, 0, ensemble=method).select(candidates, earlier)[0] for method in ENSEMBLES}
+    assert [c.name for c in picked["robust"]] == ["b"] and [c.name for c in picked["mean"]] == ["a"]
 
 
 def test_skipped_candidates_are_ranked_by_the_cheap_proxies_and_not_incomplete():

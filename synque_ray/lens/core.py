@@ -40,8 +40,8 @@ class Lens:
             check_kv_memory(engine["kv_cache_memory_bytes"])
 
     def stage(self, real: dict[int, RowSet], resamples: int = DEFAULT_RESAMPLES,
-              progress: bool = False) -> LensStage:
-        return LensStage(self, real, resamples, progress)
+              progress: bool = False, ensemble: str = "robust") -> LensStage:
+        return LensStage(self, real, resamples, progress, ensemble)
 
     def rubrics(self, candidates: list[RowSet], real: dict[int, RowSet], store: Store,
                 fresh: bool = False) -> Rubrics:

@@ -55,9 +55,11 @@ class LensStage(Stage):
     result_schema = VARIANT_SCHEMA
     row_schema = JUDGEMENT_SCHEMA
 
-    def __init__(self, lens: Lens, real: dict[int, RowSet], resamples: int, progress: bool = False):
+    def __init__(self, lens: Lens, real: dict[int, RowSet], resamples: int, progress: bool = False,
+                 ensemble: str = "robust"):
         super().__init__()
         self.lens, self.real, self.resamples, self.progress = lens, real, resamples, progress
+        self.ensemble = ensemble  # ranking.ensemble: the cascade picks by the ranking the user configured
         self.rubrics = Rubrics()
         self.models = dict(lens.models)
         self.p_hat = pl.DataFrame(schema={})
@@ -69,7 +71,7 @@ class LensStage(Stage):
             return candidates, []
         frames = [outcome.scores for outcome in earlier]
         scores = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=RESULT_SCHEMA)
-        top = set(top_by(scores, cascade.by, cascade.top))
+        top = set(top_by(scores, cascade.by, cascade.top, self.ensemble))
         return [c for c in candidates if c.name in top], [c.name for c in candidates if c.name not in top]
 
     def prepare(self, candidates: list[RowSet], store: Store, fresh: bool) -> dict[str, str]:

@@ -66,7 +66,7 @@ def _lens(job: Job) -> Stage:
 
     lens = Lens(job.config.lens, job.config.resources)
     lens.check(job.candidates)
-    return lens.stage(job.real, job.config.ranking.resamples, job.progress)
+    return lens.stage(job.real, job.config.ranking.resamples, job.progress, job.config.ranking.ensemble)
 
 
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
