@@ -167,7 +167,7 @@ def _csv_rows(path: Path, raw: bytes) -> list[dict]:
 
 
 def _parquet_rows(path: Path, raw: bytes) -> list[dict]:
-    return pq.read_table(pa.BufferReader(raw)).to_pylist()
+    return pq.ParquetFile(pa.BufferReader(raw)).read().to_pylist()  # no dataset layer: see Store.read_table
 
 
 _READERS = {".json": _json_rows, ".jsonl": _jsonl_rows, ".parquet": _parquet_rows, ".csv": _csv_rows}

@@ -25,6 +25,9 @@ from synque_ray import cli
 code = cli.main(["score", sys.argv[1]])
 assert code == 0, code
 assert not ray.is_initialized()
+# what a re-run never needs, each a quarter second or more of start-up (BENCHMARKS.md, issue 16 §4)
+heavy = [m for m in ("scipy.stats", "scipy.special", "scipy.sparse", "pandas", "torch") if m in sys.modules]
+assert not heavy, heavy
 """
 
 
