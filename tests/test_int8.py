@@ -85,14 +85,25 @@ def test_fp32_export_reproduces_sentence_transformers(bundled_model_path, onnx_r
 
 
 def test_int8_embeddings_stay_close_to_fp32(bundled_model_path, onnx_root, reference):
-    """Measured on these headlines: cosines .990 to .994 (the sentiment benchmark: mean .993, min .982).
-    The bar is .98 for each sentence."""
+    """Measured on these headlines: cosines .9969 to .9982 with one activation scale per token (the
+    sentiment benchmark: mean .9976, min .9960); .990 to .994 with ONNX Runtime's one scale per batch,
+    which this bar of .995 refuses."""
     vectors = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root).encode(HEADLINES, batch_size=4)
     cosines = (vectors * reference(HEADLINES)).sum(axis=1)
     assert vectors.shape == (len(HEADLINES), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    assert cosines.min() >= 0.98, cosines
+    assert cosines.min() >= 0.995, cosines
     assert cosines.max() < 0.99999  # really quantized, not the fp32 graph under another name
+
+
+def test_a_text_embeds_the_same_alone_or_in_any_batch(bundled_model_path, onnx_root):
+    """Each token is quantized on its own scale, so a row's int8 vector never depends on which rows
+    share its batch (with one scale per batch, the same headline moved by up to .04 per coordinate)."""
+    encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root)
+    texts = HEADLINES + AWKWARD
+    alone = np.stack([encoder.encode([text], 1)[0] for text in texts])
+    for batch_size in (3, len(texts)):
+        assert np.abs(encoder.encode(texts, batch_size) - alone).max() < 1e-6
 
 
 def test_the_export_is_made_once_and_reused(bundled_model_path, onnx_root, monkeypatch):
@@ -108,6 +119,69 @@ def test_the_export_is_made_once_and_reused(bundled_model_path, onnx_root, monke
     assert first.stat().st_mtime_ns == made
     assert again.encode(HEADLINES[:2], 2).shape == (2, 384)
     assert not [p for p in onnx_root.iterdir() if ".tmp-" in p.name]
+
+
+# --------------------------------------------------------------------- the int8 graph
+
+
+def one_product(weight: np.ndarray, activation_product: bool = False):
+    """A one-node ONNX model: y = x @ weight (stored), or y = x @ z (two inputs) when activation_product."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = weight.shape
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", k])]
+    if activation_product:
+        inputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [k, n]))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "z" if activation_product else "w"], ["y"],
+                                                name="layer/dense/MatMul")], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", n])],
+                              [] if activation_product else [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_embed.OPSET)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_model(model, **feeds) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def test_weight_columns_are_quantized_on_their_own_scale():
+    weight = np.array([[0.5, -2.0, 0.0], [-0.25, 1.0, 0.0]], dtype=np.float32)
+    w8, scales = onnx_embed.quantize_columns(weight)
+    assert w8.dtype == np.int8 and scales.dtype == np.float32
+    assert np.allclose(scales, [0.5 / 127, 2.0 / 127, 1.0])  # an all-zero column keeps scale 1
+    assert w8.tolist() == [[127, -127, 0], [-64, 64, 0]]  # -0.25 / (0.5/127) = -63.5 → -64 (round half even)
+
+
+def test_int8_product_is_per_token_quantization():
+    """The rewritten graph against numpy: each token scaled by its own max |x| / 127, rounded, shifted
+    into uint8 by 128; each weight column by its own max / 127; the integer product scaled back."""
+    rng = np.random.default_rng(3)
+    weight = rng.normal(size=(16, 6)).astype(np.float32)
+    x = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    x[0, 0] *= 50  # an outlier token: with one scale per tensor it would coarsen all the others
+    quantized = onnx_embed.quantize_graph(one_product(weight))
+    assert "MatMul" not in [node.op_type for node in quantized.graph.node]
+
+    token_scale = np.abs(x).max(axis=-1, keepdims=True) / 127
+    x8 = np.rint(x / token_scale)  # integers in [-127, 127]
+    column_scale = np.abs(weight).max(axis=0) / 127
+    w8 = np.clip(np.rint(weight / column_scale), -127, 127)
+    expected = (x8 @ w8) * token_scale * column_scale
+    got = run_model(quantized, x=x)
+    assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
+    # and close to the float product on every token, the outlier's neighbours included
+    relative = np.abs(got - x @ weight).max(axis=-1) / np.abs(x @ weight).max(axis=-1)
+    assert relative.max() < 0.03
+
+
+def test_products_of_two_activations_stay_float():
+    model = one_product(np.zeros((4, 3), np.float32), activation_product=True)
+    assert onnx_embed.quantize_graph(model).graph.node[0].op_type == "MatMul"
 
 
 # --------------------------------------------------------------------- the cache of exports
