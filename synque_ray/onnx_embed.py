@@ -2,12 +2,14 @@
 
 `embedding.precision: int8` (SPEC §5). The transformer is exported through
 `torch.onnx` (no optimum: its exporter pins an older transformers), and every
-matrix product with a weight is rewritten to run in int8 (`quantize_graph`): the
-weight with one scale per output column, the activation with one scale per token,
-computed at run time. Per token, not one scale per batch as ONNX Runtime's
-`quantize_dynamic` does: a few tokens of each text carry activations tens of times
-larger than the rest, and one shared scale coarsens every other token (BENCHMARKS.md:
-1 − cosine to fp32 .0074 with one scale per batch, .0024 per token). The sentence-transformers head that follows
+matrix product with a weight becomes ONNX Runtime's MatMulNBits at 8 bits with int8
+compute (`quantize_graph`): weights and activations are both quantized in blocks of
+32 values along the summed axis, each block on its own scale, the activations at run
+time per token. Not `quantize_dynamic`'s one activation scale per batch: a few tokens
+of each text carry activations tens of times larger than the rest, and one shared
+scale coarsens every other token (BENCHMARKS.md: 1 − cosine to fp32 .0074 with one
+scale per batch, .0024 with one per token, .0003 in blocks of 32). A row's vector
+therefore never depends on the rows batched with it. The sentence-transformers head that follows
 the transformer (pooling, then an optional L2 normalisation) is applied here in
 numpy, read from the model's own `modules.json` and pooling config.
 
@@ -35,7 +37,7 @@ import numpy as np
 from synque_ray.errors import UserError
 from synque_ray.models import content_digest
 
-RECIPE = 2  # bumped when the export or quantization recipe changes: part of every key
+RECIPE = 3  # bumped when the export or quantization recipe changes: part of every key
 OPSET = 17
 BACKEND = "onnxruntime"
 
@@ -189,74 +191,62 @@ def _export(folder: Path, out: Path, quantize: bool) -> None:
 
 # --------------------------------------------------------------------- int8 matrix products
 
+BLOCK = 32  # weights and activations are quantized in blocks of this many values along the summed axis
 
-def quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K, N) float weight → (K, N) int8 and (N,) float32 scales, weight ≈ int8 * scale.
 
-    Symmetric, one scale per output column: a column's largest magnitude maps to 127,
-    so no column's range is set by another's. An all-zero column gets scale 1.
+def quantize_blocks(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N) float weight → ((N, ceil(K/block), block) uint8, (N * ceil(K/block),) float32 scales).
+
+    Column n's values k in [b·block, (b+1)·block) share one symmetric scale, max |w| / 127
+    (1 for an all-zero block), and are stored as round(w / scale) + 128: the layout and
+    default zero point of ONNX Runtime's MatMulNBits at 8 bits. K is padded with zeros
+    to whole blocks.
     """
-    scales = np.abs(weight).max(axis=0) / 127.0
+    k, n = weight.shape
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), np.float32)
+    padded[:, :k] = weight.T
+    padded = padded.reshape(n, blocks, block)
+    scales = np.abs(padded).max(axis=2) / 127.0
     scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
-    return np.clip(np.rint(weight / scales), -127, 127).astype(np.int8), scales
+    stored = np.clip(np.rint(padded / scales[..., None]), -127, 127) + 128
+    return stored.astype(np.uint8), scales.reshape(-1)
 
 
-def _int8_product(onnx, name: str, activation: str, output: str) -> list:
-    """Nodes computing `output` ≈ activation @ weight from `{name}.w8` (K, N) int8 and `{name}.ws` (N,).
+def quantize_graph(model, block: int = BLOCK):
+    """The ONNX model with every MatMul by a stored weight replaced by MatMulNBits, 8 bits, int8 compute.
 
-    Each token (a row of the activation's last axis) gets its own scale s = max|x| / 127
-    and is stored as uint8 round(x / s) + 128, the layout MatMulInteger's fast u8×s8
-    kernels take; the int32 product is scaled back by s and by the weight's column scales.
-    """
-    def node(op, inputs, out, **attributes):
-        return onnx.helper.make_node(op, inputs, [out], name=f"{name}/{out.rsplit('.', 1)[-1]}", **attributes)
-
-    n = f"{name}."
-    return [
-        node("Abs", [activation], n + "abs"),
-        node("ReduceMax", [n + "abs"], n + "peak", axes=[-1], keepdims=1),
-        node("Max", [n + "peak", "int8.tiny"], n + "floor"),
-        node("Div", [n + "floor", "int8.127"], n + "scale"),
-        node("Div", [activation, n + "scale"], n + "scaled"),
-        node("Round", [n + "scaled"], n + "rounded"),
-        node("Add", [n + "rounded", "int8.128"], n + "shifted"),
-        node("Cast", [n + "shifted"], n + "x8", to=onnx.TensorProto.UINT8),
-        node("MatMulInteger", [n + "x8", n + "w8", "int8.zero_point"], n + "i32"),
-        node("Cast", [n + "i32"], n + "f32", to=onnx.TensorProto.FLOAT),
-        node("Mul", [n + "f32", n + "scale"], n + "rescaled"),
-        onnx.helper.make_node("Mul", [n + "rescaled", n + "ws"], [output], name=f"{name}/out"),
-    ]
-
-
-def quantize_graph(model):
-    """The ONNX model with every MatMul by a stored weight replaced by its int8 form (`_int8_product`).
-
-    Products of two activations (attention scores) stay float: they have no weight to
-    store smaller and their inputs change with every text. Returns a new ModelProto.
+    accuracy_level 4 has ONNX Runtime quantize the activation too, per row and per block
+    of `block` values, and multiply in int8: each token's scale is set by its own values,
+    not by the largest token of the batch as `quantize_dynamic`'s one scale per tensor
+    is (BENCHMARKS.md: 1 − cosine to fp32 .0003 against .0074). Products of two
+    activations (attention scores) stay float. Returns a new ModelProto.
     """
     import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
-    constants = [numpy_helper.from_array(value, name) for name, value in
-                 (("int8.tiny", np.array(1e-12, np.float32)), ("int8.127", np.array(127, np.float32)),
-                  ("int8.128", np.array(128, np.float32)), ("int8.zero_point", np.array(128, np.uint8)))]
     nodes, stored = [], []
     for node in graph.node:
         if node.op_type != "MatMul" or node.input[1] not in weights:
             nodes.append(node)
             continue
         name = node.name or node.output[0]
-        w8, scales = quantize_columns(numpy_helper.to_array(weights[node.input[1]]).astype(np.float32))
-        stored += [numpy_helper.from_array(w8, f"{name}.w8"), numpy_helper.from_array(scales, f"{name}.ws")]
-        nodes += _int8_product(onnx, name, node.input[0], node.output[0])
+        weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+        values, scales = quantize_blocks(weight, block)
+        stored += [numpy_helper.from_array(values, f"{name}.q8"), numpy_helper.from_array(scales, f"{name}.scales")]
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], f"{name}.q8", f"{name}.scales"], list(node.output),
+                                      name=f"{name}.int8", domain="com.microsoft", K=weight.shape[0],
+                                      N=weight.shape[1], bits=8, block_size=block, accuracy_level=4))
     used = {name for node in nodes for name in node.input}
-    kept = [tensor for tensor in [*graph.initializer, *constants, *stored] if tensor.name in used]
+    kept = [tensor for tensor in [*graph.initializer, *stored] if tensor.name in used]
     del graph.node[:], graph.initializer[:]
     graph.node.extend(nodes)
     graph.initializer.extend(kept)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model
 
 

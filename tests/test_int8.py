@@ -85,19 +85,19 @@ def test_fp32_export_reproduces_sentence_transformers(bundled_model_path, onnx_r
 
 
 def test_int8_embeddings_stay_close_to_fp32(bundled_model_path, onnx_root, reference):
-    """Measured on these headlines: cosines .9969 to .9982 with one activation scale per token (the
-    sentiment benchmark: mean .9976, min .9960); .990 to .994 with ONNX Runtime's one scale per batch,
-    which this bar of .995 refuses."""
+    """Measured on these headlines: cosines .9995 to .9997 in blocks of 32 (the sentiment benchmark: mean
+    .9997, min .9993); .990 to .994 with ONNX Runtime's quantize_dynamic (one activation scale per batch)
+    and .997 to .998 with one per token, both of which this bar of .999 refuses."""
     vectors = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root).encode(HEADLINES, batch_size=4)
     cosines = (vectors * reference(HEADLINES)).sum(axis=1)
     assert vectors.shape == (len(HEADLINES), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    assert cosines.min() >= 0.995, cosines
+    assert cosines.min() >= 0.999, cosines
     assert cosines.max() < 0.99999  # really quantized, not the fp32 graph under another name
 
 
 def test_a_text_embeds_the_same_alone_or_in_any_batch(bundled_model_path, onnx_root):
-    """Each token is quantized on its own scale, so a row's int8 vector never depends on which rows
+    """Each token is quantized on its own scales, so a row's int8 vector never depends on which rows
     share its batch (with one scale per batch, the same headline moved by up to .04 per coordinate)."""
     encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root)
     texts = HEADLINES + AWKWARD
@@ -149,29 +149,39 @@ def run_model(model, **feeds) -> np.ndarray:
     return session.run(None, feeds)[0]
 
 
-def test_weight_columns_are_quantized_on_their_own_scale():
-    weight = np.array([[0.5, -2.0, 0.0], [-0.25, 1.0, 0.0]], dtype=np.float32)
-    w8, scales = onnx_embed.quantize_columns(weight)
-    assert w8.dtype == np.int8 and scales.dtype == np.float32
-    assert np.allclose(scales, [0.5 / 127, 2.0 / 127, 1.0])  # an all-zero column keeps scale 1
-    assert w8.tolist() == [[127, -127, 0], [-64, 64, 0]]  # -0.25 / (0.5/127) = -63.5 → -64 (round half even)
+def test_weights_are_stored_in_blocks_of_their_own_scale():
+    """Column by column, 32 values along the summed axis to a block; K padded with zeros to whole blocks."""
+    weight = np.zeros((40, 2), np.float32)
+    weight[0, 0], weight[1, 0], weight[35, 0] = 0.5, -0.25, 2.0  # column 0: block 0 peaks at .5, block 1 at 2
+    values, scales = onnx_embed.quantize_blocks(weight, block=32)
+    assert values.shape == (2, 2, 32) and values.dtype == np.uint8 and scales.dtype == np.float32
+    assert np.allclose(scales, [0.5 / 127, 2.0 / 127, 1.0, 1.0])  # (column, block) order; all-zero blocks: 1
+    assert values[0, 0, :2].tolist() == [255, 64]  # 127 + 128; -63.5 → -64 (round half to even) + 128
+    assert values[0, 1, 3] == 255 and (values[1] == 128).all()  # row 35 is block 1's 4th; zeros sit at 128
 
 
-def test_int8_product_is_per_token_quantization():
-    """The rewritten graph against numpy: each token scaled by its own max |x| / 127, rounded, shifted
-    into uint8 by 128; each weight column by its own max / 127; the integer product scaled back."""
+def test_int8_product_is_blockwise_quantization():
+    """The rewritten graph against numpy: every 32 values of a token share one scale, max |x| / 127, and
+    every 32 of a weight column theirs; the int8 products of the blocks are scaled back and summed."""
     rng = np.random.default_rng(3)
-    weight = rng.normal(size=(16, 6)).astype(np.float32)
-    x = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    k, n, block = 70, 6, 32  # 70: the last block is padded
+    weight = rng.normal(size=(k, n)).astype(np.float32)
+    x = rng.normal(size=(2, 5, k)).astype(np.float32)
     x[0, 0] *= 50  # an outlier token: with one scale per tensor it would coarsen all the others
     quantized = onnx_embed.quantize_graph(one_product(weight))
-    assert "MatMul" not in [node.op_type for node in quantized.graph.node]
+    assert [node.op_type for node in quantized.graph.node] == ["MatMulNBits"]
 
-    token_scale = np.abs(x).max(axis=-1, keepdims=True) / 127
-    x8 = np.rint(x / token_scale)  # integers in [-127, 127]
-    column_scale = np.abs(weight).max(axis=0) / 127
-    w8 = np.clip(np.rint(weight / column_scale), -127, 127)
-    expected = (x8 @ w8) * token_scale * column_scale
+    blocks = -(-k // block)
+    padded = np.zeros((2, 5, blocks * block), np.float32)
+    padded[..., :k] = x
+    xb = padded.reshape(2, 5, blocks, block)
+    x_scale = np.abs(xb).max(axis=-1, keepdims=True) / 127
+    wb = np.zeros((blocks * block, n), np.float32)
+    wb[:k] = weight
+    wb = wb.T.reshape(n, blocks, block)
+    w_scale = np.abs(wb).max(axis=-1, keepdims=True) / 127
+    expected = np.einsum("tkc,nkc->tn", (np.rint(xb / x_scale) * x_scale).reshape(-1, blocks, block),
+                         np.rint(wb / w_scale) * w_scale).reshape(2, 5, n)
     got = run_model(quantized, x=x)
     assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
     # and close to the float product on every token, the outlier's neighbours included
@@ -181,7 +191,7 @@ def test_int8_product_is_per_token_quantization():
 
 def test_products_of_two_activations_stay_float():
     model = one_product(np.zeros((4, 3), np.float32), activation_product=True)
-    assert onnx_embed.quantize_graph(model).graph.node[0].op_type == "MatMul"
+    assert [node.op_type for node in onnx_embed.quantize_graph(model).graph.node] == ["MatMul"]
 
 
 # --------------------------------------------------------------------- the cache of exports
