@@ -1,9 +1,15 @@
 """int8 sentence embeddings on CPUs: an ONNX export of the model, dynamically quantized, run by ONNX Runtime.
 
 `embedding.precision: int8` (SPEC §5). The transformer is exported through
-`torch.onnx` (no optimum: its exporter pins an older transformers), its weights are
-quantized to int8 by `onnxruntime.quantization.quantize_dynamic` (one scale per
-output channel; activations are quantized per batch at run time), and the sentence-transformers head that follows
+`torch.onnx` (no optimum: its exporter pins an older transformers), and every
+matrix product with a weight becomes ONNX Runtime's MatMulNBits at 8 bits with int8
+compute (`quantize_graph`): weights and activations are both quantized in blocks of
+32 values along the summed axis, each block on its own scale, the activations at run
+time per token. Not `quantize_dynamic`'s one activation scale per batch: a few tokens
+of each text carry activations tens of times larger than the rest, and one shared
+scale coarsens every other token (BENCHMARKS.md: 1 − cosine to fp32 .0074 with one
+scale per batch, .0024 with one per token, .0003 in blocks of 32). A row's vector
+therefore never depends on the rows batched with it. The sentence-transformers head that follows
 the transformer (pooling, then an optional L2 normalisation) is applied here in
 numpy, read from the model's own `modules.json` and pooling config.
 
@@ -31,7 +37,7 @@ import numpy as np
 from synque_ray.errors import UserError
 from synque_ray.models import content_digest
 
-RECIPE = 1  # bumped when the export or quantization recipe changes: part of every key
+RECIPE = 3  # bumped when the export or quantization recipe changes: part of every key
 OPSET = 17
 BACKEND = "onnxruntime"
 
@@ -178,13 +184,70 @@ def _export(folder: Path, out: Path, quantize: bool) -> None:
                           opset_version=OPSET)
     if quantize:
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        # One scale per output channel: on the sentiment headlines the cosine to fp32 rose from .963
-        # (mean; .925 min) with one scale per tensor to .993 (.982 min), at the same speed (BENCHMARKS.md).
-        quantize_dynamic(str(plain), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        onnx.save(quantize_graph(onnx.load(str(plain))), str(out / "model.onnx"))
         plain.unlink()
+
+
+# --------------------------------------------------------------------- int8 matrix products
+
+BLOCK = 32  # weights and activations are quantized in blocks of this many values along the summed axis
+
+
+def quantize_blocks(weight: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N) float weight → ((N, ceil(K/block), block) uint8, (N * ceil(K/block),) float32 scales).
+
+    Column n's values k in [b·block, (b+1)·block) share one symmetric scale, max |w| / 127
+    (1 for an all-zero block), and are stored as round(w / scale) + 128: the layout and
+    default zero point of ONNX Runtime's MatMulNBits at 8 bits. K is padded with zeros
+    to whole blocks.
+    """
+    k, n = weight.shape
+    blocks = -(-k // block)
+    padded = np.zeros((n, blocks * block), np.float32)
+    padded[:, :k] = weight.T
+    padded = padded.reshape(n, blocks, block)
+    scales = np.abs(padded).max(axis=2) / 127.0
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    stored = np.clip(np.rint(padded / scales[..., None]), -127, 127) + 128
+    return stored.astype(np.uint8), scales.reshape(-1)
+
+
+def quantize_graph(model, block: int = BLOCK):
+    """The ONNX model with every MatMul by a stored weight replaced by MatMulNBits, 8 bits, int8 compute.
+
+    accuracy_level 4 has ONNX Runtime quantize the activation too, per row and per block
+    of `block` values, and multiply in int8: each token's scale is set by its own values,
+    not by the largest token of the batch as `quantize_dynamic`'s one scale per tensor
+    is (BENCHMARKS.md: 1 − cosine to fp32 .0003 against .0074). Products of two
+    activations (attention scores) stay float. Returns a new ModelProto.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    weights = {tensor.name: tensor for tensor in graph.initializer}
+    nodes, stored = [], []
+    for node in graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            nodes.append(node)
+            continue
+        name = node.name or node.output[0]
+        weight = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+        values, scales = quantize_blocks(weight, block)
+        stored += [numpy_helper.from_array(values, f"{name}.q8"), numpy_helper.from_array(scales, f"{name}.scales")]
+        nodes.append(helper.make_node("MatMulNBits", [node.input[0], f"{name}.q8", f"{name}.scales"], list(node.output),
+                                      name=f"{name}.int8", domain="com.microsoft", K=weight.shape[0],
+                                      N=weight.shape[1], bits=8, block_size=block, accuracy_level=4))
+    used = {name for node in nodes for name in node.input}
+    kept = [tensor for tensor in [*graph.initializer, *stored] if tensor.name in used]
+    del graph.node[:], graph.initializer[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(kept)
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model
 
 
 # --------------------------------------------------------------------- the encoder

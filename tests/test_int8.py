@@ -85,14 +85,25 @@ def test_fp32_export_reproduces_sentence_transformers(bundled_model_path, onnx_r
 
 
 def test_int8_embeddings_stay_close_to_fp32(bundled_model_path, onnx_root, reference):
-    """Measured on these headlines: cosines .990 to .994 (the sentiment benchmark: mean .993, min .982).
-    The bar is .98 for each sentence."""
+    """Measured on these headlines: cosines .9995 to .9997 in blocks of 32 (the sentiment benchmark: mean
+    .9997, min .9993); .990 to .994 with ONNX Runtime's quantize_dynamic (one activation scale per batch)
+    and .997 to .998 with one per token, both of which this bar of .999 refuses."""
     vectors = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root).encode(HEADLINES, batch_size=4)
     cosines = (vectors * reference(HEADLINES)).sum(axis=1)
     assert vectors.shape == (len(HEADLINES), 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    assert cosines.min() >= 0.98, cosines
+    assert cosines.min() >= 0.999, cosines
     assert cosines.max() < 0.99999  # really quantized, not the fp32 graph under another name
+
+
+def test_a_text_embeds_the_same_alone_or_in_any_batch(bundled_model_path, onnx_root):
+    """Each token is quantized on its own scales, so a row's int8 vector never depends on which rows
+    share its batch (with one scale per batch, the same headline moved by up to .04 per coordinate)."""
+    encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_root)
+    texts = HEADLINES + AWKWARD
+    alone = np.stack([encoder.encode([text], 1)[0] for text in texts])
+    for batch_size in (3, len(texts)):
+        assert np.abs(encoder.encode(texts, batch_size) - alone).max() < 1e-6
 
 
 def test_the_export_is_made_once_and_reused(bundled_model_path, onnx_root, monkeypatch):
@@ -108,6 +119,79 @@ def test_the_export_is_made_once_and_reused(bundled_model_path, onnx_root, monke
     assert first.stat().st_mtime_ns == made
     assert again.encode(HEADLINES[:2], 2).shape == (2, 384)
     assert not [p for p in onnx_root.iterdir() if ".tmp-" in p.name]
+
+
+# --------------------------------------------------------------------- the int8 graph
+
+
+def one_product(weight: np.ndarray, activation_product: bool = False):
+    """A one-node ONNX model: y = x @ weight (stored), or y = x @ z (two inputs) when activation_product."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = weight.shape
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", k])]
+    if activation_product:
+        inputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [k, n]))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "z" if activation_product else "w"], ["y"],
+                                                name="layer/dense/MatMul")], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", n])],
+                              [] if activation_product else [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_embed.OPSET)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_model(model, **feeds) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def test_weights_are_stored_in_blocks_of_their_own_scale():
+    """Column by column, 32 values along the summed axis to a block; K padded with zeros to whole blocks."""
+    weight = np.zeros((40, 2), np.float32)
+    weight[0, 0], weight[1, 0], weight[35, 0] = 0.5, -0.25, 2.0  # column 0: block 0 peaks at .5, block 1 at 2
+    values, scales = onnx_embed.quantize_blocks(weight, block=32)
+    assert values.shape == (2, 2, 32) and values.dtype == np.uint8 and scales.dtype == np.float32
+    assert np.allclose(scales, [0.5 / 127, 2.0 / 127, 1.0, 1.0])  # (column, block) order; all-zero blocks: 1
+    assert values[0, 0, :2].tolist() == [255, 64]  # 127 + 128; -63.5 → -64 (round half to even) + 128
+    assert values[0, 1, 3] == 255 and (values[1] == 128).all()  # row 35 is block 1's 4th; zeros sit at 128
+
+
+def test_int8_product_is_blockwise_quantization():
+    """The rewritten graph against numpy: every 32 values of a token share one scale, max |x| / 127, and
+    every 32 of a weight column theirs; the int8 products of the blocks are scaled back and summed."""
+    rng = np.random.default_rng(3)
+    k, n, block = 70, 6, 32  # 70: the last block is padded
+    weight = rng.normal(size=(k, n)).astype(np.float32)
+    x = rng.normal(size=(2, 5, k)).astype(np.float32)
+    x[0, 0] *= 50  # an outlier token: with one scale per tensor it would coarsen all the others
+    quantized = onnx_embed.quantize_graph(one_product(weight))
+    assert [node.op_type for node in quantized.graph.node] == ["MatMulNBits"]
+
+    blocks = -(-k // block)
+    padded = np.zeros((2, 5, blocks * block), np.float32)
+    padded[..., :k] = x
+    xb = padded.reshape(2, 5, blocks, block)
+    x_scale = np.abs(xb).max(axis=-1, keepdims=True) / 127
+    wb = np.zeros((blocks * block, n), np.float32)
+    wb[:k] = weight
+    wb = wb.T.reshape(n, blocks, block)
+    w_scale = np.abs(wb).max(axis=-1, keepdims=True) / 127
+    expected = np.einsum("tkc,nkc->tn", (np.rint(xb / x_scale) * x_scale).reshape(-1, blocks, block),
+                         np.rint(wb / w_scale) * w_scale).reshape(2, 5, n)
+    got = run_model(quantized, x=x)
+    assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
+    # and close to the float product on every token, the outlier's neighbours included
+    relative = np.abs(got - x @ weight).max(axis=-1) / np.abs(x @ weight).max(axis=-1)
+    assert relative.max() < 0.03
+
+
+def test_products_of_two_activations_stay_float():
+    model = one_product(np.zeros((4, 3), np.float32), activation_product=True)
+    assert [node.op_type for node in onnx_embed.quantize_graph(model).graph.node] == ["MatMul"]
 
 
 # --------------------------------------------------------------------- the cache of exports
