@@ -45,9 +45,11 @@ PROXY_LEGEND: dict[str, str] = {
     "lens": "An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is the "
             "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
             "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
-    "ensemble": "The candidate's mean rank over the proxies, per seed, each proxy weighing the same; lower mean "
-                "rank is better. Its score_mean is the negated mean rank (−1 would be first everywhere) and "
-                "its raw the mean rank itself. Only candidates with every proxy are in it.",
+    "ensemble": "The candidate's weighted mean rank over the proxies, per seed; lower mean rank is better. By "
+                "default (ranking.ensemble: robust) each proxy weighs how well it agrees with the others, so one "
+                "that orders the candidates against them counts little; `mean` weighs all the same. The "
+                "weights are in run.json (ensemble). Its score_mean is the negated mean rank (−1 would be first "
+                "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it.",
 }
 
 # The columns and words of the ranking table, the findings and the verdict.

@@ -9,7 +9,7 @@ import pytest
 from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHORT_CHARS, add_findings, disagreement, findings,
                                  flagged_lines, row_shares, with_findings)
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import lead_proxy, ranking_table_text
+from synque_ray.reduce import ENSEMBLES, lead_proxy, ranking_table_text
 from synque_ray.report import render
 from synque_ray.report.view import ranking_view
 from synque_ray.verdict import LEGEND, PROXY_LEGEND, legend_text, verdict
@@ -173,6 +173,12 @@ def test_every_proxy_has_a_legend_entry():
     text = legend_text()
     assert all(f"\n  {name}\n" in text for name in LEGEND)
     assert not any(math.isnan(len(v)) or len(v) < 40 for v in LEGEND.values())
+
+
+def test_the_ensemble_legend_names_every_way_it_can_weigh_the_proxies():
+    """The legend describes the ensemble the engine builds: weighted, with each configurable method named."""
+    entry = PROXY_LEGEND["ensemble"]
+    assert "weighted mean rank" in entry and all(f"`{m}`" in entry or f"ensemble: {m}" in entry for m in ENSEMBLES)
 
 
 def test_the_report_legend_and_verdict_read_the_same_text(row_scores):
