@@ -215,8 +215,7 @@ def embed_rowsets(
     # A killed actor is restarted and its in-flight batches are retried (Ray Data's pool).
     dataset = map_actor_pool(
         ray.data.from_arrow_refs(blocks), Embedder,
-        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor,
-                   "precision": precision},
+        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor, "precision": precision},
         actors=actors, batch_size=None, batch_format="numpy",  # one block per call
         num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
     )

@@ -212,8 +212,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     failed = {name: reason for o in outcomes for name, reason in o.failed.items()}
     frames = [o.scores for o in outcomes if o.scores.height]
     if not frames:
-        raise RunFailed(f"every candidate failed; nothing was published (first error: "
-                        f"{next(iter(failed.items()), ('none', 'none'))[0]}: {next(iter(failed.values()), 'none')})")
+        name, reason = next(iter(failed.items()), ("none", "none"))
+        raise RunFailed(f"every candidate failed; nothing was published (first error: {name}: {reason})")
     skipped = {name: {o.name} for o in outcomes for name in o.skipped}
     usable, failures = split_failures(pl.concat(frames, how="vertical_relaxed"))
     weights = ensemble_weights(usable, ranking.ensemble)

@@ -21,7 +21,6 @@ import numpy as np
 import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
-
 from synque_ray.rowschema import ROW_SCHEMA
 
 SCORE_SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
@@ -294,8 +293,8 @@ def best_set(points: np.ndarray, cube: np.ndarray, drawn: np.ndarray, level: flo
         replicate_var = (noise - noise[i]).var(axis=1)
         gap = mean - mean[i]
         errors = differences.mean(axis=2) + (noise - noise[i]) - gap[:, None]
-        seed_var = differences.var(axis=2, ddof=1) / seeds if seeds > 1 else np.zeros_like(errors)
-        draw_se = np.sqrt(seed_var + replicate_var[:, None])
+        draw_seed_var = differences.var(axis=2, ddof=1) / seeds if seeds > 1 else np.zeros_like(errors)
+        draw_se = np.sqrt(draw_seed_var + replicate_var[:, None])
         seed_var = (points - points[i]).var(axis=1, ddof=1) / seeds if seeds > 1 else np.zeros(n)
         se = np.sqrt(seed_var + replicate_var)
         varies = se > 1e-12 * max(1.0, float(np.abs(gap).max()))
@@ -380,7 +379,7 @@ def lead_proxy(rankings: pl.DataFrame) -> str:
 
 def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9) -> str:
     """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
-    ensemble's (else the first proxy's) `level` interval; `*` marks its best set."""
+    `level` interval of the lead ranking (`lead_proxy`); `*` marks its best set."""
     order = lead_proxy(rankings)
     wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
     lead = rankings.filter(pl.col("proxy") == order).select(
