@@ -63,3 +63,28 @@ def test_too_little_memory_is_one_line_naming_needed_and_free(monkeypatch):
 def test_node_memory_is_read_from_this_machine():
     free = engine.node_available_bytes()
     assert 0 < free < 1 << 50
+
+
+def test_cpu_engine_core_runs_inline_for_a_writer_and_a_short_judging_job(tmp_path):
+    path, config = _model(tmp_path), _config()
+    inline = {rows: engine.engine_settings(config.lens, config.resources, path, rows)["inline_core"]
+              for rows in (None, 1, engine.INLINE_CORE_MAX_ROWS, engine.INLINE_CORE_MAX_ROWS + 1)}
+    assert inline == {None: True, 1: True, engine.INLINE_CORE_MAX_ROWS: True, engine.INLINE_CORE_MAX_ROWS + 1: False}
+    gpu = parse_config({"name": "t", "output": "out", "real": {"path": "r.json", "text": "t"},
+                        "candidates": {"path": "c", "text": "t"}, "resources": {"lens_gpus": 1}})
+    assert not engine.engine_settings(gpu.lens, gpu.resources, path, None)["inline_core"]  # GPUs keep vLLM's default
+
+
+def test_prepare_process_keeps_the_core_inline_unless_the_user_said_otherwise(tmp_path, monkeypatch):
+    path, config = _model(tmp_path), _config()
+    for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
+                 "VLLM_LOGGING_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
+    assert engine.os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
+    engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, 10**6))
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in engine.os.environ  # a long job: vLLM's default
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
+    assert engine.os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"

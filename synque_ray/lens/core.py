@@ -31,6 +31,10 @@ class Lens:
         self.settings = engine_settings(lens, resources, self.scorer_path)
         self.models = {"lens_scorer": self.scorer_id, "lens_rubric_writer": self.source.model_id}
 
+    def judge_settings(self, rows: int) -> dict:
+        """The judging engine's settings for a run that judges `rows` rows (the core inline for few)."""
+        return engine_settings(self.config, self.resources, self.scorer_path, rows)
+
     def check(self, candidates: list[RowSet]) -> None:
         """What the user must fix, before any work: a rubric file lacking a candidate, a KV cache
         that does not fit this machine (checked only where this machine runs the engine)."""

@@ -7,6 +7,12 @@ in bytes from what the job needs (`kv_cache_bytes`), never as a share of the mac
 because vLLM reads a share against the NUMA node's memory and one that fits one
 machine fails on the next. Its OpenMP threads are pinned to the cores this process
 may use unless the user pinned them already (VLLM_CPU_OMP_THREADS_BIND).
+
+vLLM runs its engine core in a child process by default, which imports torch and vLLM
+again and loads the model there: on CPU that is 26-29 s of a 30-s start-up, against 4-5 s
+with the core in the actor's own process, which judges 2.5-7% slower (BENCHMARKS.md,
+"vLLM's engine core"). So on CPU a short-lived engine (the rubric writer, or a judge of
+few rows) keeps its core inline; a long judging job keeps vLLM's default.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from synque_ray.errors import UserError
 CPU_BLOCK_SIZE = 32  # tokens per KV block on CPU (BENCHMARKS.md, LENS)
 _DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2}
 GIB = 1024**3
+# Up to this many rows (x4 prompts) to judge, the ~23 s an inline core saves at start-up outweigh
+# the 2.5-7% it loses in throughput at CPU speeds (~4 rows/s with the bundled model).
+INLINE_CORE_MAX_ROWS = 2000
 
 
 def _model_config(model_path: str) -> dict:
@@ -95,8 +104,13 @@ def check_resources(resources: ResourcesConfig) -> None:
         )
 
 
-def engine_settings(lens: LensConfig, resources: ResourcesConfig, model_path: str) -> dict:
-    """Keyword arguments for vllm.LLM, plus what the actor needs: its process set-up and its GPUs."""
+def engine_settings(lens: LensConfig, resources: ResourcesConfig, model_path: str,
+                    rows: int | None = None) -> dict:
+    """Keyword arguments for vllm.LLM, plus what the actor needs: its process set-up and its GPUs.
+
+    `rows`: the rows the engine will judge, or None for a rubric writer (a few prompts);
+    on a CPU with one engine process per actor, up to INLINE_CORE_MAX_ROWS the core runs inline.
+    """
     on_gpu = resources.lens_gpus > 0
     engine: dict[str, Any] = {  # vllm.LLM's keyword arguments
         "model": model_path,
@@ -119,13 +133,18 @@ def engine_settings(lens: LensConfig, resources: ResourcesConfig, model_path: st
                                                          lens.dtype, engine["block_size"])
     if resources.tensor_parallel > 1:
         engine["distributed_executor_backend"] = "mp"  # workers inside this actor's GPUs
-    return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors, "num_gpus": resources.lens_gpus}
+    inline_core = (not on_gpu and resources.tensor_parallel == 1
+                   and (rows is None or rows <= INLINE_CORE_MAX_ROWS))
+    return {"engine": engine, "on_gpu": on_gpu, "actors": resources.lens_actors, "num_gpus": resources.lens_gpus,
+            "inline_core": inline_core}
 
 
 def prepare_process(settings: dict) -> None:
     """Environment for vLLM in this process; call before importing vllm."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if settings.get("inline_core"):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the user's own setting wins
     if settings["on_gpu"] or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []

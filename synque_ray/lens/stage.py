@@ -104,7 +104,8 @@ class LensStage(Stage):
         if todo:
             blocks = [build_block(c, self.real, pairs, lens.max_rows) for c in todo]
             expected = {c.name: expected_rows(c, self.real, lens.max_rows) for c in todo}
-            batches = score_rows(blocks, self.lens.settings, prefixes, lens.max_row_tokens, lens.batch_rows)
+            settings = self.lens.judge_settings(sum(expected.values()))
+            batches = score_rows(blocks, settings, prefixes, lens.max_row_tokens, lens.batch_rows)
             self._collect(batches, expected, commit, started)
         self.timings["lens_judge"] = time.perf_counter() - started
 
