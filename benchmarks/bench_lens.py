@@ -103,7 +103,8 @@ def stage_phase(config_path: str) -> dict:
 
 
 def _token_prompts(config_path: str, tokenizer_of) -> tuple[object, list[list[int]], int, list]:
-    """(the engine or tokenizer, every judging prompt as token ids, rows, label ids): the stage's prompts."""
+    """(the engine or tokenizer, every judging prompt as token ids, rows, label ids): the stage's prompts.
+    `tokenizer_of(lens, rows)` gives (the engine or tokenizer, its tokenizer) for judging `rows` rows."""
     from synque_ray.lens.plan import build_block, judging_plan
     from synque_ray.lens.score import PromptBuilder, label_token_ids
     from synque_ray.storage import Store
@@ -113,7 +114,7 @@ def _token_prompts(config_path: str, tokenizer_of) -> tuple[object, list[list[in
     assert rubrics.written == 0, "the stage phase writes the rubrics first"
     pairs, prefixes = judging_plan(config.lens.task, candidates, list(real), rubrics.by_pair)
     blocks = [build_block(c, real, pairs, config.lens.max_rows) for c in candidates]
-    owner, tokenizer = tokenizer_of(lens)
+    owner, tokenizer = tokenizer_of(lens, sum(block.num_rows for block in blocks))
     builder = PromptBuilder(tokenizer, prefixes, config.lens.max_row_tokens, config.lens.max_model_len)
     rows = [(p, t) for b in blocks for p, t in zip(b.column("pair").to_pylist(), b.column("text").to_pylist())]
     return owner, [ids for p, t in rows for ids in builder.prompts_for(p, t)], len(rows), label_token_ids(tokenizer)
@@ -127,11 +128,12 @@ def bare_phase(config_path: str, mode: str, nocache_rows: int) -> dict:
 
     out, engine = {}, {}
 
-    def build(lens):
-        prepare_process(lens.settings)
+    def build(lens, rows):
+        settings = lens.judge_settings(rows)  # what the stage's engine gets for these rows (its core inline or not)
+        prepare_process(settings)
         from vllm import LLM
 
-        engine.update(lens.settings["engine"])
+        engine.update(settings["engine"])
         started = time.perf_counter()
         llm = LLM(**engine)
         out["engine_startup_s"] = time.perf_counter() - started
@@ -183,7 +185,7 @@ def ray_data_llm_phase(config_path: str) -> dict:
     from synque_ray.lens import prompts as lens_prompts
     from synque_ray.raycluster import ensure_ray
 
-    def tokenizer_only(lens):
+    def tokenizer_only(lens, rows):
         from transformers import AutoTokenizer
 
         return lens, AutoTokenizer.from_pretrained(lens.scorer_path)

@@ -143,7 +143,7 @@ def prepare_process(settings: dict) -> None:
     """Environment for vLLM in this process; call before importing vllm."""
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if settings.get("inline_core"):
+    if settings["inline_core"]:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the user's own setting wins
     if settings["on_gpu"] or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return
