@@ -168,7 +168,7 @@ def cached(args) -> None:
         raw = config.model_dump()
         raw["embedding"]["precision"] = precision
         caches[precision] = EmbeddingCache(Store(config.cache_location),
-                                           resolve_embedding(type(config).model_validate(raw))[1])
+                                           resolve_embedding(type(config).model_validate(raw)).id)
     real = {seed: {p: c.load(rs) for p, c in caches.items()} for seed, rs in read_real(config).items()}
     candidates = [rs for rs in read_candidates(config) if all(c.has(rs) for c in caches.values())]
     alone = {"mdm": lambda s, r: mdm(s, k=3)}

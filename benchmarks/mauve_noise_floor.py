@@ -20,7 +20,7 @@ from synque_ray.ranks import spearman
 from synque_ray.storage import Store
 
 config = load_config(sys.argv[1])
-cache = EmbeddingCache(Store(config.cache_location), resolve_embedding(config)[1])
+cache = EmbeddingCache(Store(config.cache_location), resolve_embedding(config).id)
 real = {seed: cache.load(rs) for seed, rs in read_real(config).items()}
 candidates = [rs for rs in read_candidates(config) if cache.has(rs)]
 vectors = {rs.name: cache.load(rs) for rs in candidates}

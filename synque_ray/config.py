@@ -81,8 +81,8 @@ class CandidatesConfig(_Strict):
 class EmbeddingConfig(_Strict):
     model: str = "bundled-minilm"
     batch_size: int = Field(256, gt=0)
-    # Inference precision: fp32, or int8 (ONNX Runtime, CPU only); unset = embed.CPU_PRECISION on CPUs,
-    # fp32 on GPUs.
+    # Inference precision: fp32, or int8 (CPU only); unset = embed.CPU_PRECISION on CPUs, fp32 on GPUs.
+    # The backend follows (embed.resolve_embedding): ONNX Runtime on CPUs, torch on GPUs.
     precision: Literal["fp32", "int8"] | None = None
 
 

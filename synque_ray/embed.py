@@ -12,10 +12,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from synque_ray.errors import UserError
 from synque_ray.models import resolve_model
 from synque_ray.reading import InputChanged, RowSet
 from synque_ray.storage import Store
@@ -98,7 +100,7 @@ class EmbeddingCache:
 
 
 def _torch_encoder(model_path: str, threads: int) -> Callable[[list[str], int], np.ndarray]:
-    """fp32: sentence-transformers on torch, on the GPU when the actor holds one."""
+    """sentence-transformers on torch, on the GPU when the actor holds one."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -109,19 +111,40 @@ def _torch_encoder(model_path: str, threads: int) -> Callable[[list[str], int], 
                                                   show_progress_bar=False)
 
 
-def _onnx_encoder(model_path: str, threads: int) -> Callable[[list[str], int], np.ndarray]:
-    """int8: the model's quantized ONNX export on ONNX Runtime (CPU only; synque_ray/onnx_embed.py)."""
-    from synque_ray.onnx_embed import OnnxEncoder
+def _onnx_encoder(quantize: bool) -> Callable[[str, int], Callable[[list[str], int], np.ndarray]]:
+    """The model's ONNX export on ONNX Runtime, int8 weights when `quantize` (synque_ray/onnx_embed.py)."""
 
-    return OnnxEncoder(model_path, threads).encode
+    def build(model_path: str, threads: int) -> Callable[[list[str], int], np.ndarray]:
+        from synque_ray.onnx_embed import OnnxEncoder
+
+        return OnnxEncoder(model_path, threads, quantize=quantize).encode
+
+    return build
 
 
-# embedding.precision → (backend named in cache keys, what builds the encoder). Without GPUs
-# the precision left unset is CPU_PRECISION; with GPUs it is fp32 (int8 is a CPU choice).
-# int8 becomes the CPU default once it is shown to keep the rankings and to embed at ≥ 2× the
-# bare fp32 encode (issue 15); BENCHMARKS.md has where the measurement stands.
-ENCODERS = {"fp32": ("sentence-transformers", _torch_encoder), "int8": ("onnxruntime", _onnx_encoder)}
+# (precision, backend) → what builds the encoder in the actor. On CPUs fp32 runs the model's
+# fp32 ONNX export on ONNX Runtime: the same vectors as torch (largest difference 2.5e-7 on the
+# sentiment rows), 1.7-1.9× its rows/s, and an actor that starts in 0.3 s instead of 6-7 s of
+# torch and transformers imports (BENCHMARKS.md). sentence-transformers stays for GPUs and for
+# models whose head the export does not reproduce. int8 is a CPU choice; it becomes the CPU
+# default once it keeps the rankings and embeds at ≥ 2× the bare fp32 encode (issue 15).
+ENCODERS = {
+    ("fp32", "sentence-transformers"): _torch_encoder,
+    ("fp32", "onnxruntime"): _onnx_encoder(quantize=False),
+    ("int8", "onnxruntime"): _onnx_encoder(quantize=True),
+}
 CPU_PRECISION = "fp32"
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """The embedding model a job runs, resolved once: where it loads from, the id its cache
+    entries and results are keyed by, and the precision and backend the actors run it at."""
+
+    path: str
+    id: str
+    precision: str
+    backend: str
 
 
 def embedding_precision(config) -> str:
@@ -131,28 +154,49 @@ def embedding_precision(config) -> str:
     return "fp32" if config.resources.embed_gpus > 0 else CPU_PRECISION
 
 
-def resolve_embedding(config) -> tuple[str, str]:
-    """(what to load, the model id of cache and result keys).
+def _backend(path: str, precision: str, on_gpus: bool) -> str:
+    """ONNX Runtime on CPUs when the export reproduces the model's head; torch otherwise.
 
-    The id names the precision and backend, so int8 and fp32 embeddings never share
-    a cache entry or a result. fp32 keeps the bare model id: caches made before
-    precisions existed stay valid.
+    int8 needs the export, so a model it cannot reproduce is a one-line error here, before
+    any work (config.py already refuses int8 with GPUs).
     """
-    path, model_id = resolve_model(config.embedding.model, "embedding.model")
-    precision = embedding_precision(config)
-    if precision == "fp32":
-        return path, model_id
+    from synque_ray.onnx_embed import read_head
+
+    if precision == "int8":
+        read_head(Path(path))
+        return "onnxruntime"
+    if on_gpus:
+        return "sentence-transformers"
+    try:
+        read_head(Path(path))
+    except UserError:  # a Dense layer, weighted pooling...: only sentence-transformers runs it whole
+        return "sentence-transformers"
+    return "onnxruntime"
+
+
+def resolve_embedding(config) -> EmbeddingModel:
+    """The model, precision and backend of a job's embeddings, and the id they are keyed by.
+
+    The id names the precision and backend whenever they are not fp32 on
+    sentence-transformers, so embeddings of two backends never share a cache entry or a
+    result; that one keeps the bare model id, as caches made before precisions existed.
+    """
     from synque_ray.onnx_embed import RECIPE
 
-    return path, f"{model_id}#{precision}-{ENCODERS[precision][0]}-r{RECIPE}"
+    path, model_id = resolve_model(config.embedding.model, "embedding.model")
+    precision = embedding_precision(config)
+    backend = _backend(path, precision, config.resources.embed_gpus > 0)
+    if (precision, backend) != ("fp32", "sentence-transformers"):
+        model_id = f"{model_id}#{precision}-{backend}-r{RECIPE}"
+    return EmbeddingModel(path, model_id, precision, backend)
 
 
 class Embedder:
-    """Ray Data actor: loads the model once at the given precision, embeds batches."""
+    """Ray Data actor: loads the model once at the given precision and backend, embeds batches."""
 
-    def __init__(self, model_path: str, batch_size: int, threads: int = 1, precision: str = "fp32"):
+    def __init__(self, model_path: str, batch_size: int, threads: int, precision: str, backend: str):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.encode = ENCODERS[precision][1](model_path, threads)
+        self.encode = ENCODERS[(precision, backend)](model_path, threads)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -162,7 +206,7 @@ class Embedder:
 
 def embed_rowsets(
     rowsets: list[RowSet],
-    model_path: str,
+    model: EmbeddingModel,
     batch_size: int,
     actors: int,
     gpus_per_actor: float,
@@ -170,7 +214,6 @@ def embed_rowsets(
     on_done: Callable[[int, np.ndarray], None],
     on_rows: Callable[[int], None] = lambda n: None,
     on_changed: Callable[[int, InputChanged], None] | None = None,
-    precision: str = "fp32",
 ) -> None:
     """Embed every row set through one Ray Data pipeline; call `on_done(i, vectors)` per set.
 
@@ -215,7 +258,8 @@ def embed_rowsets(
     # A killed actor is restarted and its in-flight batches are retried (Ray Data's pool).
     dataset = map_actor_pool(
         ray.data.from_arrow_refs(blocks), Embedder,
-        {"model_path": model_path, "batch_size": batch_size, "threads": cpus_per_actor, "precision": precision},
+        {"model_path": model.path, "batch_size": batch_size, "threads": cpus_per_actor,
+         "precision": model.precision, "backend": model.backend},
         actors=actors, batch_size=None, batch_format="numpy",  # one block per call
         num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
     )

@@ -1,6 +1,8 @@
-"""int8 sentence embeddings on CPUs: an ONNX export of the model, dynamically quantized, run by ONNX Runtime.
+"""Sentence embeddings on CPUs: an ONNX export of the model, run by ONNX Runtime; int8 when quantized.
 
-`embedding.precision: int8` (SPEC §5). The transformer is exported through
+Every CPU embedding (SPEC §5 `embedding.precision`): fp32 runs the plain export,
+which gives torch's vectors without an actor importing torch; int8 the quantized
+one. The transformer is exported through
 `torch.onnx` (no optimum: its exporter pins an older transformers), and every
 matrix product with a weight becomes ONNX Runtime's MatMulNBits at 8 bits with int8
 compute (`quantize_graph`): weights and activations are both quantized in blocks of
@@ -13,7 +15,7 @@ therefore never depends on the rows batched with it. The sentence-transformers h
 the transformer (pooling, then an optional L2 normalisation) is applied here in
 numpy, read from the model's own `modules.json` and pooling config.
 
-The quantized file is made once per machine and kept in a local folder
+Each export (fp32, int8) is made once per machine and kept in a local folder
 (`SYNQUE_ONNX_CACHE`, default `~/.cache/synque-ray/onnx`), under a name keyed by
 the content of the model's files and by everything the export depends on (recipe,
 opset, torch and onnxruntime versions). It is never downloaded. Concurrent actors
@@ -160,7 +162,9 @@ def _export(folder: Path, out: Path, quantize: bool) -> None:
 
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bar in the run's output
     tokenizer = AutoTokenizer.from_pretrained(folder)
     # Eager attention exports as plain MatMul/Softmax, which the quantizer and ORT's fusions understand.
     model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()

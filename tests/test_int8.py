@@ -12,6 +12,7 @@ import synque_ray.onnx_embed as onnx_embed
 from synque_ray.config import parse_config
 from synque_ray.embed import CPU_PRECISION, EmbeddingCache, embedding_precision, resolve_embedding
 from synque_ray.errors import UserError
+from synque_ray.models import resolve_model
 from synque_ray.onnx_embed import POOLERS, OnnxEncoder, exported_model, l2_normalize, read_head
 from synque_ray.storage import Store
 
@@ -248,16 +249,31 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
 # --------------------------------------------------------------------- config and keys
 
 
-def test_precision_is_part_of_the_embedding_key():
-    fp32 = parse_config(raw_config(precision="fp32"))
-    int8 = parse_config(raw_config(precision="int8"))
-    fp32_path, fp32_id = resolve_embedding(fp32)
-    int8_path, int8_id = resolve_embedding(int8)
-    assert fp32_path == int8_path
-    assert fp32_id.startswith("bundled-minilm@") and "#" not in fp32_id  # fp32 caches made before stay valid
-    assert int8_id == f"{fp32_id}#int8-onnxruntime-r{onnx_embed.RECIPE}"
+def test_precision_and_backend_are_part_of_the_embedding_key():
+    fp32, int8 = (resolve_embedding(parse_config(raw_config(precision=p))) for p in ("fp32", "int8"))
+    on_gpus = resolve_embedding(parse_config({**raw_config(precision="fp32"), "resources": {"embed_gpus": 1}}))
+    assert fp32.path == int8.path == on_gpus.path
+    assert (fp32.backend, int8.backend, on_gpus.backend) == ("onnxruntime", "onnxruntime", "sentence-transformers")
+    # fp32 on sentence-transformers keeps the bare id: caches made before precisions existed stay valid
+    assert on_gpus.id.startswith("bundled-minilm@") and "#" not in on_gpus.id
+    assert fp32.id == f"{on_gpus.id}#fp32-onnxruntime-r{onnx_embed.RECIPE}"
+    assert int8.id == f"{on_gpus.id}#int8-onnxruntime-r{onnx_embed.RECIPE}"
     store = Store("/tmp/unused")
-    assert EmbeddingCache(store, fp32_id).prefix != EmbeddingCache(store, int8_id).prefix
+    assert len({EmbeddingCache(store, model.id).prefix for model in (fp32, int8, on_gpus)}) == 3
+
+
+def test_a_model_the_export_cannot_reproduce_runs_fp32_on_torch_and_refuses_int8(tmp_path):
+    model = tmp_path / "dense-model"
+    model.mkdir()
+    modules = [{"path": "", "type": "sentence_transformers.models.Transformer"},
+               {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+    (model / "modules.json").write_text(json.dumps(modules))
+    fp32 = resolve_embedding(parse_config(raw_config(model=str(model), precision="fp32")))
+    assert fp32.backend == "sentence-transformers"
+    assert fp32.id == resolve_model(str(model), "embedding.model")[1]  # the model's own id, nothing added
+    with pytest.raises(UserError, match="int8 supports Transformer → Pooling → Normalize models"):
+        resolve_embedding(parse_config(raw_config(model=str(model), precision="int8")))
 
 
 def test_unset_precision_is_the_cpu_default_and_fp32_on_gpus():
@@ -302,7 +318,7 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
     summary = run_job(int8)
     assert summary.counts["rows_embedded"] == 2 * 30 + 20
     run = json.loads((tmp_path / "int8" / "run.json").read_text())
-    assert run["models"]["embedding"] == resolve_embedding(int8)[1]
+    assert run["models"]["embedding"] == resolve_embedding(int8).id
 
     candidate = sorted((tmp_path / "data/candidates").iterdir())[0]
     encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_embed.cache_root())
@@ -312,3 +328,20 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
 
     fp32 = parse_config({**base, "output": str(tmp_path / "fp32"), "embedding": {"precision": "fp32"}})
     assert run_job(fp32).counts["rows_embedded"] == 2 * 30 + 20  # nothing of the int8 entries reused
+
+
+def test_an_fp32_actor_on_cpus_never_imports_torch(bundled_model_path, onnx_root):
+    """The point of fp32 on ONNX Runtime: an embedding actor starts in a fraction of a second instead of
+    importing torch and transformers (6-7 s, BENCHMARKS.md). A fresh process, as a Ray worker is."""
+    import os
+    import subprocess
+    import sys
+
+    exported_model(Path(bundled_model_path), onnx_root, quantize=False)  # made once per machine, before
+    code = ("import sys; from synque_ray.embed import Embedder; "
+            f"e = Embedder({bundled_model_path!r}, 8, 1, 'fp32', 'onnxruntime'); "
+            "out = e({'set': [0, 0], 'row': [0, 1], 'text': ['a headline', 'another one']}); "
+            "print(out['embedding'].shape, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, SYNQUE_ONNX_CACHE=str(onnx_root)))
+    assert done.stdout.split("\n")[-2] == "(2, 384) False False"

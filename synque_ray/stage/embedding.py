@@ -12,7 +12,7 @@ import time
 import numpy as np
 import polars as pl
 
-from synque_ray.embed import CachedEmbeddings, EmbeddingCache, embed_rowsets, embedding_precision
+from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, embed_rowsets
 from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
@@ -33,17 +33,17 @@ def task_spec(config) -> TaskSpec:
 class EmbeddingStage(Stage):
     name = "embedding"
 
-    def __init__(self, config, real: dict[int, RowSet], model: tuple[str, str], cache: EmbeddingCache,
+    def __init__(self, config, real: dict[int, RowSet], model: EmbeddingModel, cache: EmbeddingCache,
                  fresh: bool = False, progress: bool = False):
         super().__init__()
         self.config, self.real, self.cache, self.fresh, self.progress = config, real, cache, fresh, progress
-        (self.model_path, self.model_id), self.spec = model, task_spec(config)
-        self.models = {"embedding": self.model_id}
+        self.model, self.spec = model, task_spec(config)
+        self.models = {"embedding": model.id}
         self.real_texts = {seed: real_text_set(rowset.texts) for seed, rowset in real.items()}
 
     def key_payload(self, candidate: RowSet) -> dict:
         return {"real": real_hashes(self.real), "params": self.spec.params,
-                "sample_size": self.spec.sample_size, "resamples": self.spec.resamples, "model": self.model_id,
+                "sample_size": self.spec.sample_size, "resamples": self.spec.resamples, "model": self.model.id,
                 "version": RESULT_VERSION}
 
     def expected_results(self, candidate: RowSet) -> int:
@@ -91,10 +91,9 @@ class EmbeddingStage(Stage):
 
         resources = self.config.resources
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // resources.embed_actors)
-        embed_rowsets(missing, self.model_path, self.config.embedding.batch_size, resources.embed_actors,
+        embed_rowsets(missing, self.model, self.config.embedding.batch_size, resources.embed_actors,
                       resources.embed_gpus, cpus, embedded, bar.rows,
-                      on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)),
-                      precision=embedding_precision(self.config))
+                      on_changed=lambda index, err: tasks.fail(missing[index].name, str(err)))
         tasks.submit_all(cached, self.cache)
 
 

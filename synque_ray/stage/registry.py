@@ -49,8 +49,8 @@ class StageSpec:
 
 
 def _embedding(job: Job) -> Stage:
-    model = resolve_embedding(job.config)  # the id names the precision: int8 and fp32 never share entries
-    cache = EmbeddingCache(Store(job.config.cache_location), model[1])
+    model = resolve_embedding(job.config)  # its id names precision and backend: no two share entries
+    cache = EmbeddingCache(Store(job.config.cache_location), model.id)
     return EmbeddingStage(job.config, job.real, model, cache, job.fresh, job.progress)
 
 
