@@ -12,15 +12,18 @@ import psutil
 import pytest
 import yaml
 
+from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
+from synque_ray.pipeline import run_job
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    """A config over generated data, and the rankings of an undisturbed run of it."""
+def job(ray_session, tmp_path_factory):
+    """A config over generated data, and the rankings of an undisturbed run of it (in this process:
+    the runs under test are the subprocesses that get killed)."""
     root = tmp_path_factory.mktemp("fault")
     write_demo_data(root / "data", n_candidates=6, rows=80, pool_rows=200)
 
@@ -34,9 +37,7 @@ def job(tmp_path_factory):
         }))
         return path
 
-    reference = subprocess.run([sys.executable, "-m", "synque_ray", "score", str(config("reference"))],
-                               capture_output=True, text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr
+    run_job(load_config(config("reference")))
     return config, pl.read_parquet(root / "reference" / "rankings.parquet")
 
 

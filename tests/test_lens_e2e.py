@@ -36,7 +36,7 @@ from synque_ray.storage import Store
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
-ROWS = 12
+ROWS = 6
 CANDIDATES = {"clean": 0.0, "degraded": 0.9}
 
 
