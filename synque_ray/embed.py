@@ -158,19 +158,21 @@ def _backend(path: str, precision: str, on_gpus: bool) -> str:
     """ONNX Runtime on CPUs when the export reproduces the model's head; torch otherwise.
 
     int8 needs the export, so a model it cannot reproduce is a one-line error here, before
-    any work (config.py already refuses int8 with GPUs).
+    any work (config.py already refuses int8 with GPUs), as is an export folder that cannot
+    be written.
     """
-    from synque_ray.onnx_embed import read_head
+    from synque_ray.onnx_embed import read_head, writable_cache_root
 
-    if precision == "int8":
+    if precision == "fp32":
+        if on_gpus:
+            return "sentence-transformers"
+        try:
+            read_head(Path(path))
+        except UserError:  # a Dense layer, weighted pooling...: only sentence-transformers runs it whole
+            return "sentence-transformers"
+    else:
         read_head(Path(path))
-        return "onnxruntime"
-    if on_gpus:
-        return "sentence-transformers"
-    try:
-        read_head(Path(path))
-    except UserError:  # a Dense layer, weighted pooling...: only sentence-transformers runs it whole
-        return "sentence-transformers"
+    writable_cache_root()  # where the actors keep the export: checked here, before any work
     return "onnxruntime"
 
 

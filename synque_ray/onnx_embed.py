@@ -131,6 +131,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("SYNQUE_ONNX_CACHE") or Path.home() / ".cache" / "synque-ray" / "onnx")
 
 
+def writable_cache_root(root: Path | None = None) -> Path:
+    """The export folder, created if needed; one line naming it and SYNQUE_ONNX_CACHE when it
+    cannot be written (a read-only home in a container, say), instead of a failed actor's traceback."""
+    root = Path(root or cache_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        raise UserError(f"embedding: the ONNX export cache {root} is not writable ({reason}); "
+                        "set SYNQUE_ONNX_CACHE to a writable folder") from None
+    return root
+
+
 def exported_model(folder: Path, root: Path | None = None, quantize: bool = True) -> Path:
     """The path of the folder's ONNX file (int8 weights when `quantize`), exporting it on first use.
 
@@ -138,8 +153,7 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
     waits on the lock and then finds it. The export is built in a temporary folder
     and renamed into place; a failed export leaves nothing behind.
     """
-    root = Path(root or cache_root())
-    root.mkdir(parents=True, exist_ok=True)
+    root = writable_cache_root(root)
     target = root / export_key(folder, quantize)
     if (target / "model.onnx").is_file():
         return target / "model.onnx"

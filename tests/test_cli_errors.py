@@ -153,6 +153,18 @@ def test_model_path_that_does_not_exist(workspace, monkeypatch, capsys):
     )
 
 
+def test_an_onnx_export_cache_that_cannot_be_written(workspace, monkeypatch, capsys):
+    """CPU embeddings run an ONNX export kept in SYNQUE_ONNX_CACHE: a folder that cannot be made is
+    one line before any work, not a failed actor's traceback per candidate."""
+    tmp_path, _ = workspace
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("SYNQUE_ONNX_CACHE", str(tmp_path / "a-file" / "onnx"))
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys,
+        f"embedding: the ONNX export cache {tmp_path / 'a-file' / 'onnx'} is not writable (not a directory); "
+        "set SYNQUE_ONNX_CACHE to a writable folder")
+
+
 def test_unknown_key(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["pad"] = {"classifer": "xgboost"}
