@@ -164,7 +164,11 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
             temporary.mkdir()
             try:
                 _export(folder, temporary, quantize)
-                os.rename(temporary, target)
+                try:
+                    os.rename(temporary, target)
+                except OSError:  # a machine sharing the folder (NFS: no common lock) finished first
+                    if not (target / "model.onnx").is_file():
+                        raise
             finally:
                 shutil.rmtree(temporary, ignore_errors=True)
     return target / "model.onnx"

@@ -233,6 +233,24 @@ def test_concurrent_callers_export_once(tmp_path, monkeypatch):
     assert len(calls) == 1 and len(set(paths)) == 1 and paths[0].read_bytes() == b"onnx"
 
 
+def test_an_export_finished_first_by_another_machine_is_used(tmp_path, monkeypatch):
+    """On a folder shared by several machines (a cluster's volume) the lock is per machine: when
+    another machine renames its export into place first, ours is dropped and theirs is used."""
+    model = fake_model(tmp_path / "model", b"w")
+    root = tmp_path / "root"
+
+    def export_while_another_machine_finishes(folder, out, quantize):
+        (out / "model.onnx").write_bytes(b"ours")
+        theirs = root / onnx_embed.export_key(folder, quantize)
+        theirs.mkdir()
+        (theirs / "model.onnx").write_bytes(b"theirs")
+
+    monkeypatch.setattr(onnx_embed, "_export", export_while_another_machine_finishes)
+    path = exported_model(model, root)
+    assert path.read_bytes() == b"theirs"
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == [path.parent.name]
+
+
 def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     model = fake_model(tmp_path / "model", b"w")
 
