@@ -15,6 +15,7 @@ import yaml
 from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
 from synque_ray.pipeline import run_job
+from tests._scored_run import run_cli
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parent.parent
@@ -125,9 +126,9 @@ def test_killed_driver_resumes_without_recomputing_committed_candidates(job):
     assert 1 <= len(committed) < 6, "the driver must be killed mid-run"
     assert not (output / "rankings.parquet").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "synque_ray", "score", str(path)], capture_output=True,
-                             text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"{6 - len(committed)} scored, {len(committed)} reused" in resumed.stdout
+    # The resumed run is a new driver (here in this process, on the session's Ray): the killed one's
+    # cluster is gone with it, and what it committed is all the new one can know of it.
+    resumed = run_cli("score", str(path))
+    assert f"{6 - len(committed)} scored, {len(committed)} reused" in resumed
     assert {p: p.stat().st_mtime_ns for p in committed} == committed  # untouched
     assert_same_rankings(output, reference)

