@@ -56,10 +56,11 @@ def lens_data(tmp_path_factory):
     return folder
 
 
-def lens_config(data: Path, output: Path, **lens):
+def lens_config(data: Path, output: Path, cache_dir: str | None = None, **lens):
     return parse_config({
         "name": "lens-e2e",
         "output": str(output),
+        **({"cache_dir": cache_dir} if cache_dir else {}),
         "real": {"path": str(data / "real.jsonl"), "text": "text", "sample_size": ROWS, "seeds": [1]},
         "candidates": {"path": str(data / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 32},
@@ -137,12 +138,13 @@ def test_rerun_reuses_rubrics_and_judgements(lens_run):
     assert before["raw"].to_list() == after["raw"].to_list()
 
 
-def test_cascade_judges_the_top_and_a_later_run_judges_only_the_newcomer(ray_session, lens_data, tmp_path):
+def test_cascade_judges_the_top_and_a_later_run_judges_only_the_newcomer(lens_run, lens_data, tmp_path):
+    cache = lens_run[0].cache_location  # the same rows, embedded once by the full run: only LENS is new here
     rubric = {"commonalities": ["Rows are short news headlines"], "real_vs_synthetic": ["Real rows name firms"],
               "synthetic_vs_real": ["Synthetic rows repeat themselves"]}
     (tmp_path / "rubric.json").write_text(json.dumps(rubric))
     output = tmp_path / "out"
-    first = run_job(lens_config(lens_data, output, rubric_file=str(tmp_path / "rubric.json"),
+    first = run_job(lens_config(lens_data, output, cache, rubric_file=str(tmp_path / "rubric.json"),
                                 candidates={"top": 1, "by": "mmd"}))
     best_by_mmd = first.rankings.filter((pl.col("proxy") == "mmd") & (pl.col("rank") == 1))["dataset_id"].item()
     [other] = [name for name in CANDIDATES if name != best_by_mmd]
@@ -155,7 +157,7 @@ def test_cascade_judges_the_top_and_a_later_run_judges_only_the_newcomer(ray_ses
     judged = rows.filter(pl.col("dataset_id") == best_by_mmd)["lens_p_real"].drop_nulls()
     assert judged.len() > 0 and ((judged >= 0) & (judged <= 1)).all()
     assert rows.filter(pl.col("dataset_id") == other)["lens_p_real"].is_null().all()
-    second = run_job(lens_config(lens_data, output, rubric_file=str(tmp_path / "rubric.json"),
+    second = run_job(lens_config(lens_data, output, cache, rubric_file=str(tmp_path / "rubric.json"),
                                  candidates={"top": 2, "by": "mmd"}))
     assert second.lens_skipped == [] and second.counts["lens_rows_judged"] == 2 * ROWS  # the newcomer only
     assert second.counts["lens_rows_reused"] == 2 * ROWS
