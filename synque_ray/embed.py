@@ -163,15 +163,14 @@ def _backend(path: str, precision: str, on_gpus: bool) -> str:
     """
     from synque_ray.onnx_embed import read_head, writable_cache_root
 
-    if precision == "fp32":
-        if on_gpus:
-            return "sentence-transformers"
-        try:
-            read_head(Path(path))
-        except UserError:  # a Dense layer, weighted pooling...: only sentence-transformers runs it whole
-            return "sentence-transformers"
-    else:
+    if precision == "fp32" and on_gpus:
+        return "sentence-transformers"
+    try:
         read_head(Path(path))
+    except UserError:  # a Dense layer, weighted pooling...: only sentence-transformers runs it whole
+        if precision == "int8":
+            raise
+        return "sentence-transformers"
     writable_cache_root()  # where the actors keep the export: checked here, before any work
     return "onnxruntime"
 

@@ -256,7 +256,7 @@ def test_a_local_model_is_keyed_by_its_content(tmp_path, monkeypatch, bundled_mo
 
     from synque_ray import models
     from synque_ray.config import parse_config
-    from synque_ray.embed import EmbeddingModel
+    from synque_ray.embed import resolve_embedding
     from synque_ray.stage.embedding import EmbeddingStage
 
     monkeypatch.setenv("SYNQUE_MODEL_CACHE", str(tmp_path / "model-cache"))
@@ -269,13 +269,13 @@ def test_a_local_model_is_keyed_by_its_content(tmp_path, monkeypatch, bundled_mo
     monkeypatch.setattr(models, "_file_sha256", lambda p: hashed.append(p.name) or real_hash(p))
     assert models.resolve_model(str(folder), "embedding.model")[1] == first and hashed == []  # cached: no reading
     config = parse_config({**BASE, "embedding": {"model": str(folder)}})
-    payload = EmbeddingStage(config, {}, EmbeddingModel(path, first, "fp32", "onnxruntime"), None).key_payload(None)
+    payload = EmbeddingStage(config, {}, resolve_embedding(config), None).key_payload(None)
 
     raw = (folder / "config.json").read_bytes()  # one byte of a config file, replaced in place
     (folder / "config.json").write_bytes(raw.replace(b"768", b"769", 1) if b"768" in raw else raw + b" ")
     again = models.resolve_model(str(folder), "embedding.model")
     assert again[1] != first and hashed == ["config.json"]  # only the changed file is read again
-    assert EmbeddingStage(config, {}, EmbeddingModel(*again, "fp32", "onnxruntime"), None).key_payload(None) != payload
+    assert EmbeddingStage(config, {}, resolve_embedding(config), None).key_payload(None) != payload
     (folder / "README.md").write_text("a model card edit")  # not part of the model
     assert models.resolve_model(str(folder), "embedding.model")[1] == again[1]
 
