@@ -15,7 +15,7 @@ therefore never depends on the rows batched with it. The sentence-transformers h
 the transformer (pooling, then an optional L2 normalisation) is applied here in
 numpy, read from the model's own `modules.json` and pooling config.
 
-Each export (fp32, int8) is made once per machine and kept in a local folder
+Each export (fp32; int8, quantized from the fp32 file) is made once per machine and kept in a local folder
 (`SYNQUE_ONNX_CACHE`, default `~/.cache/synque-ray/onnx`), under a name keyed by
 the content of the model's files and by everything the export depends on (recipe,
 opset, torch and onnxruntime versions). It is never downloaded. Concurrent actors
@@ -163,7 +163,7 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
             temporary = root / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
             temporary.mkdir()
             try:
-                _export(folder, temporary, quantize)
+                _export(folder, temporary, quantize, root)
                 try:
                     os.rename(temporary, target)
                 except OSError:  # a machine sharing the folder (NFS: no common lock) finished first
@@ -174,8 +174,19 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
     return target / "model.onnx"
 
 
-def _export(folder: Path, out: Path, quantize: bool) -> None:
-    """Write out/model.onnx: the transformer's last hidden state for (input ids, mask[, token types])."""
+def _export(folder: Path, out: Path, quantize: bool, root: Path) -> None:
+    """Write out/model.onnx: the transformer's last hidden state for (input ids, mask[, token types]).
+
+    int8 is the fp32 export (made first if it is not on the machine yet) with its matrix
+    products quantized: once the fp32 file exists, an int8 export imports neither torch
+    nor transformers and takes about a second.
+    """
+    if quantize:
+        import onnx
+
+        plain = exported_model(folder, root, quantize=False)
+        onnx.save(quantize_graph(onnx.load(str(plain))), str(out / "model.onnx"))
+        return
     import warnings
 
     import torch
@@ -198,17 +209,11 @@ def _export(folder: Path, out: Path, quantize: bool) -> None:
 
     sample = tokenizer(["an example to trace", "two"], padding=True, return_tensors="pt")
     axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
-    plain = out / ("fp32.onnx" if quantize else "model.onnx")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(LastHidden(model), tuple(sample[name] for name in names), str(plain), dynamo=False,
-                          input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
-                          opset_version=OPSET)
-    if quantize:
-        import onnx
-
-        onnx.save(quantize_graph(onnx.load(str(plain))), str(out / "model.onnx"))
-        plain.unlink()
+        torch.onnx.export(LastHidden(model), tuple(sample[name] for name in names), str(out / "model.onnx"),
+                          dynamo=False, input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes=axes, opset_version=OPSET)
 
 
 # --------------------------------------------------------------------- int8 matrix products

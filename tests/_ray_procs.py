@@ -147,7 +147,7 @@ def _collect(roots: list[int], marker: str) -> dict[int, psutil.Process]:
     return {pid: proc for pid, proc in found.items() if _alive(proc)}
 
 
-def kill_ray_processes(roots: list[int], marker: str, timeout: float = 3.0) -> list[str]:
+def kill_ray_processes(roots: list[int], marker: str, timeout: float = 1.0) -> list[str]:
     """Stop `roots` (e.g. `ray start --block`), every process naming `marker` on its
     command line, and all their descendants. The roots get SIGTERM first (`ray start
     --block` then stops its own processes); everything left gets SIGTERM, then SIGKILL

@@ -217,7 +217,7 @@ def test_concurrent_callers_export_once(tmp_path, monkeypatch):
     model = fake_model(tmp_path / "model", b"w")
     calls = []
 
-    def slow_export(folder, out, quantize):
+    def slow_export(folder, out, quantize, root):
         calls.append(folder)
         time.sleep(0.5)
         (out / "model.onnx").write_bytes(b"onnx")
@@ -239,7 +239,7 @@ def test_an_export_finished_first_by_another_machine_is_used(tmp_path, monkeypat
     model = fake_model(tmp_path / "model", b"w")
     root = tmp_path / "root"
 
-    def export_while_another_machine_finishes(folder, out, quantize):
+    def export_while_another_machine_finishes(folder, out, quantize, root):
         (out / "model.onnx").write_bytes(b"ours")
         theirs = root / onnx_embed.export_key(folder, quantize)
         theirs.mkdir()
@@ -254,7 +254,7 @@ def test_an_export_finished_first_by_another_machine_is_used(tmp_path, monkeypat
 def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
     model = fake_model(tmp_path / "model", b"w")
 
-    def broken_export(folder, out, quantize):
+    def broken_export(folder, out, quantize, root):
         (out / "model.onnx").write_bytes(b"half")
         raise RuntimeError("disk full")
 
@@ -346,6 +346,31 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
 
     fp32 = parse_config({**base, "output": str(tmp_path / "fp32"), "embedding": {"precision": "fp32"}})
     assert run_job(fp32).counts["rows_embedded"] == 2 * 30 + 20  # nothing of the int8 entries reused
+
+
+def test_the_int8_export_is_quantized_from_the_fp32_one_without_torch(bundled_model_path, tmp_path):
+    """Once the fp32 export is on the machine, the int8 one is its graph through quantize_graph: made in
+    about a second by a process that imports neither torch nor transformers (a fresh one, as an actor)."""
+    import os
+    import subprocess
+    import sys
+
+    import onnx
+
+    root = tmp_path / "onnx"
+    plain = exported_model(Path(bundled_model_path), root, quantize=False)
+    code = ("import sys; from pathlib import Path; from synque_ray.onnx_embed import exported_model; "
+            f"print(exported_model(Path({bundled_model_path!r}), Path({str(root)!r}))); "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, SYNQUE_ONNX_CACHE=str(root)))
+    path, imported = done.stdout.split("\n")[-3:-1]
+    assert imported == "False False"
+    made = onnx.load(path)
+    expected = onnx_embed.quantize_graph(onnx.load(str(plain)))
+    assert made.graph.SerializeToString() == expected.graph.SerializeToString()
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == sorted(
+        [onnx_embed.export_key(Path(bundled_model_path), quantize) for quantize in (False, True)])
 
 
 def test_an_fp32_actor_on_cpus_never_imports_torch(bundled_model_path, onnx_root):
