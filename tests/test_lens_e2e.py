@@ -189,8 +189,11 @@ def server_process(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    # VLLM_ENABLE_V1_MULTIPROCESSING=0: the server keeps its engine core process (an API server always
+    # has one) but runs the model inside it, where on CPU vLLM would otherwise spawn a third process
+    # that imports torch and vLLM again: healthy in 32 s instead of 46 s, 33 s of CPU instead of 48 s.
     env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0",
-               VLLM_LOGGING_LEVEL="WARNING")
+               VLLM_LOGGING_LEVEL="WARNING", VLLM_ENABLE_V1_MULTIPROCESSING="0")
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
                "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", "2048", "--enforce-eager", "--block-size", "32",
