@@ -54,9 +54,9 @@ EXPORT = r"""
 import time
 from pathlib import Path
 from synque_ray.models import resolve_model
-from synque_ray.onnx_embed import cache_root, export_key, exported_model
+from synque_ray.onnx_embed import export_path, exported_model
 path = Path(resolve_model("bundled-minilm", "m")[0])
-existed = (cache_root() / export_key(path, quantize=False) / "model.onnx").is_file()
+existed = export_path(path, quantize=False).is_file()
 t = time.perf_counter()
 exported_model(path, quantize=False)
 print(f"fp32 export: {'already on this machine' if existed else f'made in {time.perf_counter() - t:.1f} s'}")

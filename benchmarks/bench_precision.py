@@ -53,9 +53,9 @@ EXPORT = r"""
 import sys, time
 from pathlib import Path
 from synque_ray.models import resolve_model
-from synque_ray.onnx_embed import cache_root, export_key, exported_model
+from synque_ray.onnx_embed import export_path, exported_model
 path = Path(resolve_model("bundled-minilm", "m")[0])
-existed = (cache_root() / export_key(path) / "model.onnx").is_file()
+existed = export_path(path).is_file()
 t = time.perf_counter()
 exported_model(path)
 print(f"int8 export: {'already on this machine' if existed else f'made in {time.perf_counter() - t:.1f} s'}")

@@ -146,6 +146,11 @@ def writable_cache_root(root: Path | None = None) -> Path:
     return root
 
 
+def export_path(folder: Path, quantize: bool = True, root: Path | None = None) -> Path:
+    """Where the folder's export lives (made or not yet): <root>/<export_key>/model.onnx."""
+    return Path(root or cache_root()) / export_key(folder, quantize) / "model.onnx"
+
+
 def exported_model(folder: Path, root: Path | None = None, quantize: bool = True) -> Path:
     """The path of the folder's ONNX file (int8 weights when `quantize`), exporting it on first use.
 
@@ -154,12 +159,13 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
     and renamed into place; a failed export leaves nothing behind.
     """
     root = writable_cache_root(root)
-    target = root / export_key(folder, quantize)
-    if (target / "model.onnx").is_file():
-        return target / "model.onnx"
+    model = export_path(folder, quantize, root)
+    target = model.parent
+    if model.is_file():
+        return model
     with (root / f"{target.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "model.onnx").is_file():  # another process may have made it meanwhile
+        if not model.is_file():  # another process may have made it meanwhile
             temporary = root / f"{target.name}.tmp-{uuid.uuid4().hex[:8]}"
             temporary.mkdir()
             try:
@@ -167,11 +173,11 @@ def exported_model(folder: Path, root: Path | None = None, quantize: bool = True
                 try:
                     os.rename(temporary, target)
                 except OSError:  # a machine sharing the folder (NFS: no common lock) finished first
-                    if not (target / "model.onnx").is_file():
+                    if not model.is_file():
                         raise
             finally:
                 shutil.rmtree(temporary, ignore_errors=True)
-    return target / "model.onnx"
+    return model
 
 
 def _export(folder: Path, out: Path, quantize: bool, root: Path) -> None:

@@ -99,10 +99,10 @@ def early_vllm_server(request):
 
 def _export_in_background():
     from synque_ray.models import resolve_model
-    from synque_ray.onnx_embed import cache_root, export_key
+    from synque_ray.onnx_embed import export_path
 
     path = Path(resolve_model("bundled-minilm", "embedding.model")[0])
-    if (cache_root() / export_key(path, quantize=False) / "model.onnx").is_file():
+    if export_path(path, quantize=False).is_file():
         return None
     code = "import sys; from pathlib import Path; from synque_ray.onnx_embed import exported_model; " \
            "exported_model(Path(sys.argv[1]), quantize=False)"

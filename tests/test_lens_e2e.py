@@ -175,7 +175,7 @@ def server_process(early_vllm_server):
     start still under way overlaps the run's. Always stopped at the end of the module."""
     server = early_vllm_server or _vllm_server.start()
     try:
-        yield server.process, server.port, server.log
+        yield server
     finally:
         _vllm_server.stop(server)
 
@@ -183,11 +183,11 @@ def server_process(early_vllm_server):
 @pytest.fixture(scope="module")
 def vllm_server(server_process):
     """The server's base URL, once it answers /health."""
-    server, port, log = server_process
+    process, port, log = server_process.process, server_process.port, server_process.log
     deadline = time.monotonic() + 300
     while True:
-        if server.poll() is not None:
-            pytest.fail(f"vLLM server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        if process.poll() is not None:
+            pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if response.status == 200:

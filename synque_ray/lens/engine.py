@@ -169,7 +169,7 @@ def build_engine(settings: dict):
     from vllm import LLM
 
     # vLLM runs full garbage collections while it starts; with torch and vLLM imported, each one
-    # walks millions of module-level objects that can never be garbage (about 1.3 s of a CPU
-    # engine's start). Frozen, they are left out of every collection.
+    # walks millions of module-level objects that can never be garbage (LLM() took 6.3-6.6 s after
+    # the imports on CPU, 4.0-4.9 s frozen: BENCHMARKS.md). Frozen, they are left out of every collection.
     gc.freeze()
     return LLM(**settings["engine"])
