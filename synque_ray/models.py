@@ -117,6 +117,27 @@ def _package_dir(module: str, package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def fast_tokenizer(folder: Path):
+    """The folder's `tokenizer.json` loaded by the `tokenizers` library (a `tokenizers.Tokenizer`),
+    or None when it has none.
+
+    It is the fast tokenizer that transformers' AutoTokenizer wraps, without importing transformers:
+    seconds of a fresh process's start (BENCHMARKS.md). The embedding actor and LENS's driver read a
+    model's tokens this way, and load AutoTokenizer only for a folder without one. Like AutoTokenizer
+    it neither pads nor truncates unless asked: a file may carry its trainer's padding (MiniLM's pads
+    every text to 128 tokens).
+    """
+    file = folder / "tokenizer.json"
+    if not file.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(file))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
 def looks_like_hub_id(name: str) -> bool:
     """`org/name`: what a model hub names a model by."""
     parts = name.split("/")

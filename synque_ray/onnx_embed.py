@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from synque_ray.errors import UserError
-from synque_ray.models import content_digest
+from synque_ray.models import content_digest, fast_tokenizer
 
 RECIPE = 3  # bumped when the export or quantization recipe changes: part of every key
 OPSET = 17
@@ -289,17 +289,12 @@ def quantize_graph(model, block: int = BLOCK):
 def _tokenizer(folder: Path, max_length: int | None):
     """(texts → token ids with special tokens, truncated to max_length; the padding id).
 
-    The folder's tokenizer.json through the `tokenizers` library when there is one:
-    it is what transformers' fast tokenizer runs, without importing transformers and
-    torch into the actor (a minute of its start-up on a busy machine). Otherwise
-    transformers' AutoTokenizer.
+    The folder's tokenizer.json when there is one (`models.fast_tokenizer`), so that the
+    actor imports neither transformers nor torch (a minute of its start-up on a busy
+    machine); otherwise transformers' AutoTokenizer.
     """
-    if (folder / "tokenizer.json").is_file():
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
+    tokenizer = fast_tokenizer(folder)
+    if tokenizer is not None:
         if max_length is not None:
             tokenizer.enable_truncation(max_length)
         special = folder / "special_tokens_map.json"
@@ -309,9 +304,9 @@ def _tokenizer(folder: Path, max_length: int | None):
         return (lambda texts: [e.ids for e in tokenizer.encode_batch(texts)]), pad_id or 0
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    return (lambda texts: tokenizer(texts, truncation=max_length is not None, max_length=max_length)["input_ids"],
-            tokenizer.pad_token_id or 0)
+    auto = AutoTokenizer.from_pretrained(folder)
+    return (lambda texts: auto(texts, truncation=max_length is not None, max_length=max_length)["input_ids"],
+            auto.pad_token_id or 0)
 
 
 class OnnxEncoder:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -195,3 +199,53 @@ def test_unreadable_answers_are_retried_once_then_left_unparsed():
     assert [a[0] for a in answers] == [3.0, 2.0, None, 1.0]
     assert retried.tolist() == [False, True, True, False]
     assert llm.seen == [(4, 0.0), (2, 0.7)]  # greedy first, the retry sampled
+
+
+# ---------------------------------------------------------------- a rubric too long for the scorer's context
+
+LONG_TEXT = "Headlines of listed firms, quoted in percent; tone neutral to upbeat. " * 3
+
+
+def _model_folder():
+    from synque_ray.models import resolve_model
+
+    return Path(resolve_model("bundled-minilm", "embedding.model")[0])  # a local folder with a tokenizer.json
+
+
+def test_rubric_tokens_are_counted_with_the_scorer_tokenizer_without_transformers(tmp_path):
+    """The count is the model's own (AutoTokenizer, computed here) and, where the folder has a
+    tokenizer.json, the driver never imports transformers for it (7 s of a fresh process)."""
+    from transformers import AutoTokenizer
+
+    from synque_ray.lens.plan import token_counter
+
+    folder = _model_folder()
+    expected = len(AutoTokenizer.from_pretrained(folder).encode(LONG_TEXT, add_special_tokens=False))
+    assert token_counter(folder)(LONG_TEXT) == expected
+    without = tmp_path / "no-tokenizer-json"  # the same tokenizer from vocab.txt: AutoTokenizer is the fallback
+    shutil.copytree(folder, without, ignore=shutil.ignore_patterns("tokenizer.json", "*.safetensors"))
+    assert token_counter(without)(LONG_TEXT) == expected
+    script = ("import sys\nfrom synque_ray.lens.plan import rubrics_too_long\n"
+              f"print(rubrics_too_long({str(folder)!r}, {{'0:csr': 'x ' * 50}}, {{('a', 1): 0}}, 100))\n"
+              "print('transformers' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "False"
+    assert "candidate 'a' seed 1" in done.stdout  # and it still measured: 50 tokens > 100 - 96
+
+
+def test_a_rubric_that_leaves_no_room_for_a_row_fails_its_candidate_alone():
+    from synque_ray.lens.plan import rubrics_too_long, token_counter
+
+    folder = _model_folder()
+    long_prefix = LONG_TEXT * 4
+    tokens = token_counter(folder)(long_prefix)
+    pairs = {("fits", 1): 0, ("too-long", 1): 1, ("too-long", 2): 2}
+    prefixes = {"0:csr": "short rubric", "0:crs": "short rubric", "1:csr": "short rubric",
+                "1:crs": long_prefix, "2:csr": long_prefix, "2:crs": long_prefix}
+    max_model_len = tokens + 95  # one token short of the 96 a row's template and question need
+    assert rubrics_too_long(str(folder), prefixes, pairs, max_model_len) == {"too-long": (
+        f"lens.max_model_len: the rubric of candidate 'too-long' seed 1 takes {tokens} tokens, more than the "
+        f"{max_model_len} of lens.max_model_len leave for a row; raise it or lower lens.rubric_points")}
+    assert rubrics_too_long(str(folder), prefixes, pairs, tokens + 96) == {}
+    assert rubrics_too_long("org/a-hub-id", prefixes, pairs, 10) == {}  # a hub id is left to the engine
