@@ -166,10 +166,15 @@ def build_engine(settings: dict):
     prepare_process(settings)
     if "kv_cache_memory_bytes" in settings["engine"]:
         check_kv_memory(settings["engine"]["kv_cache_memory_bytes"])
-    from vllm import LLM
-
-    # vLLM runs full garbage collections while it starts; with torch and vLLM imported, each one
-    # walks millions of module-level objects that can never be garbage (LLM() took 6.3-6.6 s after
-    # the imports on CPU, 4.0-4.9 s frozen: BENCHMARKS.md). Frozen, they are left out of every collection.
+    # Importing torch and vLLM creates millions of objects that are never garbage, and the cyclic
+    # collector walks them again at every collection the import triggers (1,871 of them, 9 full):
+    # paused, the import took 9.5-12.0 s on CPU against 11.7-15.4 s (BENCHMARKS.md). It resumes after.
+    gc.disable()
+    try:
+        from vllm import LLM
+    finally:
+        gc.enable()
+    # vLLM also collects while it starts; frozen, the import-time objects are left out of those
+    # collections (LLM() took 6.3-6.6 s after the imports on CPU, 4.0-4.9 s frozen: BENCHMARKS.md).
     gc.freeze()
     return LLM(**settings["engine"])
