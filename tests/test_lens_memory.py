@@ -78,8 +78,9 @@ def test_cpu_engine_core_runs_inline_for_a_writer_and_a_short_judging_job(tmp_pa
 def test_prepare_process_keeps_the_core_inline_unless_the_user_said_otherwise(tmp_path, monkeypatch):
     path, config = _model(tmp_path), _config()
     for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
-                 "VLLM_LOGGING_LEVEL"):
-        monkeypatch.delenv(name, raising=False)
+                 "VLLM_LOGGING_LEVEL", "TORCHDYNAMO_DISABLE"):
+        monkeypatch.setenv(name, "")  # so that each is restored afterwards, whatever prepare_process sets
+        monkeypatch.delenv(name)
     engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
     assert engine.os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
@@ -88,6 +89,31 @@ def test_prepare_process_keeps_the_core_inline_unless_the_user_said_otherwise(tm
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
     assert engine.os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+
+
+def test_an_eager_cpu_engine_runs_its_sampler_helpers_without_dynamo(tmp_path, monkeypatch):
+    """Eager on CPU, vLLM would still torch.compile two sampler helpers on first use (~3 s of the first
+    judged batch); TORCHDYNAMO_DISABLE=1 runs them as plain torch. GPUs, an engine the user wants
+    compiled, and the user's own value are left alone."""
+    path, config = _model(tmp_path), _config()
+    for name in ("TORCHDYNAMO_DISABLE", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND",
+                 "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS"):
+        monkeypatch.setenv(name, "")  # so that each is restored afterwards, whatever prepare_process sets
+        monkeypatch.delenv(name)
+
+    def dynamo_after(lens, resources):
+        monkeypatch.delenv("TORCHDYNAMO_DISABLE", raising=False)
+        engine.prepare_process(engine.engine_settings(lens, resources, path, None))
+        return engine.os.environ.get("TORCHDYNAMO_DISABLE")
+
+    assert dynamo_after(config.lens, config.resources) == "1"
+    assert dynamo_after(config.lens.model_copy(update={"enforce_eager": False}), config.resources) is None
+    gpu = parse_config({"name": "t", "output": "out", "real": {"path": "r.json", "text": "t"},
+                        "candidates": {"path": "c", "text": "t"}, "resources": {"lens_gpus": 1}})
+    assert dynamo_after(gpu.lens, gpu.resources) is None
+    monkeypatch.setenv("TORCHDYNAMO_DISABLE", "0")
+    engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
+    assert engine.os.environ["TORCHDYNAMO_DISABLE"] == "0"
 
 
 def test_the_engine_starts_with_the_imported_objects_frozen(tmp_path, monkeypatch):
@@ -100,7 +126,7 @@ def test_the_engine_starts_with_the_imported_objects_frozen(tmp_path, monkeypatc
 
     path, config = _model(tmp_path), _config()
     for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
-                 "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS"):
+                 "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "TORCHDYNAMO_DISABLE"):
         monkeypatch.setenv(name, "")  # restored afterwards, whatever prepare_process sets
     frozen_at_start, collecting_at_import = [], []
 

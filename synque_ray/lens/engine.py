@@ -145,6 +145,11 @@ def prepare_process(settings: dict) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if settings["inline_core"]:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the user's own setting wins
+    if not settings["on_gpu"] and settings["engine"]["enforce_eager"]:
+        # Eager, vLLM still torch.compiles two sampler helpers on first use (the sampled token's
+        # logprob rank; top-k/top-p): ~3 s of a CPU judge's first batch (BENCHMARKS.md). Without
+        # dynamo they run as plain torch, with the same judgements. The user's own setting wins.
+        os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
     if settings["on_gpu"] or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
