@@ -174,11 +174,13 @@ def build_engine(settings: dict):
     # Importing torch and vLLM creates millions of objects that are never garbage, and the cyclic
     # collector walks them again at every collection the import triggers (1,871 of them, 9 full):
     # paused, the import took 9.5-12.0 s on CPU against 11.7-15.4 s (BENCHMARKS.md). It resumes after.
+    collecting = gc.isenabled()
     gc.disable()
     try:
         from vllm import LLM
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
     # vLLM also collects while it starts; frozen, the import-time objects are left out of those
     # collections (LLM() took 6.3-6.6 s after the imports on CPU, 4.0-4.9 s frozen: BENCHMARKS.md).
     gc.freeze()
