@@ -75,12 +75,21 @@ def test_cpu_engine_core_runs_inline_for_a_writer_and_a_short_judging_job(tmp_pa
     assert not engine.engine_settings(gpu.lens, gpu.resources, path, None)["inline_core"]  # GPUs keep vLLM's default
 
 
+# Every variable prepare_process may set in this process.
+ENGINE_ENV = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
+              "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "TORCHDYNAMO_DISABLE")
+
+
+def _unset_engine_env(monkeypatch) -> None:
+    """Each of ENGINE_ENV unset for the test, and put back as it was afterwards, whatever prepare_process sets."""
+    for name in ENGINE_ENV:
+        monkeypatch.setenv(name, "")  # recorded first, so that the teardown restores it
+        monkeypatch.delenv(name)
+
+
 def test_prepare_process_keeps_the_core_inline_unless_the_user_said_otherwise(tmp_path, monkeypatch):
     path, config = _model(tmp_path), _config()
-    for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
-                 "VLLM_LOGGING_LEVEL", "TORCHDYNAMO_DISABLE"):
-        monkeypatch.setenv(name, "")  # so that each is restored afterwards, whatever prepare_process sets
-        monkeypatch.delenv(name)
+    _unset_engine_env(monkeypatch)
     engine.prepare_process(engine.engine_settings(config.lens, config.resources, path, None))
     assert engine.os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
@@ -96,10 +105,7 @@ def test_an_eager_cpu_engine_runs_its_sampler_helpers_without_dynamo(tmp_path, m
     judged batch); TORCHDYNAMO_DISABLE=1 runs them as plain torch. GPUs, an engine the user wants
     compiled, and the user's own value are left alone."""
     path, config = _model(tmp_path), _config()
-    for name in ("TORCHDYNAMO_DISABLE", "VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND",
-                 "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS"):
-        monkeypatch.setenv(name, "")  # so that each is restored afterwards, whatever prepare_process sets
-        monkeypatch.delenv(name)
+    _unset_engine_env(monkeypatch)
 
     def dynamo_after(lens, resources):
         monkeypatch.delenv("TORCHDYNAMO_DISABLE", raising=False)
@@ -117,7 +123,7 @@ def test_an_eager_cpu_engine_runs_its_sampler_helpers_without_dynamo(tmp_path, m
 
 
 def test_the_engine_starts_with_the_imported_objects_frozen(tmp_path, monkeypatch):
-    """vLLM is imported with the garbage collector paused (9.5-12.0 s instead of 11.7-15.4 s), and
+    """vLLM is imported with the garbage collector paused (8.8-9.8 s instead of 12.1-12.7 s), and
     collects garbage while it starts; the objects torch and vLLM created at import are frozen first,
     so those collections skip them (LLM() 4.0-4.9 s after the imports instead of 6.3-6.6 s, BENCHMARKS.md)."""
     import gc
@@ -125,9 +131,7 @@ def test_the_engine_starts_with_the_imported_objects_frozen(tmp_path, monkeypatc
     import types
 
     path, config = _model(tmp_path), _config()
-    for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
-                 "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "TORCHDYNAMO_DISABLE"):
-        monkeypatch.setenv(name, "")  # restored afterwards, whatever prepare_process sets
+    _unset_engine_env(monkeypatch)
     frozen_at_start, collecting_at_import = [], []
 
     class LLM:  # stands in for vllm.LLM: records what the garbage collector holds frozen when it is built

@@ -214,7 +214,7 @@ def _model_folder():
 
 def test_rubric_tokens_are_counted_with_the_scorer_tokenizer_without_transformers(tmp_path):
     """The count is the model's own (AutoTokenizer, computed here) and, where the folder has a
-    tokenizer.json, the driver never imports transformers for it (7 s of a fresh process)."""
+    tokenizer.json, the driver never imports transformers for it (6-7 s of a fresh process)."""
     from transformers import AutoTokenizer
 
     from synque_ray.lens.plan import token_counter

@@ -173,7 +173,7 @@ def build_engine(settings: dict):
         check_kv_memory(settings["engine"]["kv_cache_memory_bytes"])
     # Importing torch and vLLM creates millions of objects that are never garbage, and the cyclic
     # collector walks them again at every collection the import triggers (1,871 of them, 9 full):
-    # paused, the import took 9.5-12.0 s on CPU against 11.7-15.4 s (BENCHMARKS.md). It resumes after.
+    # paused, the import took 8.8-9.8 s on CPU against 12.1-12.7 s (BENCHMARKS.md). It resumes after.
     collecting = gc.isenabled()
     gc.disable()
     try:
