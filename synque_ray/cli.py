@@ -10,6 +10,7 @@ from pathlib import Path
 from synque_ray.errors import RunFailed, UserError
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
+TERMINAL_FLAGGED = 5  # flagged candidates the terminal lists; the report lists them all
 
 
 def _print_summary(summary, level: float, quiet: bool = False) -> None:
@@ -18,13 +19,15 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     from synque_ray.findings import flagged_lines
     from synque_ray.reduce import ranking_table_text
     from synque_ray.stage.registry import STAGES, wall_times
-    from synque_ray.verdict import verdict
+    from synque_ray.verdict import leaks, verdict
 
+    table = ranking_table_text(summary.rankings, level, passed_over=leaks(summary.rankings))
     if quiet:
-        print(ranking_table_text(summary.rankings, level))
+        print(table)
         return
-    print("\n".join([*verdict(summary.rankings, level), *flagged_lines(summary.rankings)]) + "\n")
-    print(ranking_table_text(summary.rankings, level))
+    answer = verdict(summary.rankings, level)
+    print("\n".join([*answer, *flagged_lines(summary.rankings, most=TERMINAL_FLAGGED)]) + "\n")
+    print(table)
     c, t = summary.counts, summary.timings
     print(
         f"\ncandidates: {c['candidates_total']} total, {c['candidates_scored']} scored, "
@@ -50,6 +53,7 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     compute = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES["embedding"].proxies if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
+    print("\n" + "\n".join(answer))  # again, last: the lines above scroll the first one off a small terminal
 
 
 def _write_run_report(summary) -> None:

@@ -20,6 +20,19 @@ COMPANIES = [
     "Quantum Logistics", "Silverline Airlines", "Meridian Insurance", "Oakridge Motors", "Lumen Telecom",
     "Granite Steel", "Coral Biotech", "Summit Software", "Trident Shipping", "Evergreen Utilities",
     "Falcon Aerospace", "Horizon Media", "Keystone Chemicals", "Maple Capital", "Nova Robotics",
+    "Beacon Foods", "Cobalt Networks", "Delta Ridge Oil", "Echo Devices", "Fairway Hotels", "Glacier Water",
+    "Hollow Pine Timber", "Indigo Apparel", "Juniper Payments", "Kestrel Drones", "Larkspur Cosmetics",
+    "Mosaic Games", "Nimbus Cloud", "Orchid Pharmacies", "Prairie Rail",
+]
+# When or where a headline's news happened: every template ends with one, so that two headlines of one
+# template share all their words but one only by a rare chance (a real pool and a clean candidate from
+# this grammar should not look like copies of each other).
+WHEN = [
+    "on Monday", "on Tuesday", "on Wednesday", "on Thursday", "on Friday", "in early trading", "in late trading",
+    "after the bell", "before the open", "in Asian trading", "in European trading", "this week", "this morning",
+    "at midday", "ahead of earnings", "amid heavy volume", "in a choppy session", "despite a weak market",
+    "as futures edge higher", "for a third day", "in a broad selloff", "to a yearly high", "to a yearly low",
+    "after a volatile week",
 ]
 EVENTS = [
     "a strong quarterly report", "weak guidance", "a surprise CEO exit", "an analyst downgrade",
@@ -30,24 +43,27 @@ EVENTS = [
 MACRO = [
     "inflation cools", "the Fed holds rates", "bond yields climb", "oil prices slide", "the dollar weakens",
     "jobless claims rise", "consumer confidence dips", "China data disappoints", "retail sales beat forecasts",
-    "housing starts slump", "the euro rallies", "gold hits a record",
+    "housing starts slump", "the euro rallies", "gold hits a record", "factory orders rebound",
+    "copper prices jump", "the yen strengthens", "wage growth slows", "treasury auctions disappoint",
+    "German output shrinks", "shipping rates soar", "crop prices tumble",
 ]
-SECTORS = ["Tech", "Bank", "Energy", "Airline", "Retail", "Chip", "Pharma", "Auto", "Shipping", "Insurance"]
+SECTORS = ["Tech", "Bank", "Energy", "Airline", "Retail", "Chip", "Pharma", "Auto", "Shipping", "Insurance",
+           "Utility", "Mining", "Media", "Biotech", "Steel", "Telecom", "Gaming", "Hotel", "Railroad", "Software"]
 UP = ["jump", "rise", "climb", "surge", "gain", "rally", "advance"]
 DOWN = ["fall", "drop", "slide", "sink", "tumble", "slip", "retreat"]
 TEMPLATES = [
-    "{company} shares {move} {pct}% after {event}",
-    "{company} to buy {other} in ${amount} billion deal",
-    "{sector} stocks {move} as {macro}",
-    "{company} posts {event}, stock {move}s {pct}%",
-    "Analysts weigh {company} outlook after {event}",
-    "{company} cuts {amount}00 jobs amid {event}",
-    "Markets {move} as {macro}; {company} in focus",
-    "{company} Q{quarter} revenue ${amount}.{pct} billion, beats estimates",
-    "{company} misses Q{quarter} profit forecast on {event}",
-    "Why {company} stock could {move} after {event}",
-    "{sector} ETF sees record inflows as {macro}",
-    "{company} and {other} announce joint venture",
+    "{company} shares {move} {pct}% after {event} {when}",
+    "{company} to buy {other} in ${amount} billion deal, shares {move} {when}",
+    "{sector} stocks {move} as {macro} {when}",
+    "{company} posts {event}, stock {move}s {pct}% {when}",
+    "Analysts weigh {company} outlook after {event} {when}",
+    "{company} cuts {amount}00 jobs amid {event}, {sector} peers {move} {when}",
+    "Markets {move} as {macro}; {company} in focus {when}",
+    "{company} Q{quarter} revenue ${amount}.{pct} billion, beats estimates; shares {move} {when}",
+    "{company} misses Q{quarter} profit forecast on {event}, {sector} shares {move} {when}",
+    "Why {company} stock could {move} after {event} {when}",
+    "{sector} ETF {move}s on record inflows as {macro} {when}",
+    "{company} and {other} announce joint venture, {sector} stocks {move} {when}",
 ]
 OFF_TOPIC = [
     "Whisk {amount} eggs with a pinch of salt and bake for {pct} minutes",
@@ -67,7 +83,7 @@ def _headline(rng: np.random.Generator, share: float) -> str:
     return template.format(
         company=pick(COMPANIES), other=pick(COMPANIES[::-1]), event=pick(EVENTS), macro=pick(MACRO),
         sector=pick(SECTORS), move=pick(UP if rng.random() < 0.5 else DOWN), pct=rng.integers(1, 30),
-        amount=rng.integers(2, 40), quarter=rng.integers(1, 5),
+        amount=rng.integers(2, 40), quarter=rng.integers(1, 5), when=pick(WHEN),
     )
 
 

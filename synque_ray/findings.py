@@ -10,8 +10,15 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
-  candidate is furthest from the ensemble's, its rank, and how far (in ranks);
+  candidate is furthest from the ensemble's, its rank, and how far (in ranks). Informational only:
+  proxies measure different things (MDM never looks at U_r), so their disagreeing is no defect of
+  the candidate and never flags it;
 - `flags`: the findings that cross their limit in `LIMITS`.
+
+A candidate flagged for a finding in `LEAKS` copies rows of U_r: it looks closest to the real
+data by construction, and training on it leaks the real sample. It keeps its rank in every
+table, but it is never a member of the best set (`reduce.rank`'s `passed_over`) and never named
+on `train on:` (`passed_over`).
 
 Shares are taken per seed (a seed may score a subsample of the candidate's rows) and
 averaged over seeds. A share whose signal is absent (an older run, a proxy that did
@@ -34,11 +41,14 @@ FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_co
                   "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
-# When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
-# the ranking's length (n − 1 ranks) between the proxy's rank and the ensemble's. A balanced
-# p_synthetic puts about half of the rows of a real-like candidate above .5, so its limit is high.
-LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "synthetic_share": 0.75, "short_share": 0.05,
-          "proxy_disagreement": 0.5}
+# When a finding flags a candidate: its share is above the limit. A balanced p_synthetic puts about
+# half of the rows of a real-like candidate above .5, so its limit is high. Copies of U_r: 2%, twice
+# the false-positive share the copy detector allows itself on clean same-domain rows, so that a
+# clean candidate is not passed over for the detector's noise while a leak of a few rows in a
+# hundred is.
+LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.02, "synthetic_share": 0.75, "short_share": 0.05}
+# Findings that keep a candidate off `train on:` (its rows leak the real sample into training).
+LEAKS = ("real_copy_share",)
 
 # Each share: (the row_scores column it needs, the per-row condition it counts).
 _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
@@ -100,17 +110,21 @@ def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.Data
     table = ids.join(disagreement(rankings), on="dataset_id", how="left")
     table = table.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in FINDING_SCHEMA.items()
                                if c not in table.columns).select(list(FINDING_SCHEMA)).cast(FINDING_SCHEMA)
-    span = max(rankings.filter(pl.col("proxy") == "ensemble").height - 1, 1)  # ranks a candidate can move
-    crossed = [pl.when(_crosses(name, limit, span)).then(pl.lit(name)).otherwise(None)
+    crossed = [pl.when(pl.col(name).fill_null(0) > limit).then(pl.lit(name)).otherwise(None)
                for name, limit in LIMITS.items()]
     return table.with_columns(pl.concat_list(crossed).list.drop_nulls().alias("flags"))
 
 
-def _crosses(name: str, limit: float, span: int) -> pl.Expr:
-    """A share crosses its limit when above it; the disagreement when it is at least `limit` of
-    the `span` ranks (and at least 2 ranks: one rank apart is no disagreement worth a flag)."""
-    value = pl.col(name).fill_null(0)
-    return value >= max(2.0, limit * span) if name == "proxy_disagreement" else value > limit
+def passed_over(row_scores: pl.DataFrame | None) -> dict[str, list[str]]:
+    """Per candidate whose rows leak the real sample (a finding of `LEAKS` over its limit), the
+    names of those findings; computed from the row signals alone, so that the ranking can keep
+    these candidates out of its best set."""
+    if row_scores is None or row_scores.height == 0:
+        return {}
+    shares = row_shares(row_scores)
+    leaks = [name for name in LEAKS if name in shares.columns]
+    return {row["dataset_id"]: names for row in shares.iter_rows(named=True)
+            if (names := [n for n in leaks if (row[n] or 0) > LIMITS[n]])}
 
 
 def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
@@ -138,7 +152,7 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
                               for c in FINDING_COLUMNS if c not in present)
 
 
-_SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
+SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
                 "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
                 "short_share": f"rows under {SHORT_CHARS} characters"}
 
@@ -148,31 +162,33 @@ def percent(share: float) -> str:
     return f"{share:.1%}" if 0 < share < 0.01 else f"{share:.0%}"
 
 
+def over_limit(row: dict) -> list[str]:
+    """The findings of one candidate (a row of `per_candidate`) over their limit, worst first: by
+    how many times its limit each share is, then by name."""
+    flags = [f for f in row.get("flags") or [] if f in LIMITS and row.get(f) is not None]
+    return sorted(flags, key=lambda f: (-row[f] / LIMITS[f], f))
+
+
 def finding_parts(row: dict) -> list[str]:
-    """The readable parts of one candidate's findings (a row of `per_candidate`, with its
-    ensemble `rank` where known): every share that is known and above zero, flagged ones
-    first and marked (!), then the most disagreeing proxy."""
-    flags = list(row.get("flags") or [])
-    parts = []
-    for name in sorted(_SHARE_NAMES, key=lambda n: n not in flags):
-        value = row.get(name)
-        if value is not None and value > 0:
-            parts.append(f"{percent(value)} {_SHARE_NAMES[name]}" + (" (!)" if name in flags else ""))
-    if row.get("disagreeing_proxy") is not None and (row.get("proxy_disagreement") or 0) > 0:
-        lead = f"the ensemble's {row['rank']}" if row.get("rank") is not None else "the ensemble's rank"
-        parts.append(f"{row['disagreeing_proxy']} ranks it {row['disagreeing_rank']:g}, {lead} "
-                     f"({row['proxy_disagreement']:g} apart)" + (" (!)" if "proxy_disagreement" in flags else ""))
-    return parts
+    """The readable parts of one candidate's flagged findings (a row of `per_candidate`): each
+    finding over its limit, worst first, with the limit it crossed."""
+    return [f"{percent(row[name])} {SHARE_NAMES.get(name, name)} (limit {percent(LIMITS[name])})"
+            for name in over_limit(row)]
 
 
-def flagged_lines(rankings: pl.DataFrame) -> list[str]:
+def flagged_lines(rankings: pl.DataFrame, most: int | None = None) -> list[str]:
     """One line per flagged candidate, in the order of the lead ranking (the ensemble's when
-    there is one): `flagged: <id>: <finding>; <finding>; ...`."""
+    there is one): `flagged: <id>: <finding>; <finding>; ...`, only the findings over their limit,
+    worst first. `most`: at most this many candidates, then one line saying how many more the
+    report lists (a terminal must keep the verdict in view)."""
     table = per_candidate(rankings)
     lead = "ensemble" if "ensemble" in rankings.get_column("proxy").to_list() else None
     if lead is None and rankings.height:
         lead = sorted(rankings.get_column("proxy").unique().to_list())[0]
     order = rankings.filter(pl.col("proxy") == lead).select("dataset_id", "rank")
     table = table.join(order, on="dataset_id", how="left").sort(["rank", "dataset_id"], nulls_last=True)
-    return [f"flagged: {row['dataset_id']}: " + "; ".join(finding_parts(row))
-            for row in table.iter_rows(named=True) if row["flags"]]
+    lines = [f"flagged: {row['dataset_id']}: " + "; ".join(parts)
+             for row in table.iter_rows(named=True) if (parts := finding_parts(row))]
+    if most is not None and len(lines) > most:
+        lines = [*lines[:most], f"flagged: +{len(lines) - most} more in the report"]
+    return lines

@@ -21,7 +21,7 @@ import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
-from synque_ray.findings import add_findings
+from synque_ray.findings import add_findings, passed_over
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
                                split_failures)
@@ -223,8 +223,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
                                   [column for o in outcomes for column in o.row_columns])
     tables = {
         "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
-        "rankings.parquet": add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top),
-                                         row_scores),  # SPEC §6 findings
+        "rankings.parquet": add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
+                                              passed_over=passed_over(row_scores)), row_scores),
         "row_scores.parquet": row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }

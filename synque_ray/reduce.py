@@ -17,6 +17,8 @@ cannot drag the ensemble below the proxies that agree.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import polars as pl
 
@@ -319,9 +321,11 @@ def _point_matrix(scores: pl.DataFrame, ids: list[str], seeds: list[int]) -> np.
     return wide.select([str(s) for s in seeds]).to_numpy().astype(float)
 
 
-def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: int) -> pl.DataFrame:
+def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: int,
+                passed_over: frozenset[str] = frozenset()) -> pl.DataFrame:
     """One proxy's rows of the ranking table: candidates that have every seed, with intervals, the
-    best set and the shares of draws at rank 1 / in the top `top`, all from one set of draws."""
+    best set (of the candidates not `passed_over`) and the shares of draws at rank 1 / in the top
+    `top`, all from one set of draws."""
     seeds = sorted(scores.get_column("seed").unique().to_list())
     summary = scores.group_by("dataset_id").agg(
         pl.col("score").mean().alias("score_mean"), pl.col("score").std(ddof=0).alias("score_std"),
@@ -335,20 +339,27 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
     boot = bootstrap_means(cube, drawn)
     low, high = _intervals(boot, level)
     point = rankdata(-summary.get_column("score_mean").to_numpy(), method="min").astype(np.int64)
+    eligible = np.array([d not in passed_over for d in ids], dtype=bool)
+    tied = np.zeros(len(ids), dtype=bool)
+    if eligible.any():
+        tied[eligible] = best_set(_point_matrix(complete, ids, seeds)[eligible], cube[eligible], drawn, level)
     return summary.with_columns(
         pl.lit(proxy).alias("proxy"), pl.Series("rank", point),
         pl.Series("rank_low", np.minimum(low, point)), pl.Series("rank_high", np.maximum(high, point)),
-        pl.Series("tied_with_best", best_set(_point_matrix(complete, ids, seeds), cube, drawn, level)),
+        pl.Series("tied_with_best", tied),
         pl.Series("p_best", top_shares(boot, 1)), pl.Series("p_top", top_shares(boot, top)),
     )
 
 
-def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEFAULT_TOP) -> pl.DataFrame:
+def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEFAULT_TOP,
+         passed_over: Collection[str] = ()) -> pl.DataFrame:
     """Mean and (population) std of the score over seeds, rank 1 = best within a proxy, a `level`
     rank interval, membership of the `level` best set (`tied_with_best`, see `best_set`) and the
     shares of draws at rank 1 (`p_best`) and in the `top` best (`p_top`). A candidate missing a
-    seed of a proxy is not ranked by that proxy."""
-    parts = [_rank_proxy(group, proxy, level, seed, top)
+    seed of a proxy is not ranked by that proxy. Candidates `passed_over` (they leak the real
+    sample: `findings.passed_over`) keep their rank, interval and shares but are never in the best
+    set, which is then the best set of the others."""
+    parts = [_rank_proxy(group, proxy, level, seed, top, frozenset(passed_over))
              for (proxy,), group in scores.group_by(["proxy"], maintain_order=True)]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Utf8 for c in RANKING_COLUMNS})
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
@@ -377,9 +388,10 @@ def lead_proxy(rankings: pl.DataFrame) -> str:
     return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
 
 
-def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9) -> str:
+def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9, passed_over: Collection[str] = ()) -> str:
     """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
-    `level` interval of the lead ranking (`lead_proxy`); `*` marks its best set."""
+    `level` interval of the lead ranking (`lead_proxy`); `*` marks its best set, and a note the
+    candidates `passed_over` (they keep their rank; the verdict says why)."""
     order = lead_proxy(rankings)
     wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
     lead = rankings.filter(pl.col("proxy") == order).select(
@@ -394,5 +406,6 @@ def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9) -> str:
     for row in wide.iter_rows(named=True):
         cells = "  ".join(f"{'-' if row[p] is None else row[p]:>8}" for p in proxies)
         mark = "*" if row["tied_with_best"] else " "
-        lines.append(f"{row['dataset_id']:<{width}}  {cells}  {row['interval'] or '-':>8}{mark}")
+        note = "  passed over: copies the real sample" if row["dataset_id"] in passed_over else ""
+        lines.append(f"{row['dataset_id']:<{width}}  {cells}  {row['interval'] or '-':>8}{mark}{note}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import textwrap
 
 import polars as pl
 
-from synque_ray.findings import LIMITS, SHORT_CHARS, SYNTHETIC_P
+from synque_ray.findings import SHARE_NAMES, LEAKS, LIMITS, SHORT_CHARS, SYNTHETIC_P, percent
 from synque_ray.reduce import lead_proxy, level_text
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
@@ -74,11 +74,14 @@ TERM_LEGEND: dict[str, str] = {
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
-                          "ranks: a reason to read that proxy's entry before trusting the ensemble.",
-    "flagged": f"A candidate with a finding over its limit (near-duplicates > {LIMITS['duplicate_share']:.0%}, "
-               f"copies of U_r > {LIMITS['real_copy_share']:.0%}, synthetic-looking rows > "
-               f"{LIMITS['synthetic_share']:.0%}, short rows > {LIMITS['short_share']:.0%}, a proxy at least "
-               f"{LIMITS['proxy_disagreement']:.0%} of the ranking and 2 ranks away).",
+                          "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
+                          "a disagreement alone never flags a candidate.",
+    "flagged": "A candidate with a finding over its limit (" + ", ".join(
+        f"{SHARE_NAMES.get(name, name)} > {percent(limit)}" for name, limit in LIMITS.items()) + ").",
+    "passed over": "A candidate whose rows copy the real sample (" + ", ".join(
+        SHARE_NAMES.get(name, name) for name in LEAKS) + ", over the limit) keeps its rank in every table "
+        "but is left out of the best set and never named on `train on:`: it looks closest to the real data "
+        "because it holds it, and training on it leaks the rows a model is later judged on.",
 }
 
 LEGEND: dict[str, str] = {**PROXY_LEGEND, **TERM_LEGEND}
@@ -117,9 +120,32 @@ def _behind(after: dict, first: dict, lead: str) -> str:
             f"{first['dataset_id']}'s {first['score_mean']:.4g}")
 
 
-def _chance(row: dict) -> str:
+def _chance(row: dict, alone: bool) -> str:
+    """The share of draws in which `row` ranked first, and, beside a best set of several, why
+    that share can be high while the set still holds others."""
     p = row.get("p_best")
-    return "" if p is None else f"; first in {p:.0%} of draws"
+    if p is None:
+        return ""
+    if alone:
+        return f"; first in {p:.0%} of draws"
+    return (f"; first in {p:.0%} of resampled draws, a share of single comparisons, while the best set "
+            "allows for every comparison at once and for a spread estimated from few seeds")
+
+
+def leaks(rankings: pl.DataFrame) -> dict[str, list[str]]:
+    """Per candidate passed over for leaking the real sample, its leak findings (from `flags`)."""
+    if "flags" not in rankings.columns:
+        return {}
+    table = rankings.select("dataset_id", "flags").unique("dataset_id", keep="first")
+    return {row["dataset_id"]: names for row in table.iter_rows(named=True)
+            if (names := [f for f in row["flags"] or [] if f in LEAKS])}
+
+
+def _passed_over_line(row: dict, names: list[str]) -> str:
+    why = "; ".join(f"{percent(row[n])} {SHARE_NAMES.get(n, n)}, over the {percent(LIMITS[n])} limit"
+                    if row.get(n) is not None else SHARE_NAMES.get(n, n) for n in names)
+    return (f"passed over: {row['dataset_id']} (rank {row['rank']}): {why}; it looks close to the real data "
+            "because it holds it, and training on it leaks the real sample")
 
 
 def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
@@ -131,26 +157,38 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     rank it first. Several: all are named as not told apart, and the order among them is
     given as no more than that. The next line names the best candidate outside the best
     set and its gap on the lead ranking (the ensemble's mean rank, else the proxy's score).
+    A candidate that leaks the real sample (a finding of `LEAKS` over its limit) is never named:
+    one `passed over:` line says why, for each such candidate ranked at or above the last one named.
     """
     if rankings.height == 0:
         return ["train on: nothing yet (no candidate was ranked)"]
     lead = lead_proxy(rankings)
     ranked = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"])
-    rows = ranked.to_dicts()
-    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == 1]
+    leaked = leaks(rankings)
+    every = ranked.to_dicts()
+    rows = [r for r in every if r["dataset_id"] not in leaked]
+    if not rows:
+        return ["train on: nothing: every ranked candidate copies the real sample",
+                *(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every)]
+    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == rows[0]["rank"]]
     best_ids = [r["dataset_id"] for r in best]
     first = best[0]  # the best set's highest-ranked member
     under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
+    if first["rank"] != 1:
+        under = f"rank {first['rank']}, the best of the candidates that do not copy the real sample"
     if len(best) == 1:
-        lines = [f"train on: {first['dataset_id']} ({under}{_chance(first)}; best set at {level_text(level)}: "
+        lines = [f"train on: {first['dataset_id']} ({under}{_chance(first, True)}; best set at {level_text(level)}: "
                  f"{first['dataset_id']})"]
     elif len(best) == len(rows):
         lines = [f"train on: any of the {len(rows)} candidates: they cannot be told apart at {level_text(level)} "
                  f"({_names(best_ids)}); more U_r rows or seeds would be needed to separate them"]
     else:
         lines = [f"train on: one of {_names(best_ids)}: these {len(best)} cannot be told apart at {level_text(level)} "
-                 f"(best set); {first['dataset_id']} ranks first among them ({under}{_chance(first)}), which "
-                 "alone does not make it better"]
+                 f"(best set); {first['dataset_id']} ranks first among them ({under}{_chance(first, False)}), "
+                 "which alone does not make it better"]
+    last_named = max(r["rank"] for r in best)
+    lines.extend(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every
+                 if r["dataset_id"] in leaked and r["rank"] <= last_named)
     outside = [r for r in rows if r["dataset_id"] not in best_ids]
     if outside:
         after = outside[0]

@@ -3,13 +3,14 @@ checked against counts made by hand."""
 
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
 from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHORT_CHARS, add_findings, disagreement, findings,
-                                 flagged_lines, row_shares, with_findings)
+                                 flagged_lines, passed_over, row_shares, with_findings)
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import ENSEMBLES, lead_proxy, ranking_table_text
+from synque_ray.reduce import ENSEMBLES, lead_proxy, rank, ranking_table_text
 from synque_ray.report import render
 from synque_ray.report.view import ranking_view
 from synque_ray.verdict import LEGEND, PROXY_LEGEND, legend_text, verdict
@@ -87,9 +88,19 @@ def test_flags_cross_the_documented_limits(row_scores):
     table = rankings_of({"mdm": {"dup": 2, "short": 1}, "pad": {"dup": 1, "short": 2},
                          "ensemble": {"dup": 1, "short": 2}})
     found = {r["dataset_id"]: r for r in findings(table, row_scores).iter_rows(named=True)}
-    assert found["dup"]["flags"] == ["duplicate_share", "real_copy_share"]  # 30% > 10%, 5% > 1%
+    assert found["dup"]["flags"] == ["duplicate_share", "real_copy_share"]  # 30% > 10%, 5% > 2%
     assert found["short"]["flags"] == ["short_share"]  # 50% > 5%; 67% synthetic-looking stays under 75%
-    assert LIMITS["duplicate_share"] == 0.10 and LIMITS["real_copy_share"] == 0.01
+    assert LIMITS["duplicate_share"] == 0.10 and LIMITS["real_copy_share"] == 0.02
+
+
+def test_a_disagreement_between_proxies_alone_never_flags():
+    # "far" is last under mdm and first under the ensemble: 3 ranks of 3 apart, yet its rows are clean.
+    clean = rows_of("far", 1, duplicate_group=[-1] * 4, copies_real=[False] * 4, text_chars=[40] * 4)
+    table = add_findings(rankings_of({"mdm": {"far": 4, "a": 1, "b": 2, "c": 3},
+                                      "ensemble": {"far": 1, "a": 2, "b": 3, "c": 4}}), clean)
+    row = table.filter((pl.col("dataset_id") == "far") & (pl.col("proxy") == "ensemble")).to_dicts()[0]
+    assert row["proxy_disagreement"] == 3 and row["flags"] == []
+    assert flagged_lines(table) == [] and verdict(table)[-1].startswith("next: a")
 
 
 def test_findings_are_columns_of_every_ranking_row(row_scores):
@@ -107,10 +118,21 @@ def test_findings_are_columns_of_every_ranking_row(row_scores):
 def test_flagged_lines_say_each_finding_in_words(row_scores):
     table = add_findings(rankings_of({"mdm": {"dup": 2, "short": 1}, "pad": {"dup": 1, "short": 2},
                                       "ensemble": {"dup": 1, "short": 2}}), row_scores)
-    lines = flagged_lines(table)
-    assert lines[0].startswith("flagged: dup: 30% near-duplicate rows (!); 5% rows copying U_r (!)")
-    assert "mdm ranks it 2, the ensemble's 1 (1 apart)" in lines[0]
-    assert lines[1].startswith("flagged: short: 50% rows under 10 characters (!)")
+    # Only the findings over their limit, worst first by how many times the limit: 30% is 3x its 10%,
+    # 5% copies 2.5x its 2%; dup's 45% synthetic-looking rows and the disagreement are left out.
+    assert flagged_lines(table) == ["flagged: dup: 30% near-duplicate rows (limit 10%); 5% rows copying U_r (limit 2%)",
+                                    "flagged: short: 50% rows under 10 characters (limit 5%)"]
+
+
+def test_the_terminal_lists_at_most_so_many_flagged_candidates(row_scores):
+    short = row_scores.filter(pl.col("dataset_id") == "short")
+    many = pl.concat([short.with_columns(pl.lit(f"s{i}").alias("dataset_id")) for i in range(7)])
+    table = add_findings(rankings_of({"mdm": {f"s{i}": i + 1 for i in range(7)},
+                                      "ensemble": {f"s{i}": i + 1 for i in range(7)}}), many)
+    assert len(flagged_lines(table)) == 7
+    lines = flagged_lines(table, most=5)
+    assert [line.split(":")[1].strip() for line in lines[:5]] == ["s0", "s1", "s2", "s3", "s4"]
+    assert lines[5] == "flagged: +2 more in the report"
 
 
 def test_verdict_names_a_lone_best_with_the_runner_up_and_its_gap():
@@ -131,8 +153,9 @@ def test_verdict_never_picks_inside_a_best_set():
                         p_best={"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1, "e": 0.0})
     lines = verdict(table, level=0.95)
     assert lines[0].startswith("train on: one of a, b, c, d: these 4 cannot be told apart at 95% (best set); ")
-    assert "a ranks first among them (rank 1 under 1 of 1 proxy; first in 40% of draws), which alone does not " \
-           "make it better" in lines[0]
+    assert "a ranks first among them (rank 1 under 1 of 1 proxy; first in 40% of resampled draws, a share of " \
+           "single comparisons, while the best set allows for every comparison at once and for a spread " \
+           "estimated from few seeds), which alone does not make it better" in lines[0]
     assert lines[1].startswith("next: e (rank 5")
     everyone = rankings_of({"ensemble": dict(zip(ids, [1, 2, 3, 4, 5])), "mdm": dict(zip(ids, [1, 2, 3, 4, 5]))},
                            tied=dict.fromkeys(ids, True))
@@ -141,10 +164,29 @@ def test_verdict_never_picks_inside_a_best_set():
 
 
 def test_verdict_warns_when_the_best_is_flagged(row_scores):
+    no_copies = row_scores.with_columns(pl.lit(False).alias("copies_real"))  # flagged for its duplicates alone
     table = add_findings(rankings_of({"mdm": {"dup": 1, "short": 2}, "pad": {"dup": 1, "short": 2},
-                                      "ensemble": {"dup": 1, "short": 2}}), row_scores)
+                                      "ensemble": {"dup": 1, "short": 2}}), no_copies)
     assert verdict(table)[-1] == ("caution: dup in the best set is flagged: read its findings before training "
                                   "on it")
+
+
+def test_a_candidate_that_copies_the_real_sample_is_passed_over(row_scores):
+    """dup ranks first and is alone in the best set of an old table, but 5% of its rows copy U_r
+    (over the 2% limit): the verdict names short and says in one line why dup was passed over."""
+    table = add_findings(rankings_of({"mdm": {"dup": 1, "short": 2}, "pad": {"dup": 1, "short": 2},
+                                      "ensemble": {"dup": 1, "short": 2}}, tied={"dup": True, "short": False}),
+                         row_scores)
+    lines = verdict(table)
+    assert lines[0].startswith("train on: short (rank 2, the best of the candidates that do not copy the real "
+                               "sample")
+    assert lines[1] == ("passed over: dup (rank 1): 5% rows copying U_r, over the 2% limit; it looks close to the "
+                        "real data because it holds it, and training on it leaks the real sample")
+    assert not any(line.startswith("next:") for line in lines)  # nobody else is left to name
+    assert passed_over(row_scores) == {"dup": ["real_copy_share"]}
+    everyone = add_findings(rankings_of({"ensemble": {"dup": 1}, "mdm": {"dup": 1}}),
+                            row_scores.filter(pl.col("dataset_id") == "dup"))
+    assert verdict(everyone)[0] == "train on: nothing: every ranked candidate copies the real sample"
 
 
 def test_verdict_of_a_single_proxy_speaks_in_its_score():
@@ -195,3 +237,20 @@ def test_the_report_legend_and_verdict_read_the_same_text(row_scores):
     assert render.finding_cells(None).count(">–</td>") == 5
     agreed = render.finding_cells({"disagreeing_proxy": "mdm", "disagreeing_rank": 1.0, "proxy_disagreement": 0.0})
     assert ">all agree</td>" in agreed
+
+
+def test_the_best_set_is_taken_among_the_candidates_not_passed_over():
+    """A leaker far ahead of everyone keeps rank 1, but the best set is the others': the clear
+    runner-up stands alone in it instead of an empty or leaker-only set."""
+    rng = np.random.default_rng(3)
+    means = {"leak": 10.0, "good": 5.0, "c": 0.0, "d": 0.0}
+    rows = [{"dataset_id": d, "proxy": "p", "seed": s, "raw": m + rng.normal(0, 0.1), "score": m + rng.normal(0, 0.1),
+             "replicates": list(m + rng.normal(0, 0.1, 50))} for d, m in means.items() for s in range(3)]
+    scores = pl.DataFrame(rows).with_columns(pl.col("raw").alias("score"))
+    plain = rank(scores).sort("dataset_id")
+    assert dict(zip(plain["dataset_id"], plain["tied_with_best"], strict=True))["leak"]
+    ranked = rank(scores, passed_over={"leak"})
+    tied = dict(zip(ranked["dataset_id"], ranked["tied_with_best"], strict=True))
+    assert tied == {"leak": False, "good": True, "c": False, "d": False}
+    assert ranked.filter(pl.col("dataset_id") == "leak")["rank"].item() == 1
+    assert ranked.drop("tied_with_best").equals(plain.sort(["proxy", "rank", "dataset_id"]).drop("tied_with_best"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
-from synque_ray.findings import LIMITS, SHARES, percent
+from synque_ray.findings import LEAKS, LIMITS, SHARES, percent
 from synque_ray.reduce import level_text
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
@@ -98,7 +98,10 @@ def ranking_section(view: RankingView, level: float = 0.9) -> str:
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{_cell('yes' if tied else 'no', int(tied))}"
+        leaked = any(f in LEAKS for f in (row.get("findings") or {}).get("flags") or [])
+        best = "yes" if tied else "passed over: copies U_r" if leaked else "no"
+        best_cell = _cell(best, int(tied), "flag" if leaked else "")
+        rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{best_cell}"
                     f"{finding_cells(row.get('findings'))}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '
             f"{level_text(level)} interval of the rank when rows and seeds are resampled; <b>=</b> marks a candidate "
