@@ -56,45 +56,11 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     print("\n" + "\n".join(answer))  # again, last: the lines above scroll the first one off a small terminal
 
 
-def _write_run_report(summary) -> None:
-    """The run's report, written into its output set before the set is published (run_job's `finish`)."""
-    from synque_ray.report import write_report
-
-    write_report(summary.output, stamp=summary.stamp)
-
-
-def _committed_results(output: str) -> int:
-    """Committed per-candidate results under OUTPUT/results (each a completion mark a re-run reuses)."""
-    from synque_ray.storage import Store
-
-    try:
-        entries = Store(output).listing("results") or []
-    except OSError:
-        return 0
-    return sum(1 for name, folder in entries if not folder and name.endswith(".parquet")
-               and not name.endswith(".rows.parquet"))
-
-
-def _run(config, fresh: bool, progress: bool = True, finish=None):
-    """`run_job`; a write that fails (disk full, read-only folder) ends in one line naming the
-    path, what stays committed, and that a re-run resumes from it."""
-    from synque_ray.pipeline import run_job
-    from synque_ray.storage import Store, WriteError
-
-    try:
-        return run_job(config, fresh=fresh, progress=progress, finish=finish)
-    except WriteError as err:
-        kept = _committed_results(config.output)
-        raise UserError(f"{err}; {kept} committed result(s) under {Store(config.output).display('results')} are "
-                        "kept: free space or make the folder writable, then re-run the same command to resume "
-                        "from them") from None
-
-
 def cmd_score(args: argparse.Namespace) -> None:
-    from synque_ray.config import load_config
+    from synque_ray.api import checked_config, run_summary
 
-    config = load_config(args.config)
-    summary = _run(config, args.fresh, progress=not args.quiet, finish=_write_run_report)
+    config = checked_config(args.config)
+    summary = run_summary(config, args.fresh, progress=not args.quiet)
     _print_summary(summary, config.ranking.level, args.quiet)
     if not args.quiet:
         print(f"report: {summary.output.rstrip('/')}/report.html")
@@ -132,12 +98,12 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from synque_ray.config import load_config
+    from synque_ray.api import checked_config, run_summary
     from synque_ray.demo import write_demo_data
     from synque_ray.evaluate import evaluate_scores, report_text
     from synque_ray.storage import Store
 
-    config = load_config(args.config)
+    config = checked_config(args.config)
     data_dir = Path(config.candidates.path).parent
     quality = write_demo_data(data_dir)
     if not args.quiet:
@@ -150,9 +116,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         report["metric"] = "quality (set by construction)"
         Store(summary.run_dir).write_json("evaluation.json", report)
         reports.append(report)
-        _write_run_report(summary)
 
-    summary = _run(config, args.fresh, progress=not args.quiet, finish=finish)
+    summary = run_summary(config, args.fresh, progress=not args.quiet, finish=finish)
     _print_summary(summary, config.ranking.level, args.quiet)
     print("\nagreement with the known quality order:")
     print(report_text(reports[0]))

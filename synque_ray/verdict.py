@@ -12,6 +12,7 @@ both read it. Pure: no Ray, no files.
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -148,6 +149,42 @@ def _passed_over_line(row: dict, names: list[str]) -> str:
             "because it holds it, and training on it leaks the real sample")
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What the verdict picks from a ranking table, before it is put in words.
+
+    lead: the ranking it reads (`lead_proxy`). best: the rows of the lead ranking named on
+    `train on:` (its best set, without the candidates passed over), best first; empty only when
+    nothing can be named. after: the best row outside them (`next:`), None when there is none.
+    leaked: per candidate passed over, its leak findings. rows: the lead ranking's rows that may
+    be named; every: all of them."""
+
+    lead: str
+    best: list[dict]
+    after: dict | None
+    leaked: dict[str, list[str]]
+    rows: list[dict]
+    every: list[dict]
+
+    @property
+    def train_on(self) -> list[str]:
+        return [r["dataset_id"] for r in self.best]
+
+
+def choose(rankings: pl.DataFrame) -> Choice:
+    """The candidates to train on and the runner-up, from the ranking table (dataset_id, proxy,
+    rank, tied_with_best; findings `flags` where present): the lead ranking's best set without
+    the candidates that leak the real sample; where a table from before passed-over candidates
+    existed leaves no member, the best-ranked of the others."""
+    lead = lead_proxy(rankings) if rankings.height else "ensemble"
+    every = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"]).to_dicts() if rankings.height else []
+    leaked = leaks(rankings)
+    rows = [r for r in every if r["dataset_id"] not in leaked]
+    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == rows[0]["rank"]] if rows else []
+    outside = [r for r in rows if r not in best]
+    return Choice(lead, best, outside[0] if outside else None, leaked, rows, every)
+
+
 def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     """The verdict, first line `train on: ...`, then how far behind the next candidate is.
 
@@ -162,16 +199,12 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     """
     if rankings.height == 0:
         return ["train on: nothing yet (no candidate was ranked)"]
-    lead = lead_proxy(rankings)
-    ranked = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"])
-    leaked = leaks(rankings)
-    every = ranked.to_dicts()
-    rows = [r for r in every if r["dataset_id"] not in leaked]
-    if not rows:
+    choice = choose(rankings)
+    lead, best, leaked, every = choice.lead, choice.best, choice.leaked, choice.every
+    if not best:
         return ["train on: nothing: every ranked candidate copies the real sample",
                 *(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every)]
-    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == rows[0]["rank"]]
-    best_ids = [r["dataset_id"] for r in best]
+    best_ids = choice.train_on
     first = best[0]  # the best set's highest-ranked member
     under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if first["rank"] != 1:
@@ -179,8 +212,8 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     if len(best) == 1:
         lines = [f"train on: {first['dataset_id']} ({under}{_chance(first, True)}; best set at {level_text(level)}: "
                  f"{first['dataset_id']})"]
-    elif len(best) == len(rows):
-        lines = [f"train on: any of the {len(rows)} candidates: they cannot be told apart at {level_text(level)} "
+    elif len(best) == len(choice.rows):
+        lines = [f"train on: any of the {len(best)} candidates: they cannot be told apart at {level_text(level)} "
                  f"({_names(best_ids)}); more U_r rows or seeds would be needed to separate them"]
     else:
         lines = [f"train on: one of {_names(best_ids)}: these {len(best)} cannot be told apart at {level_text(level)} "
@@ -189,9 +222,8 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     last_named = max(r["rank"] for r in best)
     lines.extend(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every
                  if r["dataset_id"] in leaked and r["rank"] <= last_named)
-    outside = [r for r in rows if r["dataset_id"] not in best_ids]
-    if outside:
-        after = outside[0]
+    if choice.after is not None:
+        after = choice.after
         lines.append(f"next: {after['dataset_id']} (rank {after['rank']}, {_behind(after, first, lead)})")
     flagged = [r["dataset_id"] for r in best if r.get("flags")]
     if flagged:
