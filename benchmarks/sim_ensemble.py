@@ -11,9 +11,12 @@ out; a near-useless proxy (as MAUVE on a held-out task); a correlated core of th
 (as MDM/MMD²/PAD on one embedding); two bad ones. Every rule runs through the engine's own
 `reduce.add_ensemble` (5 seeds, no replicates); the figure is the ensemble's Spearman with t,
 averaged over the seeds and the groups, beside the best single proxy and the mean of the good
-ones. Rules: the engine's "mean" and "robust", the per-seed median rank, and two sharper
-functions of the same agreement (squared; a/(1 − a²), the one-factor model's weight when a is
-read as a loading) passed as explicit weights.
+ones. Rules: the engine's "mean", "robust" and "half robust" (half equal weights, half robust),
+the per-seed median rank, and two sharper functions of the same agreement (squared; a/(1 − a²),
+the one-factor model's weight when a is read as a loading) passed as explicit weights.
+Each rule's regret in a scenario is the better of (the plain mean, the best single proxy) minus
+the rule; the default is the rule whose worst regret over the scenarios is smallest, since no
+label-free rule can know which scenario a task is in.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
-from synque_ray.reduce import SCORE_SCHEMA, _complete_ranks, _loo_agreement, add_ensemble, ensemble_weights
+from synque_ray.reduce import (DECORRELATION_SHRINK, SCORE_SCHEMA, _complete_ranks, _loo_agreement, add_ensemble,
+                               ensemble_weights)
 
 SEEDS = 5
 # Each proxy: (noise sd, sign of the truth, weight of the shared error).
@@ -36,6 +40,13 @@ SCENARIOS = {
     "one near-useless": [(0.7, 1, 0.3), (0.8, 1, 0.3), (0.8, 1, 0.3), (0.7, 1, 0.0), (1.0, 0.12, 0.0)],
     "correlated core": [(0.6, 1, 0.8), (0.6, 1, 0.8), (0.6, 1, 0.8), (0.8, 1, 0.0), (1.2, 1, 0.0)],
     "two bad": [(0.7, 1, 0.0)] * 3 + [(1.0, 0, 0.0), (1.0, -1, 0.0)],
+    # Four proxies led by one error unrelated to the truth (three on one embedding model plus a
+    # size-driven one) beside two clean ones: the four agree with each other far more than with it.
+    "four share an error": [(0.4, 0.3, 1.0)] * 4 + [(0.8, 1, 0.0)] * 2,
+    # Three proxies share a size-like error as large as their signal, beside three clean ones.
+    "three share a size error": [(0.5, 1, 1.0)] * 3 + [(0.8, 1, 0.0)] * 3,
+    # One proxy much better than four noisy ones (on real tasks one proxy often leads by a margin).
+    "one strong": [(0.3, 1, 0.0)] + [(1.5, 1, 0.0)] * 4,
 }
 
 
@@ -62,9 +73,36 @@ def _median_rank(scores: pl.DataFrame, ids: list[str], seed: int) -> np.ndarray:
     return -np.median(ranks, axis=0)
 
 
+def _blend(scores: pl.DataFrame) -> dict[str, float]:
+    """Half equal weights, half the robust agreement weights."""
+    robust, equal = ensemble_weights(scores, "robust"), ensemble_weights(scores, "mean")
+    return {p: (robust[p] + equal[p]) / 2 for p in equal}
+
+
+def _factor_score(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
+    """Factor-score weights (R + shrink·I)⁻¹·a among the proxies with a positive robust weight a: Ψ⁻¹λ
+    under a one-factor model (R = λλᵀ + Ψ), a proxy weighed by its signal over its own error."""
+    robust = ensemble_weights(scores, "robust")
+    keep = sorted(p for p, w in robust.items() if w > 0)
+    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+                if (ranks := _complete_ranks(group, keep)) is not None]
+    if len(keep) < 2 or not per_seed:
+        return robust
+    r = np.nan_to_num(np.mean(per_seed, axis=0))
+    w = np.clip(np.linalg.solve(r + shrink * np.eye(len(keep)), np.array([robust[p] for p in keep])), 0, None)
+    if w.sum() <= 0:
+        return robust
+    return {**dict.fromkeys(robust, 0.0), **{p: float(v) for p, v in zip(keep, w / w.sum(), strict=True)}}
+
+
 RULES = {
     "mean": lambda scores: add_ensemble(scores, method="mean"),
-    "robust (default)": lambda scores: add_ensemble(scores, method="robust"),
+    "robust": lambda scores: add_ensemble(scores, method="robust"),
+    "half robust": lambda scores: add_ensemble(scores, weights=_blend(scores)),
+    "capped .2": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.2))(scores)),
+    "decorrelated": lambda scores: add_ensemble(scores, method="decorrelated"),
+    "factor score": lambda scores: add_ensemble(scores, weights=_factor_score(scores)),
+    "capped .4": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.4))(scores)),
     "squared agreement": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: a * a)(scores)),
     "a/(1-a^2)": lambda scores: add_ensemble(
         scores, weights=_sharpened(lambda a: min(a, 0.99) / (1 - min(a, 0.99) ** 2))(scores)),
@@ -93,26 +131,40 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rules", nargs="+", default=None, help="only these rules (mean and the median rank always run)")
+    parser.add_argument("--scenarios", nargs="+", default=None, help="only these scenarios")
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
-    print("| candidates | scenario | " + " | ".join(RULES) + " | median rank | best proxy | mean of the good |")
-    print("|---" * (len(RULES) + 5) + "|")
+    chosen = {k: v for k, v in RULES.items() if args.rules is None or k in args.rules or k == "mean"}
+    rules = [*chosen, "median rank"]
+    print("Spearman with the truth; in brackets each rule's regret: the better of (mean, best single proxy) "
+          "minus the rule")
+    print("| candidates | scenario | " + " | ".join(rules) + " | best proxy |")
+    print("|---" * (len(rules) + 3) + "|")
+    regrets: dict[str, list[float]] = {rule: [] for rule in rules}
     for candidates in args.candidates:
         for name, proxies in SCENARIOS.items():
-            got: dict[str, list[float]] = {k: [] for k in [*RULES, "median", "best", "good"]}
-            good = [k for k, (_, sign, _) in enumerate(proxies) if sign == 1]
+            if args.scenarios is not None and name not in args.scenarios:
+                continue
+            got: dict[str, list[float]] = {k: [] for k in [*rules, "best"]}
             for _ in range(args.groups):
                 scores, truth = group_scores(rng, proxies, candidates)
-                for rule, combine in RULES.items():
+                for rule, combine in chosen.items():
                     got[rule].append(ensemble_spearman(combine(scores), truth))
                 ids = sorted(set(scores["dataset_id"]))
-                got["median"].append(np.mean([spearman(_median_rank(scores, ids, s), truth) for s in range(SEEDS)]))
+                got["median rank"].append(np.mean([spearman(_median_rank(scores, ids, s), truth)
+                                                   for s in range(SEEDS)]))
                 each = [np.mean([spearman(scores.filter((pl.col("proxy") == f"p{k}") & (pl.col("seed") == s))
                                           .sort("dataset_id")["score"].to_numpy(), truth) for s in range(SEEDS)])
                         for k in range(len(proxies))]
                 got["best"].append(max(each))
-                got["good"].append(float(np.mean([each[k] for k in good])))
-            print(f"| {candidates} | {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in got.values()) + " |")
+            means = {k: float(np.mean(v)) for k, v in got.items()}
+            reference = max(means["mean"], means["best"])
+            for rule in rules:
+                regrets[rule].append(reference - means[rule])
+            print(f"| {candidates} | {name} | " + " | ".join(
+                f"{means[r]:.3f} ({reference - means[r]:+.3f})" for r in rules) + f" | {means['best']:.3f} |")
+    print("| | **worst-case regret** | " + " | ".join(f"**{max(regrets[r]):.3f}**" for r in rules) + " | |")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class RankingConfig(_Strict):
     resamples: int = Field(200, ge=20)
     level: float = Field(0.9, gt=0, lt=1)
     top: int = Field(5, gt=0)
-    ensemble: Literal["robust", "mean"] = "robust"
+    ensemble: Literal["robust", "mean", "decorrelated"] = "robust"
 
 
 class LensCandidates(_Strict):

@@ -123,7 +123,34 @@ def _robust_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str, float
     return {p: float(w) for p, w in zip(proxies, agreement / agreement.sum(), strict=True)}
 
 
-ENSEMBLES = {"robust": _robust_weights, "mean": lambda _scores, proxies: _equal_weights(proxies)}
+DECORRELATION_SHRINK = 0.5  # correlations of 8-32 ranks are noisy: solve with R shrunk halfway to the identity
+
+
+def _decorrelated_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str, float]:
+    """Among the proxies with a positive robust weight (the others, which order the candidates against
+    or unrelated to the consensus, get 0), minimum-variance weights: (R + s·I)⁻¹·1 clipped at 0 and
+    normalised, R their rank correlations over the candidates that have every proxy (per seed, then
+    averaged), s = DECORRELATION_SHRINK. Proxies that move together (several on one embedding model,
+    sharing its blind spots) then count about as one between them, so a shared error cannot outvote
+    the proxies that do not share it. Robust weights where fewer than two proxies are kept or no seed
+    has 3 complete candidates."""
+    robust = _robust_weights(scores, proxies)
+    keep = [p for p in proxies if robust[p] > 0]
+    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+                if (ranks := _complete_ranks(group, keep)) is not None] if len(keep) > 1 else []
+    if not per_seed:
+        return robust
+    correlation = np.nan_to_num(np.mean(per_seed, axis=0))  # a constant ranking correlates with nothing
+    raw = np.clip(np.linalg.solve(correlation + DECORRELATION_SHRINK * np.eye(len(keep)), np.ones(len(keep))), 0, None)
+    if raw.sum() <= 0:
+        return robust
+    weights = dict.fromkeys(proxies, 0.0)
+    weights.update({p: float(w) for p, w in zip(keep, raw / raw.sum(), strict=True)})
+    return weights
+
+
+ENSEMBLES = {"robust": _robust_weights, "mean": lambda _scores, proxies: _equal_weights(proxies),
+             "decorrelated": _decorrelated_weights}
 
 
 def ensemble_weights(scores: pl.DataFrame, method: str = "robust") -> dict[str, float]:
