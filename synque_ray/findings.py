@@ -11,6 +11,9 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
   candidate is furthest from the ensemble's, its rank, and how far (in ranks);
+- `identical_to`: the other candidates that hold the same texts (a copied file, a BOM or
+  CRLF variant), comma-separated; informational, never a flag (they are scored once and
+  ranked under each name, so they tie);
 - `flags`: the findings that cross their limit in `LIMITS`.
 
 Shares are taken per seed (a seed may score a subsample of the candidate's rows) and
@@ -31,7 +34,7 @@ SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty ro
 SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
                   "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
-                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
+                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64, "identical_to": pl.Utf8}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
@@ -90,14 +93,20 @@ def disagreement(rankings: pl.DataFrame) -> pl.DataFrame:
                     pl.col("rank").cast(pl.Float64).alias("disagreeing_rank"), "proxy_disagreement"))
 
 
-def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
+             identical: dict[str, str] | None = None) -> pl.DataFrame:
     """One row per candidate of `rankings`: FINDING_SCHEMA's columns and `flags` (a list of
-    the names of the findings that cross LIMITS, in LIMITS' order)."""
+    the names of the findings that cross LIMITS, in LIMITS' order). `identical`: candidate ->
+    the others with the same texts (`identical_to`; null for the rest, and when not known)."""
     ids = pl.DataFrame({"dataset_id": sorted(set(rankings.get_column("dataset_id").to_list()))},
                        schema={"dataset_id": pl.Utf8})
     if row_scores is not None and row_scores.height:
         ids = ids.join(row_shares(row_scores), on="dataset_id", how="left")
     table = ids.join(disagreement(rankings), on="dataset_id", how="left")
+    if identical:
+        twins = pl.DataFrame({"dataset_id": list(identical), "identical_to": list(identical.values())},
+                             schema={"dataset_id": pl.Utf8, "identical_to": pl.Utf8})
+        table = table.join(twins, on="dataset_id", how="left")
     table = table.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in FINDING_SCHEMA.items()
                                if c not in table.columns).select(list(FINDING_SCHEMA)).cast(FINDING_SCHEMA)
     span = max(rankings.filter(pl.col("proxy") == "ensemble").height - 1, 1)  # ranks a candidate can move
@@ -113,13 +122,14 @@ def _crosses(name: str, limit: float, span: int) -> pl.Expr:
     return value >= max(2.0, limit * span) if name == "proxy_disagreement" else value > limit
 
 
-def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
+                 identical: dict[str, str] | None = None) -> pl.DataFrame:
     """`rankings` with the findings of each candidate joined onto every one of its rows
     (FINDING_COLUMNS; any earlier findings columns are replaced)."""
     base = rankings.drop([c for c in FINDING_COLUMNS if c in rankings.columns])
     if base.height == 0:
         return base
-    return base.join(findings(base, row_scores), on="dataset_id", how="left")
+    return base.join(findings(base, row_scores, identical), on="dataset_id", how="left")
 
 
 def with_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
@@ -162,6 +172,8 @@ def finding_parts(row: dict) -> list[str]:
         lead = f"the ensemble's {row['rank']}" if row.get("rank") is not None else "the ensemble's rank"
         parts.append(f"{row['disagreeing_proxy']} ranks it {row['disagreeing_rank']:g}, {lead} "
                      f"({row['proxy_disagreement']:g} apart)" + (" (!)" if "proxy_disagreement" in flags else ""))
+    if row.get("identical_to"):
+        parts.append(f"identical to {row['identical_to']} (the same texts: scored once, ranked under each name)")
     return parts
 
 
