@@ -274,3 +274,45 @@ def test_twins_variants_renames_and_a_tiny_candidate_through_the_engine(ray_sess
                      "--out", str(tmp_path / "picked")]) == 0
     assert {p.stem for p in (tmp_path / "picked").glob("*.jsonl")} == renamed
 
+
+
+# ---------------------------------------------------------------- LENS rubrics: reused by content too
+
+
+def rubric_source(monkeypatch):
+    """A RubricSource whose writer is a test double: each written rubric is new (a counter), and
+    what was asked is recorded."""
+    from synque_ray.config import LensConfig, ResourcesConfig
+    from synque_ray.lens.rubric import Rubric
+    from synque_ray.lens.rubric_source import RubricSource
+
+    lens = LensConfig(rubric_writer={"openai_base_url": "http://127.0.0.1:9", "model": "writer"})
+    source = RubricSource(lens, ResourcesConfig())
+    asked: list[tuple[str, int]] = []
+
+    def write(needed, real):
+        asked.extend((candidate.name, seed) for candidate, seed, _ in needed)
+        return [Rubric([f"shared {len(asked)} {i}"], [f"real {i}"], [f"synthetic {i}"]) for i in range(len(needed))]
+
+    monkeypatch.setattr(source, "_write", write)
+    return source, asked
+
+
+def test_a_rubric_is_reused_by_content_under_a_new_name_and_written_once_for_twins(tmp_path, monkeypatch):
+    source, asked = rubric_source(monkeypatch)
+    store = Store(str(tmp_path))
+    real = {1: RowSet("real/seed1", texts("r")), 2: RowSet("real/seed2", texts("s"))}
+    first = source.prepare([RowSet("c5", texts("a")), RowSet("b", texts("bb"))], real, store, fresh=False)
+    assert sorted(asked) == [("b", 1), ("b", 2), ("c5", 1), ("c5", 2)] and first.written == 4
+    asked.clear()
+    again = source.prepare([RowSet("b", texts("bb")), RowSet("renamed", texts("a")), RowSet("twin", texts("a"))],
+                           real, store, fresh=False)
+    assert asked == [] and again.written == 0 and again.reused == 6  # nothing written for a rename or a twin
+    for seed in real:
+        assert again.by_pair[("renamed", seed)].digest == first.by_pair[("c5", seed)].digest
+        assert again.by_pair[("twin", seed)].digest == first.by_pair[("c5", seed)].digest
+        assert (tmp_path / "rubrics" / "renamed" / f"seed{seed}.json").is_file()  # the report reads it there
+    fresh = source.prepare([RowSet("x", texts("q")), RowSet("y", texts("q"))], real, Store(str(tmp_path / "new")),
+                           fresh=False)
+    assert sorted(asked) == [("x", 1), ("x", 2)] and fresh.written == 2  # twins: one rubric, written once
+    assert all(fresh.by_pair[("x", s)].digest == fresh.by_pair[("y", s)].digest for s in real)
