@@ -75,6 +75,8 @@ TERM_LEGEND: dict[str, str] = {
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry before trusting the ensemble.",
+    "identical_to": "The other candidates whose texts are the same (a copied file, or a BOM, CRLF or id-mapping "
+                    "variant of one): scored once and ranked under each name, so they tie. Never a flag.",
     "flagged": f"A candidate with a finding over its limit (near-duplicates > {LIMITS['duplicate_share']:.0%}, "
                f"copies of U_r > {LIMITS['real_copy_share']:.0%}, synthetic-looking rows > "
                f"{LIMITS['synthetic_share']:.0%}, short rows > {LIMITS['short_share']:.0%}, a proxy at least "
