@@ -131,7 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--candidates", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--rules", nargs="+", default=None, help="only these rules (mean and the median rank always run)")
+    parser.add_argument("--rules", nargs="+", default=None,
+                        help="only these rules (mean and the median rank always run)")
     parser.add_argument("--scenarios", nargs="+", default=None, help="only these scenarios")
     args = parser.parse_args()
     rng = np.random.default_rng(2026)

@@ -13,6 +13,9 @@ table, and joined onto every row of `rankings.parquet` as columns:
   candidate is furthest from the ensemble's, its rank, and how far (in ranks). Informational only:
   proxies measure different things (MDM never looks at U_r), so their disagreeing is no defect of
   the candidate and never flags it;
+- `identical_to`: the other candidates that hold the same texts (a copied file, a BOM or
+  CRLF variant), comma-separated; informational, never a flag (they are scored once and
+  ranked under each name, so they tie);
 - `flags`: the findings that cross their limit in `LIMITS`.
 
 A candidate flagged for a finding in `LEAKS` copies rows of U_r: it looks closest to the real
@@ -38,7 +41,7 @@ SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty ro
 SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
                   "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
-                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
+                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64, "identical_to": pl.Utf8}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate: its share is above the limit. A balanced p_synthetic puts about
@@ -100,14 +103,20 @@ def disagreement(rankings: pl.DataFrame) -> pl.DataFrame:
                     pl.col("rank").cast(pl.Float64).alias("disagreeing_rank"), "proxy_disagreement"))
 
 
-def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
+             identical: dict[str, str] | None = None) -> pl.DataFrame:
     """One row per candidate of `rankings`: FINDING_SCHEMA's columns and `flags` (a list of
-    the names of the findings that cross LIMITS, in LIMITS' order)."""
+    the names of the findings that cross LIMITS, in LIMITS' order). `identical`: candidate ->
+    the others with the same texts (`identical_to`; null for the rest, and when not known)."""
     ids = pl.DataFrame({"dataset_id": sorted(set(rankings.get_column("dataset_id").to_list()))},
                        schema={"dataset_id": pl.Utf8})
     if row_scores is not None and row_scores.height:
         ids = ids.join(row_shares(row_scores), on="dataset_id", how="left")
     table = ids.join(disagreement(rankings), on="dataset_id", how="left")
+    if identical:
+        twins = pl.DataFrame({"dataset_id": list(identical), "identical_to": list(identical.values())},
+                             schema={"dataset_id": pl.Utf8, "identical_to": pl.Utf8})
+        table = table.join(twins, on="dataset_id", how="left")
     table = table.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in FINDING_SCHEMA.items()
                                if c not in table.columns).select(list(FINDING_SCHEMA)).cast(FINDING_SCHEMA)
     crossed = [pl.when(pl.col(name).fill_null(0) > limit).then(pl.lit(name)).otherwise(None)
@@ -127,13 +136,14 @@ def passed_over(row_scores: pl.DataFrame | None) -> dict[str, list[str]]:
             if (names := [n for n in leaks if (row[n] or 0) > LIMITS[n]])}
 
 
-def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:
+def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
+                 identical: dict[str, str] | None = None) -> pl.DataFrame:
     """`rankings` with the findings of each candidate joined onto every one of its rows
     (FINDING_COLUMNS; any earlier findings columns are replaced)."""
     base = rankings.drop([c for c in FINDING_COLUMNS if c in rankings.columns])
     if base.height == 0:
         return base
-    return base.join(findings(base, row_scores), on="dataset_id", how="left")
+    return base.join(findings(base, row_scores, identical), on="dataset_id", how="left")
 
 
 def with_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None) -> pl.DataFrame:

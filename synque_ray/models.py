@@ -13,8 +13,10 @@ it into place, so a crash never leaves a half-written model that a later run wou
 
 Model ids key cached embeddings and committed results, so they name what a model
 *is*: a bundled model by its package's version, a local folder by the content of its
-files (SPEC §10b), so that weights replaced in place are noticed. Each file's hash is
-cached by (path, size, mtime) in a small JSON file, so a re-run hashes nothing.
+files, so that weights replaced in place are noticed. Each file's hash is cached by
+(path, size, mtime, ctime, inode) in a small JSON file, so a re-run hashes nothing; the
+ctime cannot be set back by a user (a write or `touch -d` moves it to now), so a file
+rewritten in place with its size kept and its mtime set back is hashed again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ BUNDLED_EMBEDDING = "bundled-minilm"
 BUNDLED_LLM = "bundled-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _COMPLETE = ".synque-complete"
-HASH_CACHE = "file-hashes.json"  # in model_cache_dir(): {path: [size, mtime_ns, sha256]}
+HASH_CACHE = "file-hashes.json"  # in model_cache_dir(): {path: [size, mtime_ns, ctime_ns, inode, sha256]}
 CHUNK = 1 << 22
 
 
@@ -65,9 +67,10 @@ def _file_sha256(path: Path) -> str:
 def content_digest(path: Path, cache_file: Path | None = None) -> str:
     """16 hex digits of the hash of a model's files (relative names and contents).
 
-    A file whose (size, mtime) is unchanged since it was last hashed is not read again: the
-    cache file makes a re-run cost a `stat` per file. The cache is rewritten atomically
-    only when something was hashed."""
+    A file whose (size, mtime, ctime, inode) is unchanged since it was last hashed is not read
+    again: the cache file makes a re-run cost a `stat` per file. The ctime is what a user cannot
+    set back, and the inode changes when a file is replaced by another. The cache is rewritten
+    atomically only when something was hashed."""
     cache_file = cache_file or model_cache_dir() / HASH_CACHE
     try:
         known = json.loads(cache_file.read_text(encoding="utf-8"))
@@ -78,11 +81,12 @@ def content_digest(path: Path, cache_file: Path | None = None) -> str:
     for file in model_files(path):
         stat, name = file.stat(), str(file.resolve())
         entry = known.get(name)
-        if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
-            entry, changed = [stat.st_size, stat.st_mtime_ns, _file_sha256(file)], True
+        seen = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+        if not (isinstance(entry, list) and len(entry) == len(seen) + 1 and entry[:-1] == seen):
+            entry, changed = [*seen, _file_sha256(file)], True  # an entry of the older 3-field form too
             known[name] = entry
         relative = file.name if file == path else file.relative_to(path).as_posix()
-        digest.update(f"{relative}\0{entry[0]}\0{entry[2]}\n".encode())
+        digest.update(f"{relative}\0{entry[0]}\0{entry[-1]}\n".encode())
     if changed:
         _save_json(cache_file, {k: v for k, v in known.items() if os.path.exists(k)})
     return digest.hexdigest()[:16]

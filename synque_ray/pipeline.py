@@ -75,28 +75,85 @@ def minimum_rows(config: JobConfig, real: bool = False) -> tuple[int, str]:
     return max(needs)
 
 
-def check_size(rowset: RowSet, source: str, config: JobConfig, real: bool = False) -> None:
+def size_problem(rowset: RowSet, source: str, config: JobConfig, real: bool = False) -> str | None:
+    """Why `rowset` has too few rows for the config's proxies (one line naming `source`), or None."""
     least, reason = minimum_rows(config, real)
-    if real is False and config.candidates.sample_size is not None:
-        least = max(least, 1)
     if rowset.size < least:
-        raise UserError(f"{source}: {rowset.size} rows, fewer than the {least} that {reason} needs")
+        return f"{source}: {rowset.size} rows, fewer than the {least} that {reason} needs"
+    return None
+
+
+def check_size(rowset: RowSet, source: str, config: JobConfig, real: bool = False) -> None:
+    """A UserError when `rowset` is too small for the config's proxies (a U_r sample: for the run)."""
+    problem = size_problem(rowset, source, config, real)
+    if problem is not None:
+        raise UserError(problem)
+
+
+def check_sample_size(config: JobConfig) -> None:
+    """`candidates.sample_size` below what a proxy needs makes every candidate too small: a UserError."""
+    least, reason = minimum_rows(config)
     sample = config.candidates.sample_size
-    if not real and sample is not None and sample < least:
+    if sample is not None and sample < least:
         raise UserError(f"candidates.sample_size: {sample} rows, fewer than the {least} that {reason} needs")
 
 
-def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None) -> list[RowSet]:
-    """The candidates, each hashed once; entries of the folder that are not candidates go to `skipped`."""
+def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None,
+                    too_small: dict[str, str] | None = None) -> list[RowSet]:
+    """The candidates, each hashed once; entries of the folder that are not candidates go to `skipped`.
+
+    A candidate with fewer rows than a proxy needs is a UserError, unless `too_small` is given:
+    then it is left out and recorded there (id -> the one-line reason), so that it fails alone
+    and the others are scored."""
+    check_sample_size(config)
     found, passed_over = scan_candidates(config.candidates.path)
     if skipped is not None:
         skipped.update(passed_over)
     rowsets = []
     for dataset_id, path in found:
         rowset = RowSet(dataset_id, path=path, spec=config.candidates.text)
-        check_size(rowset, str(path), config)
-        rowsets.append(rowset)
+        problem = size_problem(rowset, str(path), config)
+        if problem is None:
+            rowsets.append(rowset)
+        elif too_small is None:
+            raise UserError(problem)
+        else:
+            too_small[dataset_id] = problem
     return rowsets
+
+
+def scorable_candidates(config: JobConfig, skipped: dict[str, str], too_small: dict[str, str]) -> list[RowSet]:
+    """`read_candidates` for a run: too-small candidates go to `too_small` and fail alone; when
+    every candidate is too small nothing can be ranked, and that is one UserError (the first's reason)."""
+    candidates = read_candidates(config, skipped, too_small)
+    if not candidates:
+        first = next(iter(too_small.values()))
+        others = len(too_small) - 1
+        raise UserError(first + (f" (and {others} other candidate(s) are too small too: nothing to rank)"
+                                 if others else ""))
+    return candidates
+
+
+def same_texts(candidates: list[RowSet]) -> list[list[str]]:
+    """The groups (in candidate order) of two or more candidates with the same texts, by content
+    hash: a copied file, or a BOM, CRLF or id-mapping variant of one. Each is scored once and
+    ranked under each name."""
+    groups: dict[str, list[str]] = {}
+    for candidate in candidates:
+        groups.setdefault(candidate.content_hash, []).append(candidate.name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def identical_candidates(candidates: list[RowSet]) -> dict[str, str]:
+    """{candidate: the other candidates with the same texts, comma-separated}, for each that has one."""
+    return {name: ", ".join(other for other in names if other != name)
+            for names in same_texts(candidates) for name in names}
+
+
+def twin_notes(candidates: list[RowSet]) -> list[str]:
+    """One line per group of candidates with the same texts, for the terminal's notes."""
+    return [f"{', '.join(names)} hold the same texts: scored once, ranked under each name"
+            for names in same_texts(candidates)]
 
 
 # ---------------------------------------------------------------- versions (run.json)
@@ -129,7 +186,8 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
     for seed, rowset in real.items():
         check_size(rowset, f"real sample for seed {seed}", config, real=True)
     skipped_files: dict[str, str] = {}
-    candidates = read_candidates(config, skipped_files)
+    too_small: dict[str, str] = {}  # id -> why: these fail alone, the others are scored
+    candidates = scorable_candidates(config, skipped_files, too_small)
     stages = build_stages(Job(config, real, candidates, fresh, progress))  # checked before any work
     timings = {"read": time.perf_counter() - started}
 
@@ -143,7 +201,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
             timings.update({stage.name: outcomes[-1].seconds, **stage.timings})
 
         reduce_started = time.perf_counter()
-        tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking)
+        tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking, too_small)
         summary["missing_proxies"] = check_proxies(config, tables["scores.parquet"], summary["failures"],
                                                    summary["failed"])
         summary["skipped_files"] = skipped_files
@@ -155,7 +213,8 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
                             tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
                             summary["failures"], summary["incomplete"], summary["lens_skipped"], skipped_files,
-                            summary["missing_proxies"], [lock.note] if lock.note else [], run_info["started_at"])
+                            summary["missing_proxies"], [*([lock.note] if lock.note else []), *twin_notes(candidates)],
+                            run_info["started_at"])
         if finish is not None:
             finish(result)
         publish(store, result.stamp)
@@ -197,19 +256,24 @@ def drop_unpublished(store: Store) -> None:
             store.delete(f"runs/{name}")
 
 
-def candidate_counts(outcomes: list[StageOutcome], candidates: list[RowSet]) -> dict[str, int]:
-    """A candidate failed if any stage failed it, was scored if any stage computed it, else reused."""
-    failed = {name for o in outcomes for name in o.failed}
+def candidate_counts(outcomes: list[StageOutcome], candidates: list[RowSet],
+                     unscored: dict[str, str] | None = None) -> dict[str, int]:
+    """A candidate failed if any stage failed it (or it was `unscored`: too small to score), was
+    scored if any stage computed it, else reused (its result, or its twin's, was committed)."""
+    failed = {name for o in outcomes for name in o.failed} | set(unscored or {})
     computed = {name for o in outcomes for name in o.computed} - failed
-    return {"candidates_total": len(candidates), "candidates_scored": len(computed),
-            "candidates_reused": len(candidates) - len(computed) - len(failed), "candidates_failed": len(failed)}
+    total = len(candidates) + len(unscored or {})
+    return {"candidates_total": total, "candidates_scored": len(computed),
+            "candidates_reused": total - len(computed) - len(failed), "candidates_failed": len(failed)}
 
 
 def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seeds: list[int],
-                    ranking: RankingConfig) -> tuple[dict[str, pl.DataFrame], dict]:
+                    ranking: RankingConfig, unscored: dict[str, str] | None = None
+                    ) -> tuple[dict[str, pl.DataFrame], dict]:
     """The output tables and the run's summary (counts, failures, the ensemble's weights, recorded
-    in run.json as `ensemble: {method, weights}`) from every stage's outcome."""
-    failed = {name: reason for o in outcomes for name, reason in o.failed.items()}
+    in run.json as `ensemble: {method, weights}`) from every stage's outcome. `unscored`: the
+    candidates no stage was given (too small), id -> why; they are failed, with that reason."""
+    failed = {**(unscored or {}), **{name: reason for o in outcomes for name, reason in o.failed.items()}}
     frames = [o.scores for o in outcomes if o.scores.height]
     if not frames:
         name, reason = next(iter(failed.items()), ("none", "none"))
@@ -224,11 +288,12 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     tables = {
         "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
         "rankings.parquet": add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
-                                              passed_over=passed_over(row_scores)), row_scores),
+                                              passed_over=passed_over(row_scores)),
+                                         row_scores, identical_candidates(candidates)),
         "row_scores.parquet": row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
-    counts: dict[str, Any] = candidate_counts(outcomes, candidates)  # ints, and "stages" below
+    counts: dict[str, Any] = candidate_counts(outcomes, candidates, unscored)  # ints, and "stages" below
     counts.update({key: value for o in outcomes for key, value in o.counts.items()
                    if key not in ("scored", "reused", "failed", "skipped")})
     counts.update(rows_embedded=counts.get("rows_embedded", 0), rows_from_cache=counts.get("rows_from_cache", 0),

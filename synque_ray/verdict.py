@@ -48,7 +48,9 @@ PROXY_LEGEND: dict[str, str] = {
             "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
     "ensemble": "The candidate's weighted mean rank over the proxies, per seed; lower mean rank is better. By "
                 "default (ranking.ensemble: robust) each proxy weighs how well it agrees with the others, so one "
-                "that orders the candidates against them counts little; `mean` weighs all the same. The "
+                "that orders the candidates against them counts little; `mean` weighs all the same; "
+                "`decorrelated` keeps the proxies that agree and lets a block of them that move together (a "
+                "shared error) count about as one. The "
                 "weights are in run.json (ensemble). Its score_mean is the negated mean rank (−1 would be first "
                 "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it.",
 }
@@ -77,6 +79,8 @@ TERM_LEGEND: dict[str, str] = {
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
                           "a disagreement alone never flags a candidate.",
+    "identical_to": "The other candidates whose texts are the same (a copied file, or a BOM, CRLF or id-mapping "
+                    "variant of one): scored once and ranked under each name, so they tie. Never a flag.",
     "flagged": "A candidate with a finding over its limit (" + ", ".join(
         f"{SHARE_NAMES.get(name, name)} > {percent(limit)}" for name, limit in LIMITS.items()) + ").",
     "passed over": "A candidate whose rows copy the real sample (" + ", ".join(

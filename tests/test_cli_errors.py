@@ -102,6 +102,7 @@ def test_fewer_rows_than_mdm_k(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["proxies"] = ["mdm"]
     config["mdm"] = {"k": 5}
+    (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
     assert_fails_in_process(
         workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs"
@@ -112,6 +113,7 @@ def test_fewer_rows_than_pad_holdout_needs(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["proxies"] = ["pad"]
     config["pad"] = {"folds": 0, "holdout": 0.2, "balanced": False}  # the paper's PAD
+    (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
     assert_fails_in_process(
         workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs"
@@ -122,6 +124,7 @@ def test_fewer_rows_than_pad_folds_need(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["proxies"] = ["pad"]
     config["pad"] = {"folds": 6}
+    (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
     assert_fails_in_process(
         workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs"

@@ -12,7 +12,8 @@ from synque_ray.reduce import DECORRELATION_SHRINK, add_ensemble, ensemble_weigh
 def scores_of(values: dict[str, np.ndarray]) -> pl.DataFrame:
     """A scores table from {proxy: array (seeds, candidates)}."""
     rows = [{"dataset_id": f"c{c}", "proxy": proxy, "seed": s, "raw": float(v), "score": float(v)}
-            for proxy, array in values.items() for s, seed_values in enumerate(array) for c, v in enumerate(seed_values)]
+            for proxy, array in values.items() for s, seed_values in enumerate(array)
+            for c, v in enumerate(seed_values)]
     return pl.DataFrame(rows)
 
 

@@ -4,7 +4,9 @@ A `RubricSource` is resolved once: a user's rubric file, an OpenAI-compatible
 endpoint, or a vLLM engine on Ray Data. `RubricSource.prepare` returns the rubric of
 every (candidate, seed): reused when its saved key matches, else written (all missing
 ones in one go) and saved; a pair whose writer gives no usable list fails its
-candidate, and the others go on.
+candidate, and the others go on. A written rubric is reused by its key, which holds
+the content and not the name: a renamed candidate, or a twin of another, gets the
+rubric saved under the other id (copied under its own), and twins get one, written once.
 """
 
 from __future__ import annotations
@@ -68,15 +70,26 @@ class RubricSource:
                        "prompts": prompts.PROMPT_VERSION, "retries": lens.rubric_retries})
 
     def prepare(self, candidates: list[RowSet], real: dict[int, RowSet], store: Store, fresh: bool) -> Rubrics:
+        """The rubric of every (candidate, seed), saved under the candidate's current id.
+
+        A written rubric is a function of its key (the texts, U_r, the writer and its settings),
+        not of the candidate's name: one saved under another id with the same key (a renamed
+        file, a twin) is reused, and candidates with one key get one rubric, written once."""
         file_rubrics = self.from_file(candidates)
         written_by = self.model_id
         if file_rubrics is not None:  # keyed by the file's content, so an edited file is taken up
             written_by = "file:" + digest({k: v.to_json() for k, v in file_rubrics.items()})
         rubrics, needed = Rubrics(), []
+        saved_by_key: dict[str, Rubric] | None = None  # every saved rubric, read at the first miss
         for candidate in candidates:
             for seed, rowset in real.items():
                 key = self.key(candidate, rowset, written_by)
                 saved = None if fresh else _load(store, candidate.name, seed, key)
+                if saved is None and not fresh and file_rubrics is None:  # a user's file is per id: never borrowed
+                    saved_by_key = _saved_by_key(store) if saved_by_key is None else saved_by_key
+                    saved = saved_by_key.get(key)
+                    if saved is not None:
+                        _save(store, candidate.name, seed, key, saved)
                 if saved is not None:
                     rubrics.by_pair[(candidate.name, seed)] = saved
                     rubrics.reused += 1
@@ -85,8 +98,13 @@ class RubricSource:
                     _save(store, candidate.name, seed, key, file_rubrics[candidate.name])
                 else:
                     needed.append((candidate, seed, key))
-        rubrics.written = len(needed)
-        for (candidate, seed, key), result in zip(needed, self._write(needed, real), strict=True):
+        unique: dict[str, tuple[RowSet, int, str]] = {}  # one write per key: twins share it
+        for item in needed:
+            unique.setdefault(item[2], item)
+        rubrics.written = len(unique)
+        results = dict(zip(unique, self._write(list(unique.values()), real), strict=True))
+        for candidate, seed, key in needed:
+            result = results[key]
             if isinstance(result, str):
                 rubrics.failed.setdefault(candidate.name, result)
                 continue
@@ -130,6 +148,21 @@ def _load(store: Store, dataset_id: str, seed: int, key: str) -> Rubric | None:
         return Rubric.from_json(saved, store.display(_path(dataset_id, seed)))
     except UserError:
         return None  # a damaged file: written again
+
+
+def _saved_by_key(store: Store) -> dict[str, Rubric]:
+    """{key: rubric} of every readable rubric saved under `rubrics/`, whatever id it is saved under."""
+    found: dict[str, Rubric] = {}
+    for folder, is_folder in store.listing("rubrics") or []:
+        for name, nested in (store.listing(f"rubrics/{folder}") or []) if is_folder else []:
+            saved = None if nested or not name.endswith(".json") else store.read_json(f"rubrics/{folder}/{name}")
+            if not isinstance(saved, dict) or not isinstance(saved.get("key"), str) or saved["key"] in found:
+                continue
+            try:
+                found[saved["key"]] = Rubric.from_json(saved, store.display(f"rubrics/{folder}/{name}"))
+            except UserError:
+                continue  # a damaged file: not reused
+    return found
 
 
 def _save(store: Store, dataset_id: str, seed: int, key: str, rubric: Rubric) -> None:

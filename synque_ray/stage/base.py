@@ -7,7 +7,11 @@ same way for every stage:
 
 - keys: `digest` of the stage's name, the candidate's content hash and its payload;
 - reuse: a committed `results/<key>.parquet` (with its `results/<key>.rows.parquet`)
-  of the right shape is loaded instead of recomputed;
+  of the right shape is loaded instead of recomputed, and relabelled with the
+  candidate's current id: results are reused by content, so a renamed file keeps its
+  results and every table names it as it is called now;
+- twins: candidates with the same key (the same texts, e.g. a copied file or a BOM or
+  CRLF variant of one) are computed once, and each gets that result under its own id;
 - commit: row signals first, results last, each write atomic, so a results file is
   the mark of a complete candidate and a crash leaves it redone, never half-trusted;
 - failure: a candidate that fails is recorded with a one-line reason and the others
@@ -130,8 +134,20 @@ def result_paths(key: str) -> tuple[str, str]:
     return f"results/{key}.rows.parquet", f"results/{key}.parquet"
 
 
+def relabelled(committed: Committed, dataset_id: str) -> Committed:
+    """`committed` with its `dataset_id` column (in results and row signals, where the schema has
+    one) set to `dataset_id`. A result is keyed by content, not by name: the id it holds is the
+    one it was computed under, which may be another file's (a twin) or a file's old name."""
+    def named(frame: pl.DataFrame) -> pl.DataFrame:
+        if "dataset_id" not in frame.columns:
+            return frame
+        return frame.with_columns(pl.lit(dataset_id, frame.schema["dataset_id"]).alias("dataset_id"))
+    return Committed(named(committed.results), named(committed.rows))
+
+
 def load_committed(store: Store, key: str, stage: Stage, expected_rows: int) -> Committed | None:
-    """A committed result, or None when absent, unreadable or of another shape (then it is redone)."""
+    """A committed result as it was written (relabel it with `relabelled`), or None when absent,
+    unreadable or of another shape (then it is redone)."""
     rows_path, results_path = result_paths(key)
     results = store.read_table(results_path)
     if results is None or results.num_rows != expected_rows or results.column_names != list(stage.result_schema):
@@ -162,22 +178,44 @@ def run_stage(stage: Stage, candidates: list[RowSet], store: Store, fresh: bool 
     chosen = [c for c in chosen if c.name not in failed]
     outcome = StageOutcome(stage.name, {c.name: stage_key(stage, c) for c in chosen}, failed=dict(failed),
                            skipped=skipped)
+    first, twins = twin_groups(chosen, outcome.keys)
     todo = []
-    for candidate in chosen:
+    for candidate in first:
         reused = None if fresh else load_committed(store, outcome.keys[candidate.name], stage,
                                                    stage.expected_results(candidate))
         if reused is None:
             todo.append(candidate)
         else:
-            outcome.committed[candidate.name] = reused
+            outcome.committed[candidate.name] = relabelled(reused, candidate.name)
     _compute(stage, todo, store, outcome)
+    for name, twin in twins.items():  # computed once, under the first of them: each has it under its own id
+        if twin in outcome.committed:
+            outcome.committed[name] = relabelled(outcome.committed[twin], name)
+        elif twin in outcome.failed:
+            outcome.failed[name] = f"{outcome.failed[twin]} (scored once with {twin}, which holds the same texts)"
     order = {c.name: i for i, c in enumerate(candidates)}
     outcome.committed = dict(sorted(outcome.committed.items(), key=lambda item: order[item[0]]))
     stage.finish(outcome)
-    outcome.counts = {"scored": len(outcome.computed), "reused": len(chosen) - len(todo),
+    outcome.counts = {"scored": len(outcome.computed), "reused": len(outcome.committed) - len(outcome.computed),
                       "failed": len(outcome.failed), "skipped": len(skipped), **stage.counts}
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def twin_groups(candidates: list[RowSet], keys: dict[str, str]) -> tuple[list[RowSet], dict[str, str]]:
+    """(the first candidate of each key, in order; {every later one: the first of its key}).
+
+    Candidates with one key hold the same texts (a copied file, a BOM or CRLF variant) and
+    would get the same result: it is computed or loaded once, for the first."""
+    first: dict[str, str] = {}
+    twins = {}
+    for candidate in candidates:
+        key = keys[candidate.name]
+        if key in first:
+            twins[candidate.name] = first[key]
+        else:
+            first[key] = candidate.name
+    return [c for c in candidates if c.name not in twins], twins
 
 
 def stage_key(stage: Stage, candidate: RowSet) -> str:
