@@ -79,6 +79,23 @@ def _blend(scores: pl.DataFrame) -> dict[str, float]:
     return {p: (robust[p] + equal[p]) / 2 for p in equal}
 
 
+def _decorrelated_agreement(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
+    """The minimum-variance weights times each proxy's robust agreement (so an unrelated proxy, which
+    the minimum variance alone would favour for being uncorrelated, weighs its agreement: about 0)."""
+    robust = ensemble_weights(scores, "robust")
+    keep = sorted(p for p, w in robust.items() if w > 0)
+    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+                if (ranks := _complete_ranks(group, keep)) is not None]
+    if len(keep) < 2 or not per_seed:
+        return robust
+    r = np.nan_to_num(np.mean(per_seed, axis=0))
+    m = np.clip(np.linalg.solve(r + shrink * np.eye(len(keep)), np.ones(len(keep))), 0, None)
+    w = m * np.array([robust[p] for p in keep])
+    if w.sum() <= 0:
+        return robust
+    return {**dict.fromkeys(robust, 0.0), **{p: float(v) for p, v in zip(keep, w / w.sum(), strict=True)}}
+
+
 def _factor_score(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
     """Factor-score weights (R + shrink·I)⁻¹·a among the proxies with a positive robust weight a: Ψ⁻¹λ
     under a one-factor model (R = λλᵀ + Ψ), a proxy weighed by its signal over its own error."""
@@ -102,6 +119,7 @@ RULES = {
     "capped .2": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.2))(scores)),
     "decorrelated": lambda scores: add_ensemble(scores, method="decorrelated"),
     "factor score": lambda scores: add_ensemble(scores, weights=_factor_score(scores)),
+    "decorrelated x agreement": lambda scores: add_ensemble(scores, weights=_decorrelated_agreement(scores)),
     "capped .4": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.4))(scores)),
     "squared agreement": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: a * a)(scores)),
     "a/(1-a^2)": lambda scores: add_ensemble(

@@ -89,12 +89,13 @@ class EmbeddingConfig(_Strict):
 class RankingConfig(_Strict):
     """Rank intervals (SPEC §6): `resamples` bootstrap draws of rows and seeds; a `level` interval and
     best set; `p_top` counts the draws in the `top` best; the ensemble combines the proxies' ranks
-    by `robust` weights (agreement with the other proxies) or as their plain `mean`."""
+    with `decorrelated` weights (the proxies that agree, a block that moves together counting about
+    as one), `robust` weights (agreement with the other proxies) or as their plain `mean`."""
 
     resamples: int = Field(200, ge=20)
     level: float = Field(0.9, gt=0, lt=1)
     top: int = Field(5, gt=0)
-    ensemble: Literal["robust", "mean", "decorrelated"] = "robust"
+    ensemble: Literal["robust", "mean", "decorrelated"] = "decorrelated"  # reduce.DEFAULT_ENSEMBLE
 
 
 class LensCandidates(_Strict):

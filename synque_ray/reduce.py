@@ -31,6 +31,9 @@ RESULT_SCHEMA = {**SCORE_SCHEMA, "replicates": pl.List(pl.Float64), "error": pl.
 RANKING_COLUMNS = ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
                    "tied_with_best", "p_best", "p_top"]
 DEFAULT_RESAMPLES = 200
+# The ensemble rule with the smallest worst-case regret over benchmarks/sim_ensemble.py's scenarios
+# (README, "The ensemble"); config.RankingConfig's default names the same rule.
+DEFAULT_ENSEMBLE = "decorrelated"
 DEFAULT_TOP = 5
 
 
@@ -153,7 +156,7 @@ ENSEMBLES = {"robust": _robust_weights, "mean": lambda _scores, proxies: _equal_
              "decorrelated": _decorrelated_weights}
 
 
-def ensemble_weights(scores: pl.DataFrame, method: str = "robust") -> dict[str, float]:
+def ensemble_weights(scores: pl.DataFrame, method: str = DEFAULT_ENSEMBLE) -> dict[str, float]:
     """The weight of each proxy in the ensemble's mean rank, summing to 1, from `scores`
     (dataset_id, proxy, seed, score; no labels: the default stays unsupervised).
 
@@ -195,7 +198,7 @@ def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
              "replicates": list(-replicate_rank[i]) if resamples else None} for i, dataset_id in enumerate(ids)]
 
 
-def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None, method: str = "robust",
+def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None, method: str = DEFAULT_ENSEMBLE,
                  weights: dict[str, float] | None = None) -> pl.DataFrame:
     """Append `proxy = "ensemble"` rows: per seed, each complete candidate's weighted mean rank over
     the proxies (raw = mean rank, score = −mean rank, so higher is better like every score), with
@@ -234,7 +237,7 @@ def incomplete(scores: pl.DataFrame, seeds: list[int], exempt: dict[str, set[str
     return missing
 
 
-def top_by(scores: pl.DataFrame, by: str, top: int, method: str = "robust") -> list[str]:
+def top_by(scores: pl.DataFrame, by: str, top: int, method: str = DEFAULT_ENSEMBLE) -> list[str]:
     """The `top` best candidates (by rank, then id) of `by`: "ensemble" (the only proxy when
     there is one; combined by `method`) or a proxy name, over the usable rows of `scores`."""
     usable, _ = split_failures(scores)

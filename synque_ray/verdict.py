@@ -47,10 +47,10 @@ PROXY_LEGEND: dict[str, str] = {
             "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
             "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
     "ensemble": "The candidate's weighted mean rank over the proxies, per seed; lower mean rank is better. By "
-                "default (ranking.ensemble: robust) each proxy weighs how well it agrees with the others, so one "
-                "that orders the candidates against them counts little; `mean` weighs all the same; "
-                "`decorrelated` keeps the proxies that agree and lets a block of them that move together (a "
-                "shared error) count about as one. The "
+                "default (ranking.ensemble: decorrelated) the proxies that order the candidates against or "
+                "unrelated to the others get no weight, and a block of proxies that move together (several on "
+                "one embedding model share its blind spots) counts about as one; `robust` weighs each proxy by "
+                "how well it agrees with the others; `mean` weighs all the same. The "
                 "weights are in run.json (ensemble). Its score_mean is the negated mean rank (−1 would be first "
                 "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it.",
 }

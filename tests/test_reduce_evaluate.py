@@ -183,7 +183,7 @@ def test_robust_ensemble_is_not_dragged_down_by_a_misleading_proxy(bad):
         good.append(np.mean([_spearman_with(scores, f"good{p}", truth) for p in range(4)]))
         robust.append(_spearman_with(add_ensemble(scores, method="robust"), "ensemble", truth))
         plain.append(_spearman_with(add_ensemble(scores, method="mean"), "ensemble", truth))
-        weights = ensemble_weights(scores)
+        weights = ensemble_weights(scores, "robust")
         assert sum(weights.values()) == pytest.approx(1.0)
         misled.append([weights[name] for name in bad])
     assert np.mean(misled) < 0.05  # each misleading proxy weighs little (the good ones about 1/4 each)
@@ -202,10 +202,10 @@ def test_robust_weights_are_leave_one_out_agreement_by_hand():
             "dataset_id")["score"]).statistic for s in (1, 2)]
         by_hand[proxy] = max(0.0, float(np.mean(rhos)))
     assert by_hand["mdm"] == by_hand["pad"] > 0  # two proxies: each is the other's consensus
-    assert ensemble_weights(SCORES) == pytest.approx({"mdm": 0.5, "pad": 0.5})
+    assert ensemble_weights(SCORES, "robust") == pytest.approx({"mdm": 0.5, "pad": 0.5})
     four = pl.concat([SCORES, make_scores({**{("bad", s): {"a": 0.1, "b": 0.4, "c": 0.9, "d": 0.6} for s in (1, 2)},
                                            **{("mmd", s): {"a": 0.8, "b": 0.7, "c": 0.1, "d": 0.2} for s in (1, 2)}})])
-    weights = ensemble_weights(four)
+    weights = ensemble_weights(four, "robust")
     ranks = {p: [stats.rankdata(-four.filter((pl.col("proxy") == p) & (pl.col("seed") == s)).sort("dataset_id")[
         "score"].to_numpy()) for s in (1, 2)] for p in ("bad", "mdm", "mmd", "pad")}
     raw = {}

@@ -127,7 +127,7 @@ CHEAP = [("a", "mmd", 1, 0, 3.0), ("b", "mmd", 1, 0, 2.0), ("c", "mmd", 1, 0, 1.
 
 
 def test_top_by_ranks_by_the_ensemble_or_one_proxy():
-    assert top_by(scores(CHEAP), "ensemble", 2) == ["a", "b"]  # a and b tie at mean rank 1.5: by id
+    assert top_by(scores(CHEAP), "ensemble", 2, "mean") == ["a", "b"]  # a, b tie at mean rank 1.5: by id
     assert top_by(scores(CHEAP), "pad", 1) == ["b"]
     assert top_by(scores(CHEAP[:3]), "ensemble", 2) == ["a", "b"]  # one proxy: the ensemble is that proxy
 

@@ -17,7 +17,7 @@ from synque_ray.lens.rubric_source import Rubrics, RubricSource
 from synque_ray.lens.stage import LensReport, LensStage
 from synque_ray.models import resolve_llm
 from synque_ray.reading import RowSet
-from synque_ray.reduce import DEFAULT_RESAMPLES
+from synque_ray.reduce import DEFAULT_ENSEMBLE, DEFAULT_RESAMPLES
 from synque_ray.stage.base import run_stage
 from synque_ray.storage import Store
 
@@ -44,7 +44,7 @@ class Lens:
             check_kv_memory(engine["kv_cache_memory_bytes"])
 
     def stage(self, real: dict[int, RowSet], resamples: int = DEFAULT_RESAMPLES,
-              progress: bool = False, ensemble: str = "robust") -> LensStage:
+              progress: bool = False, ensemble: str = DEFAULT_ENSEMBLE) -> LensStage:
         return LensStage(self, real, resamples, progress, ensemble)
 
     def rubrics(self, candidates: list[RowSet], real: dict[int, RowSet], store: Store,

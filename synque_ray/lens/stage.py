@@ -25,7 +25,7 @@ from synque_ray.lens.results import VARIANT_SCHEMA, lens_results, p_hat_table, s
 from synque_ray.lens.rubric_source import Rubrics
 from synque_ray.lens.score import OUTPUT_SCHEMA, score_rows
 from synque_ray.reading import RowSet
-from synque_ray.reduce import RESULT_SCHEMA, top_by
+from synque_ray.reduce import DEFAULT_ENSEMBLE, RESULT_SCHEMA, top_by
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
 
@@ -56,7 +56,7 @@ class LensStage(Stage):
     row_schema = JUDGEMENT_SCHEMA
 
     def __init__(self, lens: Lens, real: dict[int, RowSet], resamples: int, progress: bool = False,
-                 ensemble: str = "robust"):
+                 ensemble: str = DEFAULT_ENSEMBLE):
         super().__init__()
         self.lens, self.real, self.resamples, self.progress = lens, real, resamples, progress
         self.ensemble = ensemble  # ranking.ensemble: the cascade picks by the ranking the user configured
