@@ -11,7 +11,7 @@ import difflib
 import json
 import os
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
 
 import yaml
@@ -311,18 +311,19 @@ def parse_config(data: object, source: str = "config") -> JobConfig:
         raise UserError(_one_line(err, source)) from None
 
 
-def _candidates_folder(location: str) -> Path | None:
-    """The folder whose entries are read as candidates: the folder itself, or the part of a glob
-    before its first wildcard; None for a single file."""
+def _among_candidates(value: str, location: str) -> str | None:
+    """How a local output folder `value` sits among the candidates of `location`: "is" when it is
+    the candidates folder (or, for a glob, a folder its files are matched in), "is inside" when it
+    lies in a candidates folder, None otherwise. Inside a glob's folders is allowed: the glob
+    reaches only the depth it names (`*.json` in the working directory, `results/x` beside it)."""
+    target = PurePath(os.path.realpath(value))
     if any(ch in location for ch in "*?["):
-        static = []
-        for part in Path(location).parts:
-            if any(ch in part for ch in "*?["):
-                break
-            static.append(part)
-        return Path(*static) if static else Path(".")
-    path = Path(location)
-    return path if path.is_dir() else None
+        pattern = os.path.realpath(os.path.dirname(location) or ".")
+        return "is" if target.match(pattern) else None
+    if not Path(location).is_dir():
+        return None  # one file, or none: nothing else is read from its folder
+    folder = PurePath(os.path.realpath(location))
+    return "is" if target == folder else "is inside" if folder in target.parents else None
 
 
 def _check_output_folders(config: JobConfig, source: str) -> None:
@@ -330,7 +331,7 @@ def _check_output_folders(config: JobConfig, source: str) -> None:
     is (or lies under) an existing file is refused now, not after the embedding; one that is (or
     lies in) the candidates folder too, since the next run would read the outputs as candidates.
     A URI must answer now, not after the embedding."""
-    candidates = _candidates_folder(config.candidates.path)
+    location = config.candidates.path
     for key, value in (("output", config.output), ("cache_dir", config.cache_dir)):
         if value is None:
             continue
@@ -343,12 +344,11 @@ def _check_output_folders(config: JobConfig, source: str) -> None:
             if blocker == target:
                 raise UserError(f"{source}: {key}: '{value}' is a file, not a folder")
             raise UserError(f"{source}: {key}: '{value}' cannot be a folder: '{blocker}' is a file")
-        if candidates is not None:
-            inside, folder = Path(os.path.realpath(target)), Path(os.path.realpath(candidates))
-            if inside == folder or folder in inside.parents:
-                raise UserError(f"{source}: {key}: '{value}' is {'' if inside == folder else 'inside '}the "
-                                f"candidates folder '{candidates}'; the next run would read its files as "
-                                "candidates: give a folder outside it")
+        where = _among_candidates(value, location)
+        if where is not None:
+            folder = (os.path.dirname(location) or ".") if any(ch in location for ch in "*?[") else location
+            raise UserError(f"{source}: {key}: '{value}' {where} the candidates folder '{folder}'; the next run "
+                            "would read its files as candidates: give a folder outside it")
 
 
 def _check_input_paths(config: JobConfig, source: str) -> None:

@@ -48,9 +48,13 @@ def _probe_filesystem(fs: pafs.FileSystem) -> pafs.FileSystem:
     attempt (the default retries take about 6 s to give up on a closed port); others as they are."""
     if not isinstance(fs, pafs.S3FileSystem):
         return fs
-    _, (options,) = fs.__reduce__()  # the options the URI resolved to (region, endpoint, keys)
-    return pafs.S3FileSystem(**{**options, "connect_timeout": PROBE_CONNECT_S, "request_timeout": 2 * PROBE_CONNECT_S,
-                                "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)})
+    try:
+        _, (options,) = fs.__reduce__()  # the options the URI resolved to (region, endpoint, keys)
+        return pafs.S3FileSystem(**{**options, "connect_timeout": PROBE_CONNECT_S,
+                                    "request_timeout": 2 * PROBE_CONNECT_S,
+                                    "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)})
+    except (TypeError, ValueError):  # another pyarrow's pickling: ask with its own retries
+        return fs
 
 
 def check_reachable(location: str, key: str) -> None:

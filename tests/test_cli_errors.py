@@ -314,8 +314,8 @@ def test_disk_full_mid_run_names_the_path_and_a_rerun_resumes(workspace, monkeyp
     (None, "cache_dir", " ", "cache_dir: is empty; name the folder (or URI) to write to, e.g. results/my-job"),
     (None, "output", "cands", "output: 'cands' is the candidates folder 'cands'; the next run would read its "
      "files as candidates: give a folder outside it"),
-    (None, "output", "cands/run", "output: 'cands/run' is inside the candidates folder 'cands'; the next run would "
-     "read its files as candidates: give a folder outside it"),
+    (None, "output", "cands/sub/run", "output: 'cands/sub/run' is inside the candidates folder 'cands'; the next "
+     "run would read its files as candidates: give a folder outside it"),
     (None, "cache_dir", "./cands/", "cache_dir: './cands/' is the candidates folder 'cands'; the next run would "
      "read its files as candidates: give a folder outside it"),
     ("candidates", "text", "{text:>99999999999}", "candidates.text: template '{text:>99999999999}': the width "
@@ -333,12 +333,25 @@ def test_config_values_refused_before_any_work(workspace, monkeypatch, capsys, s
     assert_fails_in_process(workspace, monkeypatch, capsys, f"job.yaml: {message}")
 
 
-def test_output_in_a_glob_of_candidates_is_refused(workspace, monkeypatch, capsys):
+@pytest.mark.parametrize("glob, output, folder", [("cands/*.json", "cands", "cands"), ("*.json", ".", "."),
+                                                   ("c*/*.json", "cands", "c*")])
+def test_output_in_a_glob_of_candidates_is_refused(workspace, monkeypatch, capsys, glob, output, folder):
     tmp_path, config = workspace
-    config["candidates"]["path"] = "cands/*.json"
-    config["output"] = "cands"
-    assert_fails_in_process(workspace, monkeypatch, capsys, "job.yaml: output: 'cands' is the candidates folder "
-                            "'cands'; the next run would read its files as candidates: give a folder outside it")
+    config["candidates"]["path"] = glob
+    config["output"] = output
+    assert_fails_in_process(workspace, monkeypatch, capsys, f"job.yaml: output: '{output}' is the candidates folder "
+                            f"'{folder}'; the next run would read its files as candidates: give a folder outside it")
+
+
+def test_output_below_a_glob_of_candidates_is_allowed(tmp_path, monkeypatch):
+    """`*.json` reads the working directory's files only: `out/` beside them is no candidate."""
+    from synque_ray.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.json").write_text(json.dumps([{"text": "a"}]))
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"name": "t", "output": "out/run", "real": {
+        "path": "pool.json", "text": "text"}, "candidates": {"path": "*.json", "text": "text"}}))
+    assert load_config("job.yaml").output == "out/run"
 
 
 BLOCK_CONFIG = """name: t
@@ -501,3 +514,14 @@ def test_notes_about_the_output_go_to_stderr_even_when_quiet(capsys, quiet):
     captured = capsys.readouterr()
     assert captured.err == f"note: {note}\n"
     assert "note:" not in captured.out
+
+
+def test_output_inside_a_nested_candidates_folder(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "data").mkdir()
+    (tmp_path / "cands").rename(tmp_path / "data" / "cands")
+    config["candidates"]["path"] = "data/cands"
+    config["output"] = "data/cands/out"
+    assert_fails_in_process(workspace, monkeypatch, capsys, "job.yaml: output: 'data/cands/out' is inside the "
+                            "candidates folder 'data/cands'; the next run would read its files as candidates: give "
+                            "a folder outside it")
