@@ -302,9 +302,33 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {key + ': ' if key else ''}{message}"
 
 
+def _numeric(annotation: object) -> bool:
+    """Whether a field's type takes numbers and not yes/no (int, float, `int | None`, ...)."""
+    options = {annotation, *typing.get_args(annotation)}
+    return bool(options & {int, float}) and bool not in options
+
+
+def _no_yes_no_numbers(data: dict, model: type[BaseModel], prefix: str = "") -> None:
+    """A ValueError naming the key where `true`/`false` stands for a number: pydantic reads
+    `sample_size: true` as 1 (as `seeds: [true]` was read as seed 1), silently."""
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            continue  # unknown keys are pydantic's to name
+        if isinstance(value, bool) and _numeric(field.annotation):
+            raise UserError(f"{prefix}{key}: {str(value).lower()} is not a number")
+        section = _model_at(model, (key,))
+        if section is not None and isinstance(value, dict):
+            _no_yes_no_numbers(value, section, f"{prefix}{key}.")
+
+
 def parse_config(data: object, source: str = "config") -> JobConfig:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        _no_yes_no_numbers(data, JobConfig)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
     try:
         return JobConfig.model_validate(data)
     except ValidationError as err:

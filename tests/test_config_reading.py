@@ -40,6 +40,9 @@ def test_defaults_follow_the_spec():
          "cfg.yaml: mmd.kernel: Input should be 'polynomial', 'rbf', 'laplacian', 'linear' or 'sigmoid'"),
         ({"proxies": ["mdm", "mdm"]}, "cfg.yaml: proxies lists a proxy twice"),
         ({"name": None}, "cfg.yaml: name: Input should be a valid string"),
+        ({"real": {"path": "p", "text": "t", "sample_size": True}}, "cfg.yaml: real.sample_size: true is not a number"),
+        ({"mdm": {"k": False}}, "cfg.yaml: mdm.k: false is not a number"),
+        ({"lens": {"gpu_memory_utilization": True}}, "cfg.yaml: lens.gpu_memory_utilization: true is not a number"),
         ({"lens": {"task": "poetry"}}, "cfg.yaml: lens.task: unknown task 'poetry' (known: sentiment, text2sql, web, "
                                        "generic)"),
     ],
@@ -86,9 +89,10 @@ def test_yaml_merge_keys_may_be_overridden_but_plain_keys_not_repeated(tmp_path)
 def test_the_edges_of_what_is_accepted():
     """The bounds themselves are accepted: seeds 0 and 2**32 - 1, 10,000 resamples, a width of 1,000."""
     config = parse_config({**BASE, "real": {"path": "p", "text": "{text:>1000}", "seeds": [0, 2**32 - 1]},
-                           "ranking": {"resamples": 10_000},
+                           "ranking": {"resamples": 10_000}, "pad": {"balanced": False}, "allow_partial": True,
                            "candidates": {"path": "c", "text": "{n:,.2f} {t:*^20} {u:.1000}"}})
     assert (config.real.seeds, config.ranking.resamples) == ([0, 2**32 - 1], 10_000)
+    assert (config.pad.balanced, config.allow_partial) == (False, True)  # yes/no keys take yes/no
 
 
 def test_the_cache_goes_under_a_uri_output_before_its_query():
