@@ -128,16 +128,37 @@ class _EntryText(str):
     """A row that is nothing but its text: a string value of a .json object mapping ids to texts."""
 
 
+class _Repeated:
+    """The value of a name given more than once (a CSV header's or a Parquet schema's column, a JSON
+    object's key): a row dict holds one value per name, and the readers would keep the last one
+    silently, so which is meant is refused when the text spec reads that name."""
+
+    def __init__(self, positions: list[int], kind: str):
+        self.positions, self.kind = positions, kind  # 1-based; "column" or "key"
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object (json's `object_pairs_hook`); a key given twice maps to a `_Repeated`."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        keys = [key for key, _ in pairs]
+        for key in {key for key in keys if keys.count(key) > 1}:
+            found[key] = _Repeated([i + 1 for i, other in enumerate(keys) if other == key], "key")
+    return found
+
+
 def _json_rows(path: Path, raw: bytes) -> list:
     """A .json file's rows: its list, or one row per entry of an object mapping ids to texts or
     to objects (an id → text entry becomes an `_EntryText`)."""
-    data = json.loads(utf8_text(path, raw))
+    data = json.loads(utf8_text(path, raw), object_pairs_hook=_json_object)
     if isinstance(data, list):
         return data
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON list of objects or an object mapping ids to texts or objects")
     rows = []
     for key, value in data.items():
+        if isinstance(value, _Repeated):
+            raise UserError(f"{path}: entry '{key}' is given {len(value.positions)} times; give each id once")
         if not isinstance(value, (str, dict)):
             raise UserError(f"{path}: entry '{key}' is neither text nor an object (got {_kind(value)}); a .json "
                             "file holds a list of objects or one object mapping ids to texts or objects")
@@ -152,18 +173,10 @@ def _jsonl_rows(path: Path, raw: bytes) -> list:
     for number, line in enumerate(utf8_text(path, raw).split("\n"), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_json_object))
             except json.JSONDecodeError:
                 raise UserError(f"{path}: line {number} is not valid JSON") from None
     return rows
-
-
-class _Repeated:
-    """The value of a column name that a CSV header or a Parquet schema gives more than once: a row
-    dict can hold one value per name, so which column is meant is refused when the text spec reads it."""
-
-    def __init__(self, positions: list[int]):
-        self.positions = positions
 
 
 def _table_rows(table: pa.Table) -> list[dict]:
@@ -175,7 +188,7 @@ def _table_rows(table: pa.Table) -> list[dict]:
     if not repeated:
         return table.to_pylist()
     table = table.select([i for i, name in enumerate(names) if name not in repeated])
-    return [{**row, **{name: _Repeated(positions) for name, positions in repeated.items()}}
+    return [{**row, **{name: _Repeated(positions, "column") for name, positions in repeated.items()}}
             for row in table.to_pylist()]
 
 
@@ -263,6 +276,13 @@ def template_fields(spec: str) -> list[str]:
     return fields
 
 
+def _repeated_line(path: Path, number: int, field: str, value: _Repeated) -> str:
+    places = ", ".join(map(str, value.positions))
+    if value.kind == "column":  # the header's: every row has it
+        return f"{path}: {len(value.positions)} columns are named '{field}' (columns {places}); rename all but one"
+    return f"{path}: row {number} gives the key '{field}' {len(value.positions)} times (keys {places}); keep one"
+
+
 def _field_list(record: dict, most: int = 12) -> str:
     """The record's field names, for a message: the first `most`, then how many more."""
     names = [repr(str(name)) for name in record]
@@ -322,8 +342,7 @@ def extract_texts(records: list, spec: str, path: Path) -> list[str]:
                 raise UserError(f"{path}: row {number} has no field '{field}' (its fields: {_field_list(record)})")
             where, value = f"row {number} field '{field}'", record[field]
             if isinstance(value, _Repeated):
-                raise UserError(f"{path}: {len(value.positions)} columns are named '{field}' (columns "
-                                f"{', '.join(map(str, value.positions))}); rename all but one")
+                raise UserError(_repeated_line(path, number, field, value))
             if template:
                 values[field] = _template_value(value, path, where)
             elif isinstance(value, str):

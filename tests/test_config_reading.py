@@ -136,6 +136,11 @@ def test_every_format_reads_the_same_texts_and_templates(tmp_path):
         ("e.json", json.dumps([{f"f{i}": "x" for i in range(14)}]), "text", "{p}: row 1 has no field 'text' (its "
          "fields: 'f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f8', 'f9', 'f10', 'f11', and 2 more)"),
         ("e.csv", "text,text\na,b\n", "{text}!", "{p}: 2 columns are named 'text' (columns 1, 2); rename all but one"),
+        ("e.json", '[{"text": "a", "text": "b"}]', "text",
+         "{p}: row 1 gives the key 'text' 2 times (keys 1, 2); keep one"),
+        ("e.jsonl", '{"text": "a"}\n{"text": "a", "id": 2, "text": "b"}\n', "{text}", "{p}: row 2 gives the key "
+         "'text' 2 times (keys 1, 3); keep one"),
+        ("e.json", '{"a": "x", "a": "y"}', "text", "{p}: entry 'a' is given 2 times; give each id once"),
         ("e.jsonl", "{\"text\": \"x\"}\nnot json\n", "text", "{p}: line 2 is not valid JSON"),
         ("e.json", "[1, 2]", "text", "{p}: row 1 is not an object"),
         ("e.json", "[{\"text\": \"x\"", "text", "{p}: not valid JSON (JSONDecodeError)"),
@@ -328,3 +333,10 @@ def test_the_demo_config_loads_before_its_data_is_written(tmp_path, monkeypatch)
     with pytest.raises(UserError) as caught:
         load_config(DEMO_CONFIG)
     assert str(caught.value) == f"{DEMO_CONFIG}: real.path: demo-data/real/pool.jsonl: file not found"
+
+
+def test_a_repeated_name_the_text_does_not_read_is_no_error(tmp_path):
+    """Spreadsheet exports repeat blank column names; a JSON row may repeat a key nobody reads."""
+    (tmp_path / "a.csv").write_text("text,,\nfirst,1,2\n")
+    (tmp_path / "b.json").write_text('[{"text": "first", "x": 1, "x": 2}]')
+    assert read_texts(tmp_path / "a.csv", "text") == read_texts(tmp_path / "b.json", "text") == ["first"]
