@@ -163,13 +163,14 @@ class Run:
                       overwrite=overwrite)
 
 
-def checked_config(config: str | Path | dict) -> JobConfig:
-    """A job config read from a YAML file or a dict shaped like it, checked as `synque score` checks it."""
-    from synque_ray.config import load_config, parse_config
+def checked_config(config: str | Path | dict, check_inputs: bool = True) -> JobConfig:
+    """A job config read from a YAML file or a dict shaped like it, checked as `synque score` checks it
+    (`check_inputs`: its input paths too; the demo writes its inputs after reading its config)."""
+    from synque_ray.config import check_config, load_config
 
     if isinstance(config, dict):
-        return parse_config(config, "config")
-    return load_config(config)
+        return check_config(config, "config", check_inputs)
+    return load_config(config, check_inputs=check_inputs)
 
 
 def run_summary(config: JobConfig, fresh: bool = False, progress: bool = False, finish=None) -> RunSummary:

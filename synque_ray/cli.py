@@ -22,6 +22,8 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     from synque_ray.verdict import leaks, verdict
 
     table = ranking_table_text(summary.rankings, level, passed_over=leaks(summary.rankings))
+    for note in summary.notes:  # the output's state (a stale lock taken over): said whatever --quiet says
+        print(f"note: {note}", file=sys.stderr)
     if quiet:
         print(table)
         return
@@ -44,8 +46,6 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
         print(f"missing proxy (failed for every candidate, allow_partial is on): {proxy}: {error}")
     for path, why in summary.skipped_files.items():
         print(f"skipped (not a candidate): {path}: {why}")
-    for note in summary.notes:
-        print(f"note: {note}")
     if summary.lens_skipped:
         print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
               f"candidate(s): {', '.join(summary.lens_skipped)}")
@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from synque_ray.evaluate import evaluate_scores, report_text
     from synque_ray.storage import Store
 
-    config = checked_config(args.config)
+    config = checked_config(args.config, check_inputs=False)  # the demo writes its inputs next
     data_dir = Path(config.candidates.path).parent
     quality = write_demo_data(data_dir)
     if not args.quiet:
@@ -199,12 +199,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not raise again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:  # `synque explain | head`: the reader has what it wanted
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE, as a shell tool killed by it
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ paths are resolved against the working directory, as a shell user expects and as
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
 
 import yaml
@@ -19,6 +21,7 @@ from synque_ray.errors import UserError
 from synque_ray.lens.prompts import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
+from synque_ray.storage import check_reachable, join_location
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import Params
@@ -44,6 +47,21 @@ def _usable_text_spec(spec: str) -> str:
     return spec
 
 
+SEED_LIMIT = 2**32  # seeds reach scikit-learn's random_state, which takes 0 <= seed < 2**32
+MAX_RESAMPLES = 10_000  # each proxy task holds a (resamples, rows) weight matrix: 10,000 × 2,000 rows = 160 MB
+
+
+def _seed_list(seeds: object) -> object:
+    """Seeds are whole numbers in [0, 2**32): a bool (`true` is 1 to Python), a float or a string is
+    refused here, as is a negative seed or one that numpy, scikit-learn or an int64 column cannot take."""
+    if isinstance(seeds, list):
+        for seed in seeds:
+            if type(seed) is not int or not 0 <= seed < SEED_LIMIT:
+                shown = json.dumps(seed, default=str)
+                raise ValueError(f"{shown} is not a seed: give whole numbers from 0 to {SEED_LIMIT - 1}")
+    return seeds
+
+
 class RealConfig(_Strict):
     """U_r: either a pool sampled once per seed, or one pre-drawn file per seed."""
 
@@ -54,6 +72,7 @@ class RealConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
 
     _text = field_validator("text")(_usable_text_spec)
+    _seeds = field_validator("seeds", mode="before")(_seed_list)
 
     @model_validator(mode="after")
     def _one_source(self) -> RealConfig:
@@ -96,6 +115,14 @@ class RankingConfig(_Strict):
     level: float = Field(0.9, gt=0, lt=1)
     top: int = Field(5, gt=0)
     ensemble: Literal["robust", "mean", "decorrelated"] = "decorrelated"  # reduce.DEFAULT_ENSEMBLE
+
+    @field_validator("resamples")
+    @classmethod
+    def _bounded(cls, resamples: int) -> int:
+        if resamples > MAX_RESAMPLES:
+            raise ValueError(f"{resamples} is over the {MAX_RESAMPLES} allowed (every proxy task holds a "
+                             "resamples × rows matrix of draws)")
+        return resamples
 
 
 class LensCandidates(_Strict):
@@ -188,6 +215,14 @@ class JobConfig(_Strict):
     density: NeighbourParams = NeighbourParams()
     coverage: NeighbourParams = NeighbourParams()
 
+    @field_validator("output", "cache_dir")
+    @classmethod
+    def _named(cls, location: str | None) -> str | None:
+        """An empty location would put the outputs in the working directory and the cache at '/cache'."""
+        if location is not None and not location.strip():
+            raise ValueError("is empty; name the folder (or URI) to write to, e.g. results/my-job")
+        return location
+
     @field_validator("proxies")
     @classmethod
     def _known_once(cls, names: list[str]) -> list[str]:
@@ -224,7 +259,7 @@ class JobConfig(_Strict):
 
     @property
     def cache_location(self) -> str:
-        return self.cache_dir or f"{self.output.rstrip('/')}/cache"
+        return self.cache_dir or join_location(self.output, "cache")
 
     def proxy_params(self, name: str) -> Params:
         """The parameters section of a proxy (`config.mdm`, `config.pad`, `config.perplexity`, ...)."""
@@ -268,41 +303,164 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {key + ': ' if key else ''}{message}"
 
 
+def _numeric(annotation: object) -> bool:
+    """Whether a field's type takes numbers and not yes/no (int, float, `int | None`, ...)."""
+    options = {annotation, *typing.get_args(annotation)}
+    return bool(options & {int, float}) and bool not in options
+
+
+def _no_yes_no_numbers(data: dict, model: type[BaseModel], prefix: str = "") -> None:
+    """A ValueError naming the key where `true`/`false` stands for a number: pydantic reads
+    `sample_size: true` as 1 (as `seeds: [true]` was read as seed 1), silently."""
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None:
+            continue  # unknown keys are pydantic's to name
+        if isinstance(value, bool) and _numeric(field.annotation):
+            raise UserError(f"{prefix}{key}: {str(value).lower()} is not a number")
+        section = _model_at(model, (key,))
+        if section is not None and isinstance(value, dict):
+            _no_yes_no_numbers(value, section, f"{prefix}{key}.")
+
+
 def parse_config(data: object, source: str = "config") -> JobConfig:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        _no_yes_no_numbers(data, JobConfig)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
     try:
         return JobConfig.model_validate(data)
     except ValidationError as err:
         raise UserError(_one_line(err, source)) from None
 
 
+def _among_candidates(value: str, location: str) -> str | None:
+    """How a local output folder `value` sits among the candidates of `location`: "is" when it is
+    the candidates folder (or, for a glob, a folder its files are matched in), "is inside" when it
+    lies in a candidates folder, None otherwise. Inside a glob's folders is allowed: the glob
+    reaches only the depth it names (`*.json` in the working directory, `results/x` beside it)."""
+    target = PurePath(os.path.realpath(value))
+    if any(ch in location for ch in "*?["):
+        pattern = os.path.realpath(os.path.dirname(location) or ".")
+        return "is" if target.match(pattern) else None
+    if not Path(location).is_dir():
+        return None  # one file, or none: nothing else is read from its folder
+    folder = PurePath(os.path.realpath(location))
+    return "is" if target == folder else "is inside" if folder in target.parents else None
+
+
 def _check_output_folders(config: JobConfig, source: str) -> None:
     """`output` and `cache_dir`, when local, must be folders or creatable as folders: a path that
-    is (or lies under) an existing file is refused now, not after the embedding."""
+    is (or lies under) an existing file is refused now, not after the embedding; one that is (or
+    lies in) the candidates folder too, since the next run would read the outputs as candidates.
+    A URI must answer now, not after the embedding."""
+    location = config.candidates.path
     for key, value in (("output", config.output), ("cache_dir", config.cache_dir)):
-        if value is None or "://" in value:
+        if value is None:
+            continue
+        if "://" in value:
+            check_reachable(value, f"{source}: {key}")
             continue
         target = Path(value)
         blocker = next((p for p in (target, *target.parents) if p.exists()), None)
-        if blocker is None or blocker.is_dir():
-            continue
-        if blocker == target:
-            raise UserError(f"{source}: {key}: '{value}' is a file, not a folder")
-        raise UserError(f"{source}: {key}: '{value}' cannot be a folder: '{blocker}' is a file")
+        if blocker is not None and not blocker.is_dir():
+            if blocker == target:
+                raise UserError(f"{source}: {key}: '{value}' is a file, not a folder")
+            raise UserError(f"{source}: {key}: '{value}' cannot be a folder: '{blocker}' is a file")
+        where = _among_candidates(value, location)
+        if where is not None:
+            folder = (os.path.dirname(location) or ".") if any(ch in location for ch in "*?[") else location
+            raise UserError(f"{source}: {key}: '{value}' {where} the candidates folder '{folder}'; the next run "
+                            "would read its files as candidates: give a folder outside it")
 
 
-def load_config(path: str | Path) -> JobConfig:
+def _check_input_paths(config: JobConfig, source: str) -> None:
+    """Each input path that does not exist is named by its key, now: the reader would name only the
+    file, and a user with several paths in a config has to guess which key it came from."""
+    real = config.real
+    files = [("real.path", real.path)] if real.path is not None else []
+    files += [(f"real.samples[{i}]", sample) for i, sample in enumerate(real.samples or [])]
+    for key, value in files:
+        if not Path(value).is_file():
+            why = "a folder, not a file" if Path(value).is_dir() else "file not found"
+            raise UserError(f"{source}: {key}: {value}: {why}")
+    location = config.candidates.path
+    if not any(ch in location for ch in "*?[") and not Path(location).exists():
+        raise UserError(f"{source}: candidates.path: {location}: folder or glob not found")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: a key given here overrides the merged one, by design
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first.get(key)
+            except TypeError:  # an unhashable key: the base loader says why
+                continue
+            if line is not None:
+                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice in one "
+                                    f"mapping (first on line {line + 1}); keep one")
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+def _yaml_error_line(err: yaml.YAMLError) -> str:
+    """Where and why YAML could not be read, as "line N is not valid YAML: REASON".
+
+    PyYAML marks the token where it gave up, which is often the line after the mistake (a key
+    missing its ':' is found out at the next line). A scanner's context ("while scanning a simple
+    key") and an open flow collection ("while parsing a flow sequence") mark where the mistake
+    is, so their line is named; a block's context marks where the block starts, maybe far above."""
+    problem, context = getattr(err, "problem", None), getattr(err, "context", None)
+    problem_mark, context_mark = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    if problem_mark is None:
+        return f"is not valid YAML ({str(err).splitlines()[0]})"
+    line = problem_mark.line + 1
+    reason = problem or "unreadable"
+    if context and context_mark is not None:
+        opened = context_mark.line + 1
+        if context.startswith(("while scanning", "while parsing a flow")):
+            line = opened
+        reason += f" ({context}" + (f" from line {opened})" if opened != line else ")")
+    return f"line {line} is not valid YAML: {reason}"
+
+
+def read_yaml(path: Path, text: str) -> object:
+    """The YAML document of `text`; a UserError names the line and the parser's reason, or the
+    key given twice."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except _DuplicateKey as err:
+        raise UserError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: {_yaml_error_line(err)}") from None
+
+
+def check_config(data: object, source: str = "config", check_inputs: bool = True) -> JobConfig:
+    """A config (the parsed YAML, or a dict shaped like it) validated, its output checked and
+    (`check_inputs`, unless the caller writes the inputs itself, as the demo does) its input paths
+    found; `source` names it in the one-line errors."""
+    config = parse_config(data, source)
+    if check_inputs:
+        _check_input_paths(config, source)
+    _check_output_folders(config, source)
+    return config
+
+
+def load_config(path: str | Path, check_inputs: bool = True) -> JobConfig:
+    """The config of a YAML file, checked as `check_config` checks it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
-    text = utf8_text(path, path.read_bytes())
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where} is not valid YAML") from None
-    config = parse_config(data, str(path))
-    _check_output_folders(config, str(path))
-    return config
+    return check_config(read_yaml(path, utf8_text(path, path.read_bytes())), str(path), check_inputs)

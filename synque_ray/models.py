@@ -167,8 +167,36 @@ def _local_or_hub(name: str, key: str, folder_only: bool = False) -> tuple[str, 
             raise UserError(f"{key}: model path '{name}' is not a folder (vLLM needs a Hugging Face model folder)")
         return str(path.resolve()), local_model_id(path)
     if looks_like_hub_id(name):
+        check_hub_model(name, key)
         return name, name
     raise UserError(f"{key}: model path '{name}' does not exist")
+
+
+def check_hub_model(name: str, key: str) -> None:
+    """A hub id must be loadable before any work: in the local Hugging Face cache, or on the hub
+    when downloads are allowed. Otherwise one line says what is missing and how to provide it
+    (the library's own failure is a 300-line traceback from inside a Ray actor)."""
+    from huggingface_hub import constants, model_info, snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        snapshot_download(name, local_files_only=True)  # reads the cache only
+        return
+    except (OSError, ValueError):
+        pass
+    provide = f"download it first (`hf download {name}`) or give a local model folder"
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"{key}: '{name}' is neither a local folder nor in the Hugging Face cache "
+                        f"({constants.HF_HUB_CACHE}) and downloads are off (HF_HUB_OFFLINE=1): {provide}")
+    try:
+        model_info(name, timeout=10)
+    except RepositoryNotFoundError:
+        raise UserError(f"{key}: '{name}' is not a model on the Hugging Face hub (a private one needs HF_TOKEN); "
+                        "check the name or give a local model folder") from None
+    except Exception as err:  # noqa: BLE001 - no network, a proxy, a timeout: each library raises its own
+        why = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        raise UserError(f"{key}: '{name}' is not in the Hugging Face cache and the hub cannot be reached ({why}): "
+                        f"{provide}") from None
 
 
 def bundled_gguf() -> Path:

@@ -13,6 +13,7 @@ import io
 import json
 import numbers
 import os
+import re
 import string
 from pathlib import Path
 
@@ -127,16 +128,37 @@ class _EntryText(str):
     """A row that is nothing but its text: a string value of a .json object mapping ids to texts."""
 
 
+class _Repeated:
+    """The value of a name given more than once (a CSV header's or a Parquet schema's column, a JSON
+    object's key): a row dict holds one value per name, and the readers would keep the last one
+    silently, so which is meant is refused when the text spec reads that name."""
+
+    def __init__(self, positions: list[int], kind: str):
+        self.positions, self.kind = positions, kind  # 1-based; "column" or "key"
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object (json's `object_pairs_hook`); a key given twice maps to a `_Repeated`."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        keys = [key for key, _ in pairs]
+        for key in {key for key in keys if keys.count(key) > 1}:
+            found[key] = _Repeated([i + 1 for i, other in enumerate(keys) if other == key], "key")
+    return found
+
+
 def _json_rows(path: Path, raw: bytes) -> list:
     """A .json file's rows: its list, or one row per entry of an object mapping ids to texts or
     to objects (an id → text entry becomes an `_EntryText`)."""
-    data = json.loads(utf8_text(path, raw))
+    data = json.loads(utf8_text(path, raw), object_pairs_hook=_json_object)
     if isinstance(data, list):
         return data
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON list of objects or an object mapping ids to texts or objects")
     rows = []
     for key, value in data.items():
+        if isinstance(value, _Repeated):
+            raise UserError(f"{path}: entry '{key}' is given {len(value.positions)} times; give each id once")
         if not isinstance(value, (str, dict)):
             raise UserError(f"{path}: entry '{key}' is neither text nor an object (got {_kind(value)}); a .json "
                             "file holds a list of objects or one object mapping ids to texts or objects")
@@ -151,10 +173,23 @@ def _jsonl_rows(path: Path, raw: bytes) -> list:
     for number, line in enumerate(utf8_text(path, raw).split("\n"), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_json_object))
             except json.JSONDecodeError:
                 raise UserError(f"{path}: line {number} is not valid JSON") from None
     return rows
+
+
+def _table_rows(table: pa.Table) -> list[dict]:
+    """A table's rows as dicts; a column name given twice maps to a `_Repeated`, not to the last
+    column of that name (what `to_pylist` would silently keep)."""
+    names = table.column_names
+    repeated = {name: [i + 1 for i, other in enumerate(names) if other == name]
+                for name in names if names.count(name) > 1}
+    if not repeated:
+        return table.to_pylist()
+    table = table.select([i for i, name in enumerate(names) if name not in repeated])
+    return [{**row, **{name: _Repeated(positions, "column") for name, positions in repeated.items()}}
+            for row in table.to_pylist()]
 
 
 def _csv_rows(path: Path, raw: bytes) -> list[dict]:
@@ -163,11 +198,15 @@ def _csv_rows(path: Path, raw: bytes) -> list[dict]:
     header = next(csv.reader(io.StringIO(utf8_text(path, raw, csv_rows=True), newline="")), [])
     convert = pa_csv.ConvertOptions(strings_can_be_null=False, column_types={name: pa.string() for name in header})
     parse = pa_csv.ParseOptions(newlines_in_values=True)
-    return pa_csv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=convert).to_pylist()
+    return _table_rows(pa_csv.read_csv(pa.BufferReader(raw), parse_options=parse, convert_options=convert))
 
 
 def _parquet_rows(path: Path, raw: bytes) -> list[dict]:
-    return pq.ParquetFile(pa.BufferReader(raw)).read().to_pylist()  # no dataset layer: see Store.read_table
+    """Read on this thread: with pyarrow's thread pool started (and polars imported), a process that
+    ends right after, as on a one-line error, aborted in about half the runs ("terminate called
+    without an active exception", exit 134) as that pool was torn down."""
+    file = pq.ParquetFile(pa.BufferReader(raw))  # no dataset layer: see Store.read_table
+    return _table_rows(file.read(use_threads=False))
 
 
 _READERS = {".json": _json_rows, ".jsonl": _jsonl_rows, ".parquet": _parquet_rows, ".csv": _csv_rows}
@@ -196,6 +235,21 @@ def _read_records(path: Path) -> list:
     return records
 
 
+MAX_FORMAT_WIDTH = 1000  # a template field's width or precision; a row is cut to lens.max_row_tokens anyway
+_FORMAT_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?[a-zA-Z%]?")
+
+
+def _check_widths(spec: str, field: str, format_spec: str) -> None:
+    """A width or precision over MAX_FORMAT_WIDTH is refused: `{t:>99999999999}` would pad every
+    row to that many characters (a MemoryError at the first row)."""
+    parts = _FORMAT_SPEC.fullmatch(format_spec)
+    for name in ("width", "precision"):
+        value = parts.group(name) if parts else None
+        if value and (len(value) > 6 or int(value) > MAX_FORMAT_WIDTH):  # no int() of 5,000 digits
+            raise ValueError(f"template '{spec}': the {name} {value} of field '{field}' is over the "
+                             f"{MAX_FORMAT_WIDTH} characters a field may take")
+
+
 def template_fields(spec: str) -> list[str]:
     """The fields a text spec reads: `[spec]` for a field name; for a template such as
     "{question} {evidence}" the fields it names. A ValueError says why a template is unusable
@@ -215,10 +269,27 @@ def template_fields(spec: str) -> list[str]:
         if "." in field or "[" in field or "{" in (format_spec or "") or conversion not in (None, "r", "s", "a"):
             raise ValueError(f"template '{spec}': '{{{field}}}' is not a plain field; write '{{name}}' or "
                              "'{name:format}' with a top-level field name")
+        _check_widths(spec, field, format_spec or "")
         fields.append(field)
     if not fields:
         raise ValueError(f"template '{spec}' names no field")
     return fields
+
+
+def _repeated_line(path: Path, number: int, field: str, value: _Repeated) -> str:
+    places = ", ".join(map(str, value.positions))
+    if value.kind == "column":  # the header's: every row has it
+        return f"{path}: {len(value.positions)} columns are named '{field}' (columns {places}); rename all but one"
+    return f"{path}: row {number} gives the key '{field}' {len(value.positions)} times (keys {places}); keep one"
+
+
+def _field_list(record: dict, most: int = 12) -> str:
+    """The record's field names, for a message: the first `most`, then how many more."""
+    names = [repr(str(name)) for name in record]
+    if not names:
+        return "none"
+    more = f", and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _kind(value: object) -> str:
@@ -268,8 +339,10 @@ def extract_texts(records: list, spec: str, path: Path) -> list[str]:
         values: dict[str, object] = {}
         for field in fields:
             if field not in record:
-                raise UserError(f"{path}: row {number} has no field '{field}'")
+                raise UserError(f"{path}: row {number} has no field '{field}' (its fields: {_field_list(record)})")
             where, value = f"row {number} field '{field}'", record[field]
+            if isinstance(value, _Repeated):
+                raise UserError(_repeated_line(path, number, field, value))
             if template:
                 values[field] = _template_value(value, path, where)
             elif isinstance(value, str):

@@ -31,6 +31,45 @@ class WriteError(UserError):
     """A file could not be written (no space, no permission, ...): the user's to fix, and named."""
 
 
+def join_location(location: str, relative: str) -> str:
+    """`relative` under a folder given as a path or a URI, before a URI's query string
+    ("s3://b/out?endpoint_override=h" + "cache" -> "s3://b/out/cache?endpoint_override=h")."""
+    if not relative:
+        return location
+    base, mark, query = location.partition("?") if "://" in location else (location, "", "")
+    return f"{base.rstrip('/')}/{relative}{mark}{query}"
+
+
+PROBE_CONNECT_S = 5.0  # an S3 endpoint that does not answer within this is reported, not retried
+
+
+def _probe_filesystem(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """The same filesystem for one quick question: S3 with a short connect timeout and a single
+    attempt (the default retries take about 6 s to give up on a closed port); others as they are."""
+    if not isinstance(fs, pafs.S3FileSystem):
+        return fs
+    try:
+        _, (options,) = fs.__reduce__()  # the options the URI resolved to (region, endpoint, keys)
+        return pafs.S3FileSystem(**{**options, "connect_timeout": PROBE_CONNECT_S,
+                                    "request_timeout": 2 * PROBE_CONNECT_S,
+                                    "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1)})
+    except (TypeError, ValueError):  # another pyarrow's pickling: ask with its own retries
+        return fs
+
+
+def check_reachable(location: str, key: str) -> None:
+    """A UserError naming `key` when the URI's filesystem cannot be opened or does not answer a
+    question about the folder (no network, an unknown host, no credentials, no such bucket):
+    asked before any work, so a run does not embed everything and then fail to write."""
+    try:
+        fs, root = pafs.FileSystem.from_uri(location)
+        _probe_filesystem(fs).get_file_info(root)
+    except (OSError, pa.ArrowException) as err:
+        why = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        raise UserError(f"{key}: '{location}' cannot be reached ({why}); check the URI, the network and the "
+                        "credentials (for S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws)") from None
+
+
 def _reason(err: OSError) -> str:
     """The operating system's words for a failed write ("No space left on device")."""
     if err.errno:
@@ -60,7 +99,7 @@ class Store:
         return Store(self.display(relative))
 
     def display(self, relative: str = "") -> str:
-        return f"{self.location.rstrip('/')}/{relative}" if relative else self.location
+        return join_location(self.location, relative)
 
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File

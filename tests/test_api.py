@@ -35,6 +35,19 @@ def test_a_bad_config_raises_the_one_line_the_cli_prints(tmp_path):
         synque_ray.score(yaml.safe_load(bad.read_text()))  # a dict is checked the same way
 
 
+def test_a_dict_config_is_checked_like_a_file(tmp_path):
+    config = {"name": "x", "output": str(tmp_path / "out"),
+              "real": {"path": str(tmp_path / "missing.jsonl"), "text": "t", "sample_size": 5, "seeds": [1]},
+              "candidates": {"path": str(tmp_path), "text": "t"}}
+    with pytest.raises(synque_ray.UserError) as raised:
+        synque_ray.score(config)
+    assert str(raised.value) == f"config: real.path: {tmp_path / 'missing.jsonl'}: file not found"
+    config["output"] = str(tmp_path)  # the candidates' own folder
+    (tmp_path / "missing.jsonl").write_text('{"t": "a"}\n')
+    with pytest.raises(synque_ray.UserError, match="^config: output"):
+        synque_ray.score(config)
+
+
 def test_open_run_refuses_a_folder_without_a_published_run(tmp_path):
     with pytest.raises(synque_ray.UserError, match="run.json: not found: not a published run"):
         synque_ray.open_run(tmp_path)

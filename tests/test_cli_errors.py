@@ -6,14 +6,24 @@ reach a shell."""
 
 import errno
 import json
+import os
 import re
+import socket
+import stat
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from synque_ray import cli
+from synque_ray.reduce import rank
+from synque_ray.report import split_location
 from synque_ray.storage import Store
 
 
@@ -67,7 +77,7 @@ def test_the_real_entry_point_prints_one_line_and_exits_2(workspace):
     result = subprocess.run([sys.executable, "-m", "synque_ray", "score", "job.yaml"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert result.stderr == "error: missing: candidates folder or glob not found\n"
+    assert result.stderr == "error: job.yaml: candidates.path: missing: folder or glob not found\n"
     assert "Traceback" not in result.stdout
     assert_earlier_outputs_intact(tmp_path)
 
@@ -75,7 +85,8 @@ def test_the_real_entry_point_prints_one_line_and_exits_2(workspace):
 def test_missing_candidate_file_folder(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["candidates"]["path"] = "missing"
-    assert_fails_in_process(workspace, monkeypatch, capsys, "missing: candidates folder or glob not found")
+    assert_fails_in_process(workspace, monkeypatch, capsys,
+                            "job.yaml: candidates.path: missing: folder or glob not found")
 
 
 def test_empty_file(workspace, monkeypatch, capsys):
@@ -87,7 +98,8 @@ def test_empty_file(workspace, monkeypatch, capsys):
 def test_missing_text_field(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     (tmp_path / "cands" / "nofield.json").write_text(json.dumps([{"text": "a"}, {"body": "b"}]))
-    assert_fails_in_process(workspace, monkeypatch, capsys, "cands/nofield.json: row 2 has no field 'text'")
+    assert_fails_in_process(workspace, monkeypatch, capsys,
+                            "cands/nofield.json: row 2 has no field 'text' (its fields: 'body')")
 
 
 def test_rows_that_are_not_text(workspace, monkeypatch, capsys):
@@ -288,3 +300,231 @@ def test_disk_full_mid_run_names_the_path_and_a_rerun_resumes(workspace, monkeyp
     code, out, err = main_in(tmp_path, monkeypatch, capsys, config)
     assert code == 0, err
     assert "candidates: 2 total, 1 scored, 1 reused, 0 failed" in out
+
+
+# ---------------------------------------------------------------- refused when the config is read
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("real", "seeds", [True, 2], "real.seeds: true is not a seed: give whole numbers from 0 to 4294967295"),
+    ("real", "seeds", [3, -1], "real.seeds: -1 is not a seed: give whole numbers from 0 to 4294967295"),
+    ("real", "seeds", [2**63], "real.seeds: 9223372036854775808 is not a seed: give whole numbers from 0 to "
+     "4294967295"),
+    ("real", "seeds", [1.5], "real.seeds: 1.5 is not a seed: give whole numbers from 0 to 4294967295"),
+    ("ranking", "resamples", 10**12, "ranking.resamples: 1000000000000 is over the 10000 allowed (every proxy task "
+     "holds a resamples × rows matrix of draws)"),
+    (None, "output", "", "output: is empty; name the folder (or URI) to write to, e.g. results/my-job"),
+    (None, "cache_dir", " ", "cache_dir: is empty; name the folder (or URI) to write to, e.g. results/my-job"),
+    (None, "output", "cands", "output: 'cands' is the candidates folder 'cands'; the next run would read its "
+     "files as candidates: give a folder outside it"),
+    (None, "output", "cands/sub/run", "output: 'cands/sub/run' is inside the candidates folder 'cands'; the next "
+     "run would read its files as candidates: give a folder outside it"),
+    (None, "cache_dir", "./cands/", "cache_dir: './cands/' is the candidates folder 'cands'; the next run would "
+     "read its files as candidates: give a folder outside it"),
+    ("candidates", "text", "{text:>99999999999}", "candidates.text: template '{text:>99999999999}': the width "
+     "99999999999 of field 'text' is over the 1000 characters a field may take"),
+    ("real", "text", "{text:.5000f}", "real.text: template '{text:.5000f}': the precision 5000 of field 'text' is "
+     "over the 1000 characters a field may take"),
+    ("real", "path", "nopool.json", "real.path: nopool.json: file not found"),
+])
+def test_config_values_refused_before_any_work(workspace, monkeypatch, capsys, section, key, value, message):
+    """Each was accepted and failed late (a seed of 1, a numpy or i64 traceback after the run, a
+    218 TiB allocation, outputs written into the working directory or among the candidates, a
+    MemoryError at the first row) or named the file but not its key."""
+    tmp_path, config = workspace
+    (config.setdefault(section, {}) if section else config)[key] = value
+    assert_fails_in_process(workspace, monkeypatch, capsys, f"job.yaml: {message}")
+
+
+@pytest.mark.parametrize("glob, output, folder", [("cands/*.json", "cands", "cands"), ("*.json", ".", "."),
+                                                   ("c*/*.json", "cands", "c*")])
+def test_output_in_a_glob_of_candidates_is_refused(workspace, monkeypatch, capsys, glob, output, folder):
+    tmp_path, config = workspace
+    config["candidates"]["path"] = glob
+    config["output"] = output
+    assert_fails_in_process(workspace, monkeypatch, capsys, f"job.yaml: output: '{output}' is the candidates folder "
+                            f"'{folder}'; the next run would read its files as candidates: give a folder outside it")
+
+
+def test_output_below_a_glob_of_candidates_is_allowed(tmp_path, monkeypatch):
+    """`*.json` reads the working directory's files only: `out/` beside them is no candidate."""
+    from synque_ray.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pool.json").write_text(json.dumps([{"text": "a"}]))
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"name": "t", "output": "out/run", "real": {
+        "path": "pool.json", "text": "text"}, "candidates": {"path": "*.json", "text": "text"}}))
+    assert load_config("job.yaml").output == "out/run"
+
+
+BLOCK_CONFIG = """name: t
+output: out
+real:
+  path: pool.json
+  text: text
+  sample_size: 10
+  seeds: [1]
+candidates:
+  path: cands
+  text: text
+ranking: {top: 3}
+proxies: [mdm]
+mdm: {k: 3}
+"""
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("candidates:\n", "candidates\n",  # line 8: the parser finds out at line 9
+     "line 8 is not valid YAML: could not find expected ':' (while scanning a simple key)"),
+    ("proxies: [mdm]\n", "proxies: [mdm\n",  # line 12: the parser finds out at line 13
+     "line 12 is not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence)"),
+    ("  seeds: [1]\n", "  seeds: [1]\n  path: other.json\n",
+     "line 8: key 'path' is given twice in one mapping (first on line 4); keep one"),
+    ("mdm: {k: 3}\n", "mdm: {k: 3}\nname: again\n",
+     "line 14: key 'name' is given twice in one mapping (first on line 1); keep one"),
+])
+def test_yaml_mistakes_name_their_line_and_why(workspace, monkeypatch, capsys, old, new, message):
+    tmp_path, _ = workspace
+    assert old in BLOCK_CONFIG
+    (tmp_path / "job.yaml").write_text(BLOCK_CONFIG.replace(old, new, 1))
+    code, out, err = main_in(tmp_path, monkeypatch, capsys, None, "score", "job.yaml")
+    assert (code, err) == (2, f"error: job.yaml: {message}\n"), out
+    assert_earlier_outputs_intact(tmp_path)
+
+
+# ---------------------------------------------------------------- refused when the inputs are read
+
+
+def test_csv_header_repeating_the_text_column(workspace, monkeypatch, capsys):
+    """pyarrow keeps both columns and a row dict the last: the second column was scored, silently."""
+    (workspace[0] / "cands" / "dup.csv").write_text("text,id,text\nfirst,1,second\n")
+    assert_fails_in_process(workspace, monkeypatch, capsys,
+                            "cands/dup.csv: 2 columns are named 'text' (columns 1, 3); rename all but one")
+
+
+def test_parquet_repeating_the_text_column(workspace, monkeypatch, capsys):
+    table = pa.Table.from_arrays([pa.array(["first"]), pa.array(["second"])], names=["text", "text"])
+    pq.write_table(table, workspace[0] / "cands" / "dup.parquet")
+    assert_fails_in_process(workspace, monkeypatch, capsys,
+                            "cands/dup.parquet: 2 columns are named 'text' (columns 1, 2); rename all but one")
+
+
+def test_parquet_text_of_integers_exits_cleanly_every_time(workspace):
+    """The one line, then "terminate called without an active exception" and exit 134 in most runs:
+    pyarrow's thread pool, started by the Parquet read, torn down at exit with polars loaded. Four
+    runs at once (the old code crashed in 5 of 6 runs of this file)."""
+    tmp_path, config = workspace
+    pq.write_table(pa.table({"text": list(range(1000))}), tmp_path / "cands" / "ints.parquet")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
+    runs = [subprocess.Popen([sys.executable, "-m", "synque_ray", "score", "job.yaml"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    expected = "error: cands/ints.parquet: row 1 field 'text' is not text (got int)\n"
+    assert results == [(2, "", expected)] * 4
+    assert_earlier_outputs_intact(tmp_path)
+
+
+def test_a_hub_model_that_is_not_in_the_cache_offline(workspace, monkeypatch, capsys):
+    """No network (HF_HUB_OFFLINE=1, the CLI's default): one line before Ray, not a 316-line traceback."""
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE
+    workspace[1]["embedding"] = {"model": "some-org/missing-model"}
+    assert_fails_in_process(
+        workspace, monkeypatch, capsys,
+        f"embedding.model: 'some-org/missing-model' is neither a local folder nor in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}) and downloads are off (HF_HUB_OFFLINE=1): download it first "
+        "(`hf download some-org/missing-model`) or give a local model folder")
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_s3_output_is_one_line_before_any_work(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    uri = f"s3://bucket/out?endpoint_override=127.0.0.1:{closed_port()}&scheme=http"
+    config["output"] = uri
+    started = time.monotonic()
+    code, out, err = main_in(tmp_path, monkeypatch, capsys, config)
+    assert time.monotonic() - started < 20
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: job.yaml: output: '{uri}' cannot be reached (When getting information for "
+                          "key 'out' in bucket 'bucket': AWS Error NETWORK_CONNECTION"), err
+    assert err.endswith("); check the URI, the network and the credentials (for S3: AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY, or ~/.aws)\n"), err
+    assert_earlier_outputs_intact(tmp_path)
+
+
+# ---------------------------------------------------------------- outputs only where the user said
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_report_out_is_a_regular_file_or_a_new_one(tmp_path, monkeypatch, capsys, make):
+    """`--out /dev/full` (as root) replaced the device node with the page: refused before reading the run."""
+    if make == "fifo":
+        target = str(tmp_path / "pipe")
+        os.mkfifo(target)
+    else:
+        target = "/dev/full"
+        assert stat.S_ISCHR(os.stat(target).st_mode)
+    code, _, err = main_in(tmp_path, monkeypatch, capsys, None, "report", "run", "--out", target)
+    assert (code, err) == (2, f"error: {target}: is not a regular file (a device, a pipe or a socket); give the "
+                              "HTML file to write, a new one or one to replace\n")
+    assert not stat.S_ISREG(os.stat(target).st_mode)
+
+
+def test_report_out_through_a_link_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "page.html").write_text("old")
+    (tmp_path / "link.html").symlink_to(tmp_path / "shared" / "page.html")
+    store, name = split_location(str(tmp_path / "link.html"))
+    assert (store.root, name) == (str(tmp_path / "shared"), "page.html")
+    store, name = split_location("s3://bucket/runs/report.html?endpoint_override=h:1")
+    assert (store.location, name) == ("s3://bucket/runs?endpoint_override=h:1", "report.html")
+
+
+# ---------------------------------------------------------------- what the CLI prints
+
+
+def test_explain_into_a_closed_pipe_ends_quietly():
+    """`synque explain | head`: the reader went away; no BrokenPipeError traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: every write fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "synque_ray", "explain"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_notes_about_the_output_go_to_stderr_even_when_quiet(capsys, quiet):
+    from test_best_set import simulated
+
+    rankings = rank(simulated([1.0, 0.0], np.random.default_rng(0)), level=0.9)
+    note = "took over the stale lock out/.lock: pid 7 on h (since then) is no longer running"
+    summary = SimpleNamespace(rankings=rankings, notes=[note], counts={}, timings={}, failed={}, failures=[],
+                              incomplete={}, missing_proxies={}, skipped_files={}, lens_skipped=[], output="out",
+                              run_dir="out/runs/x")
+    if not quiet:
+        summary.counts = dict.fromkeys(["candidates_total", "candidates_scored", "candidates_reused",
+                                        "candidates_failed", "rows_embedded", "rows_from_cache"], 0)
+    cli._print_summary(summary, 0.9, quiet=quiet)
+    captured = capsys.readouterr()
+    assert captured.err == f"note: {note}\n"
+    assert "note:" not in captured.out
+
+
+def test_output_inside_a_nested_candidates_folder(workspace, monkeypatch, capsys):
+    tmp_path, config = workspace
+    (tmp_path / "data").mkdir()
+    (tmp_path / "cands").rename(tmp_path / "data" / "cands")
+    config["candidates"]["path"] = "data/cands"
+    config["output"] = "data/cands/out"
+    assert_fails_in_process(workspace, monkeypatch, capsys, "job.yaml: output: 'data/cands/out' is inside the "
+                            "candidates folder 'data/cands'; the next run would read its files as candidates: give "
+                            "a folder outside it")

@@ -40,6 +40,9 @@ def test_defaults_follow_the_spec():
          "cfg.yaml: mmd.kernel: Input should be 'polynomial', 'rbf', 'laplacian', 'linear' or 'sigmoid'"),
         ({"proxies": ["mdm", "mdm"]}, "cfg.yaml: proxies lists a proxy twice"),
         ({"name": None}, "cfg.yaml: name: Input should be a valid string"),
+        ({"real": {"path": "p", "text": "t", "sample_size": True}}, "cfg.yaml: real.sample_size: true is not a number"),
+        ({"mdm": {"k": False}}, "cfg.yaml: mdm.k: false is not a number"),
+        ({"lens": {"gpu_memory_utilization": True}}, "cfg.yaml: lens.gpu_memory_utilization: true is not a number"),
         ({"lens": {"task": "poetry"}}, "cfg.yaml: lens.task: unknown task 'poetry' (known: sentiment, text2sql, web, "
                                        "generic)"),
     ],
@@ -56,10 +59,45 @@ def test_missing_key_and_bad_yaml(tmp_path):
     with pytest.raises(UserError, match=f"^{path}: missing key 'candidates'$"):
         load_config(path)
     path.write_text("name: [unclosed\n")
-    with pytest.raises(UserError, match=f"^{path}: line 2 is not valid YAML$"):
+    with pytest.raises(UserError) as caught:
         load_config(path)
+    assert str(caught.value) == (f"{path}: line 1 is not valid YAML: expected ',' or ']', but got '<stream end>' "
+                                 "(while parsing a flow sequence)")
+    path.write_text("name: x\nreal:\n  path: p\n text: t\n")  # a block's context names its start, far above
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"{path}: line 4 is not valid YAML: expected <block end>, but found "
+                                 "'<block mapping start>' (while parsing a block mapping from line 1)")
     with pytest.raises(UserError, match="nope.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_merge_keys_may_be_overridden_but_plain_keys_not_repeated(tmp_path):
+    """`<<: *base` then a key of the base: YAML's way to override, not a repeat."""
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b {path: p, text: t}\nname: x\noutput: o\nreal: {<<: *b, text: u}\n"
+                    "candidates: {<<: *b}\n")
+    with pytest.raises(UserError) as caught:  # read past the YAML: the unknown key 'base' is the first error
+        load_config(path)
+    assert str(caught.value) == f"{path}: unknown key 'base'"
+    path.write_text("name: x\nreal: {path: p, text: t, text: u}\n")
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: line 2: key 'text' is given twice in one mapping (first on line 2); keep one"
+
+
+def test_the_edges_of_what_is_accepted():
+    """The bounds themselves are accepted: seeds 0 and 2**32 - 1, 10,000 resamples, a width of 1,000."""
+    config = parse_config({**BASE, "real": {"path": "p", "text": "{text:>1000}", "seeds": [0, 2**32 - 1]},
+                           "ranking": {"resamples": 10_000}, "pad": {"balanced": False}, "allow_partial": True,
+                           "candidates": {"path": "c", "text": "{n:,.2f} {t:*^20} {u:.1000}"}})
+    assert (config.real.seeds, config.ranking.resamples) == ([0, 2**32 - 1], 10_000)
+    assert (config.pad.balanced, config.allow_partial) == (False, True)  # yes/no keys take yes/no
+
+
+def test_the_cache_goes_under_a_uri_output_before_its_query():
+    config = parse_config({**BASE, "output": "s3://bucket/out/?endpoint_override=host:9000&scheme=http"})
+    assert config.cache_location == "s3://bucket/out/cache?endpoint_override=host:9000&scheme=http"
 
 
 def write_all_formats(folder, records):
@@ -89,10 +127,20 @@ def test_every_format_reads_the_same_texts_and_templates(tmp_path):
         ("e.json", "{\"a\": 1}", "text", "{p}: entry 'a' is neither text nor an object (got int); a .json file "
          "holds a list of objects or one object mapping ids to texts or objects"),
         ("e.json", "3", "text", "{p}: expected a JSON list of objects or an object mapping ids to texts or objects"),
-        ("e.json", "[{\"text\": \"x\"}, {\"other\": \"y\"}]", "text", "{p}: row 2 has no field 'text'"),
+        ("e.json", "[{\"text\": \"x\"}, {\"other\": \"y\"}]", "text",
+         "{p}: row 2 has no field 'text' (its fields: 'other')"),
         ("e.json", "[{\"text\": 3}]", "text", "{p}: row 1 field 'text' is not text (got int)"),
         ("e.json", "[{\"text\": null}]", "text", "{p}: row 1 field 'text' is not text (got null)"),
-        ("e.json", "[{\"a\": \"x\"}]", "{a} {b}", "{p}: row 1 has no field 'b'"),
+        ("e.json", "[{\"a\": \"x\"}]", "{a} {b}", "{p}: row 1 has no field 'b' (its fields: 'a')"),
+        ("e.json", "[{}]", "text", "{p}: row 1 has no field 'text' (its fields: none)"),
+        ("e.json", json.dumps([{f"f{i}": "x" for i in range(14)}]), "text", "{p}: row 1 has no field 'text' (its "
+         "fields: 'f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f8', 'f9', 'f10', 'f11', and 2 more)"),
+        ("e.csv", "text,text\na,b\n", "{text}!", "{p}: 2 columns are named 'text' (columns 1, 2); rename all but one"),
+        ("e.json", '[{"text": "a", "text": "b"}]', "text",
+         "{p}: row 1 gives the key 'text' 2 times (keys 1, 2); keep one"),
+        ("e.jsonl", '{"text": "a"}\n{"text": "a", "id": 2, "text": "b"}\n', "{text}", "{p}: row 2 gives the key "
+         "'text' 2 times (keys 1, 3); keep one"),
+        ("e.json", '{"a": "x", "a": "y"}', "text", "{p}: entry 'a' is given 2 times; give each id once"),
         ("e.jsonl", "{\"text\": \"x\"}\nnot json\n", "text", "{p}: line 2 is not valid JSON"),
         ("e.json", "[1, 2]", "text", "{p}: row 1 is not an object"),
         ("e.json", "[{\"text\": \"x\"", "text", "{p}: not valid JSON (JSONDecodeError)"),
@@ -273,3 +321,22 @@ def test_every_registered_proxy_has_its_typed_config_section():
     config = parse_config(BASE)
     assert [config.proxy_params(name) for name in REGISTRY] == [proxy.params() for proxy in REGISTRY.values()]
     assert config.proxy_params("perplexity") == config.perplexity
+
+
+def test_the_demo_config_loads_before_its_data_is_written(tmp_path, monkeypatch):
+    """`synque demo` writes its inputs after reading its config: their paths are checked only for a
+    config whose inputs the user gives."""
+    from synque_ray.cli import DEMO_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config(DEMO_CONFIG, check_inputs=False).real.path == "demo-data/real/pool.jsonl"
+    with pytest.raises(UserError) as caught:
+        load_config(DEMO_CONFIG)
+    assert str(caught.value) == f"{DEMO_CONFIG}: real.path: demo-data/real/pool.jsonl: file not found"
+
+
+def test_a_repeated_name_the_text_does_not_read_is_no_error(tmp_path):
+    """Spreadsheet exports repeat blank column names; a JSON row may repeat a key nobody reads."""
+    (tmp_path / "a.csv").write_text("text,,\nfirst,1,2\n")
+    (tmp_path / "b.json").write_text('[{"text": "first", "x": 1, "x": 2}]')
+    assert read_texts(tmp_path / "a.csv", "text") == read_texts(tmp_path / "b.json", "text") == ["first"]

@@ -112,6 +112,9 @@ def test_the_cli_ends_a_failed_run_with_one_line_and_exit_1(monkeypatch, capsys,
     from synque_ray.errors import RunFailed
 
     config = tmp_path / "c.yaml"
+    (tmp_path / "a.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "c").mkdir()
+    monkeypatch.chdir(tmp_path)  # the inputs are found when the config is read
     config.write_text(json.dumps({**BASE, "output": str(tmp_path / "out")}))
 
     def failing(*args, **kwargs):

@@ -7,7 +7,10 @@ them and writes the page atomically.
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
+import pyarrow.fs as pafs
 
 from synque_ray.errors import UserError
 from synque_ray.findings import flagged_lines, with_findings
@@ -104,20 +107,35 @@ def build_page(run: load.RunData) -> render.Page:
 
 
 def split_location(target: str) -> tuple[Store, str]:
-    """(the store of a file's folder, the file's name) for a local path or a URI."""
-    folder, _, name = target.rstrip("/").rpartition("/")
-    return Store(folder or "."), name
+    """(the store of a file's folder, the file's name) for a local path or a URI. A local link is
+    followed, so that the file it points to is replaced and the link stays."""
+    if "://" in target:
+        base, mark, query = target.partition("?")
+    else:
+        base, mark, query = os.path.realpath(target) if os.path.islink(target) else target, "", ""
+    folder, _, name = base.rstrip("/").rpartition("/")
+    return Store((folder or ("/" if base.startswith("/") else ".")) + mark + query), name
+
+
+def check_file_target(target: str, store: Store, name: str) -> None:
+    """A report goes to a regular file or a new one: a folder, a device (`/dev/full`), a pipe or a
+    socket is refused, since the atomic write would replace it with the page."""
+    kind = store.fs.get_file_info(store.path(name)).type
+    if kind == pafs.FileType.Directory:
+        raise UserError(f"{target}: is a folder; give the HTML file to write, e.g. {target.rstrip('/')}/report.html")
+    if kind not in (pafs.FileType.File, pafs.FileType.NotFound):
+        raise UserError(f"{target}: is not a regular file (a device, a pipe or a socket); give the HTML file to "
+                        "write, a new one or one to replace")
 
 
 def write_report(run_dir: str, targets: list[str] | None = None, stamp: str | None = None) -> list[str]:
     """Render the report of the run's published set (or of `runs/<stamp>/`) and write it (atomically) to
     each target, by default into that set; returns where it was written (the top-level copy first
-    when the set is the published one). A target that is a folder is refused before anything is drawn."""
+    when the set is the published one). A target that is not a regular file or a new one is refused
+    before anything is drawn."""
     places = [split_location(target) for target in targets or []]
     for target, (store, name) in zip(targets or [], places, strict=True):
-        if store.listing(name) is not None:
-            raise UserError(f"{target}: is a folder; give the HTML file to write, e.g. "
-                            f"{target.rstrip('/')}/report.html")
+        check_file_target(target, store, name)
     run = load.load_run(run_dir, stamp)
     html = render.render_page(build_page(run)).encode("utf-8")
     if targets:
