@@ -29,7 +29,7 @@ from synque_ray.models import resolve_model
 from synque_ray.pipeline import read_candidates, read_real
 from synque_ray.stage.embedding import task_spec
 from synque_ray.reduce import add_ensemble, rank, split_failures
-from synque_ray.scoring import score_pair
+from synque_ray.proxy_task import score_pair
 from synque_ray.storage import Store
 
 

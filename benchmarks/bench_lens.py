@@ -106,7 +106,7 @@ def _token_prompts(config_path: str, tokenizer_of) -> tuple[object, list[list[in
     """(the engine or tokenizer, every judging prompt as token ids, rows, label ids): the stage's prompts.
     `tokenizer_of(lens, rows)` gives (the engine or tokenizer, its tokenizer) for judging `rows` rows."""
     from synque_ray.lens.plan import build_block, judging_plan
-    from synque_ray.lens.score import PromptBuilder, label_token_ids
+    from synque_ray.lens.judge import PromptBuilder, label_token_ids
     from synque_ray.storage import Store
 
     config, real, candidates, lens = _job(config_path)
@@ -124,7 +124,7 @@ def bare_phase(config_path: str, mode: str, nocache_rows: int) -> dict:
     """The same token prompts through a bare `vllm.LLM.generate` (mode throughput), or prefix
     caching on vs off on the first rows' prompts (mode cache)."""
     from synque_ray.lens.engine import prepare_process
-    from synque_ray.lens.score import judge_prompts
+    from synque_ray.lens.judge import judge_prompts
 
     out, engine = {}, {}
 
@@ -163,7 +163,7 @@ def bare_phase(config_path: str, mode: str, nocache_rows: int) -> dict:
 def _cache_on_off(llm, engine: dict, subset: list[list[int]], label_ids) -> dict:
     import gc
 
-    from synque_ray.lens.score import judge_prompts
+    from synque_ray.lens.judge import judge_prompts
 
     out = {"subset_prompts": len(subset), "subset_tokens": sum(len(p) for p in subset)}
     started = time.perf_counter()

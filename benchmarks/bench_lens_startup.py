@@ -44,7 +44,7 @@ from synque_ray.demo import _headline
 from synque_ray.lens.engine import engine_settings
 from synque_ray.lens.plan import judging_plan
 from synque_ray.lens.rubric import Rubric
-from synque_ray.lens.score import JudgeActor
+from synque_ray.lens.judge import JudgeActor
 from synque_ray.models import resolve_llm
 
 path, _ = resolve_llm("bundled-smollm2", "lens.scorer")

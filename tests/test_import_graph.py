@@ -15,14 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "synque_ray"
 # The only modules that may import Ray: its plumbing, the stages, and the Ray Data pipelines
 # of the embedding model and of LENS's engine.
 RAY_ALLOWED = {"synque_ray.raycluster", "synque_ray.stage.tasks", "synque_ray.stage.embedding", "synque_ray.embed",
-               "synque_ray.lens.score", "synque_ray.lens.writers"}
+               "synque_ray.lens.judge", "synque_ray.lens.writers"}
 # What stands above the math and the models: nothing below may import these, but for LENS's
 # pure leaves (its prompt families, which the config checks names against, and the p̂ math,
 # which declares LENS's row signal), themselves built on lower modules only.
 UPPER = ("synque_ray.stage", "synque_ray.lens", "synque_ray.pipeline", "synque_ray.cli")
 LENS_LEAVES = {"synque_ray.lens.prompts", "synque_ray.lens.debias"}
 LOWER = ("synque_ray.proxies", "synque_ray.reduce", "synque_ray.findings", "synque_ray.rowsignals",
-         "synque_ray.rowschema", "synque_ray.scoring", "synque_ray.embed", "synque_ray.onnx_embed",
+         "synque_ray.rowschema", "synque_ray.proxy_task", "synque_ray.embed", "synque_ray.onnx_embed",
          "synque_ray.perplexity", "synque_ray.models", "synque_ray.raycluster", "synque_ray.reading",
          "synque_ray.storage", "synque_ray.errors", "synque_ray.verdict", "synque_ray.evaluate")
 
@@ -114,11 +114,11 @@ def _under(module: str, prefixes: tuple[str, ...]) -> bool:
 
 def test_the_reader_sees_local_relative_and_submodule_imports():
     tree = ast.parse("from typing import TYPE_CHECKING\nimport os\nfrom . import base\n"
-                     "if TYPE_CHECKING:\n    from synque_ray.lens.core import Lens\n"
+                     "if TYPE_CHECKING:\n    from synque_ray.lens.proxy import Lens\n"
                      "def f():\n    from synque_ray.stage.tasks import TaskStage\n    import ray.data\n")
     names = imported(tree, "synque_ray.stage.embedding", is_package=False)
     assert {"os", "synque_ray.stage", "synque_ray.stage.base", "synque_ray.stage.tasks", "ray.data"} <= names
-    assert "synque_ray.lens.core" not in names
+    assert "synque_ray.lens.proxy" not in names
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 

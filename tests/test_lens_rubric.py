@@ -17,7 +17,7 @@ from synque_ray.lens import prompts
 from synque_ray.lens.parsing import parse_points
 from synque_ray.lens.rubric import Rubric, RubricRequest, fit_rows, load_rubric_file, sample_rows
 from synque_ray.lens.writers import Writer, write_rubrics
-from synque_ray.lens.score import read_answer
+from synque_ray.lens.judge import read_answer
 
 THREE = ["Headlines name a listed company", "Most rows quote a percentage move", "Tone is neutral to upbeat"]
 
@@ -192,7 +192,7 @@ class FakeLLM:
 
 
 def test_unreadable_answers_are_retried_once_then_left_unparsed():
-    from synque_ray.lens.score import judge_prompts
+    from synque_ray.lens.judge import judge_prompts
 
     llm = FakeLLM([["3", "", "maybe", "1"], ["2", "no idea"]])
     answers, retried, _ = judge_prompts(llm, [[1], [2], [3], [4]], [10, 11, 12, 13, 14])

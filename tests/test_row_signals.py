@@ -13,7 +13,7 @@ from synque_ray.report.render import SIGNAL_TITLES
 from synque_ray.report.view import row_signals
 from synque_ray.rowschema import ROW_SCHEMA, ROW_SIGNALS, RULE_SIGNALS, _by_name
 from synque_ray.rowsignals import Signal
-from synque_ray.scoring import TaskSpec, score_pair
+from synque_ray.proxy_task import TaskSpec, score_pair
 from synque_ray.selection import Rules, _check_rules, parse_drop_rule
 from synque_ray.stage.embedding import assemble
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from synque_ray.lens.results import lens_results, p_hat_table, score_table
-from synque_ray.lens.score import OUTPUT_SCHEMA
+from synque_ray.lens.judge import OUTPUT_SCHEMA
 from synque_ray.reading import RowSet
 from synque_ray.lens.stage import LensStage
 from synque_ray.reduce import ENSEMBLES, RESULT_SCHEMA, add_ensemble, incomplete, rank, top_by

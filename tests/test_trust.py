@@ -19,7 +19,7 @@ from synque_ray.evaluate import evaluate_scores, read_performance
 from synque_ray.proxies.base import ProxyOutput
 from synque_ray.reading import list_candidates
 from synque_ray.reduce import add_ensemble, incomplete, rank, rank_intervals, split_failures
-from synque_ray.scoring import TaskSpec, score_pair
+from synque_ray.proxy_task import TaskSpec, score_pair
 
 SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-_LAZY = {"Lens": "synque_ray.lens.core", "LensReport": "synque_ray.lens.stage"}
+_LAZY = {"Lens": "synque_ray.lens.proxy", "LensReport": "synque_ray.lens.stage"}
 
 __all__ = list(_LAZY)
 

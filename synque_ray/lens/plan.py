@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from synque_ray.lens import prompts
 from synque_ray.lens.rubric import Rubric
-from synque_ray.lens.score import prefix_key
+from synque_ray.lens.judge import prefix_key
 from synque_ray.models import fast_tokenizer
 from synque_ray.reading import RowSet, seeded_indices
 

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from synque_ray.lens import debias
-from synque_ray.lens.score import EXPECTED_COLUMNS, JUDGEMENT_COLUMNS
+from synque_ray.lens.judge import EXPECTED_COLUMNS, JUDGEMENT_COLUMNS
 from synque_ray.proxies.base import resample_weights
 from synque_ray.reduce import RESULT_SCHEMA
 

@@ -23,14 +23,14 @@ from synque_ray.lens.debias import P_REAL
 from synque_ray.lens.plan import build_block, expected_rows, judging_plan, rubrics_too_long
 from synque_ray.lens.results import VARIANT_SCHEMA, lens_results, p_hat_table, score_table
 from synque_ray.lens.rubric_source import Rubrics
-from synque_ray.lens.score import OUTPUT_SCHEMA, score_rows
+from synque_ray.lens.judge import OUTPUT_SCHEMA, score_rows
 from synque_ray.reading import RowSet
 from synque_ray.reduce import DEFAULT_ENSEMBLE, RESULT_SCHEMA, top_by
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
 
 if TYPE_CHECKING:
-    from synque_ray.lens.core import Lens
+    from synque_ray.lens.proxy import Lens
 
 JUDGEMENT_SCHEMA = dict(pl.from_arrow(OUTPUT_SCHEMA.empty_table()).schema)
 

@@ -17,7 +17,7 @@ from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.rowsignals import check_declared, exact_copies, real_text_set
-from synque_ray.scoring import TaskSpec, score_pair
+from synque_ray.proxy_task import TaskSpec, score_pair
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
 RESULT_VERSION = 3  # bumped when what a committed result holds changes (2: replicates, errors, row signals;

@@ -62,7 +62,7 @@ def _perplexity(job: Job) -> Stage:
 
 def _lens(job: Job) -> Stage:
     """LENS's engine stack loads only for a job that asks for LENS."""
-    from synque_ray.lens.core import Lens
+    from synque_ray.lens.proxy import Lens
 
     lens = Lens(job.config.lens, job.config.resources)
     lens.check(job.candidates)
