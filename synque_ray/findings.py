@@ -7,6 +7,8 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `duplicate_share`: rows that near-duplicate an earlier row of the candidate (every row of
   a near-duplicate group beyond its first), over all rows;
 - `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
+- `eval_copy_share`: rows that copy a row of the config's contamination (evaluation) set
+  (`copies_eval`); null when the job names none. Any such row is a leak: its limit is 0;
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
@@ -28,23 +30,24 @@ import polars as pl
 
 SYNTHETIC_P = 0.5  # a row "looks synthetic" when its balanced p_synthetic is above this
 SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty row has 0)
-SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
+SHARES = ("duplicate_share", "real_copy_share", "eval_copy_share", "synthetic_share", "short_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
-                  "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
-                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
+                  "eval_copy_share": pl.Float64, "synthetic_share": pl.Float64, "short_share": pl.Float64,
+                  "disagreeing_proxy": pl.Utf8, "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
 # the ranking's length (n − 1 ranks) between the proxy's rank and the ensemble's. A balanced
 # p_synthetic puts about half of the rows of a real-like candidate above .5, so its limit is high.
-LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "synthetic_share": 0.75, "short_share": 0.05,
-          "proxy_disagreement": 0.5}
+LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "eval_copy_share": 0.0, "synthetic_share": 0.75,
+          "short_share": 0.05, "proxy_disagreement": 0.5}
 
 # Each share: (the row_scores column it needs, the per-row condition it counts).
 _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
     "duplicate_share": ("duplicate_group", lambda: (pl.col("duplicate_group") >= 0)
                         & (pl.col("duplicate_group") != pl.col("row_index"))),
     "real_copy_share": ("copies_real", lambda: pl.col("copies_real")),
+    "eval_copy_share": ("copies_eval", lambda: pl.col("copies_eval")),
     "synthetic_share": ("p_synthetic", lambda: pl.col("p_synthetic") > SYNTHETIC_P),
     "short_share": ("text_chars", lambda: pl.col("text_chars") < SHORT_CHARS),
 }
@@ -139,6 +142,7 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
 
 
 _SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
+                "eval_copy_share": "rows copying the evaluation set",
                 "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
                 "short_share": f"rows under {SHORT_CHARS} characters"}
 

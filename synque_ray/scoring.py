@@ -17,7 +17,7 @@ import numpy as np
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.reading import seeded_indices
-from synque_ray.rowsignals import check_declared, duplicate_groups, near_copies, nearest_real_distance
+from synque_ray.rowsignals import check_declared, duplicate_groups, nearest_real_distance
 
 CANDIDATE_ONLY_SEED = 0  # MDM's subsample seed: one fixed subsample per candidate
 
@@ -63,8 +63,7 @@ def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpe
 
     `synthetic` and `real` are arrays or handles with `load()` (the task reads its own inputs).
     Returns {"seed": seed, "scores": [score rows], "rows": {column: list}}, row_index into the candidate.
-    A pair's `copies_real` holds the near-copies the embeddings show; `assemble` adds the
-    exact copies, which need the texts.
+    The copies of U_r need the texts as well as the embeddings: the driver's `assemble` finds them.
     """
     synthetic = _load(synthetic)
     sample_seed = CANDIDATE_ONLY_SEED if seed is None else seed
@@ -81,6 +80,5 @@ def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpe
         signals["duplicate_group"] = np.where(groups >= 0, index[np.maximum(groups, 0)], -1)
     else:
         signals["nearest_real_distance"] = nearest_real_distance(synthetic, real)
-        signals["copies_real"] = near_copies(synthetic, real)
     rows = {"row_index": index.tolist(), **{k: np.asarray(v).tolist() for k, v in signals.items()}}
     return {"seed": seed, "scores": scores, "rows": rows}

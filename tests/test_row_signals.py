@@ -12,7 +12,7 @@ from synque_ray.proxies.base import Params, Proxy, ProxyOutput
 from synque_ray.report.render import SIGNAL_TITLES
 from synque_ray.report.view import row_signals
 from synque_ray.rowschema import ROW_SCHEMA, ROW_SIGNALS, RULE_SIGNALS, _by_name
-from synque_ray.rowsignals import Signal
+from synque_ray.rowsignals import Signal, reference
 from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.selection import Rules, _check_rules, parse_drop_rule
 from synque_ray.stage.embedding import assemble
@@ -51,12 +51,13 @@ def test_a_declared_signal_comes_back_with_the_rows(monkeypatch, embeddings):
 def test_the_embedding_stage_refuses_a_column_its_schema_does_not_declare():
     alone = {"seed": None, "scores": [], "rows": {"row_index": [0, 1], "duplicate_group": [-1, -1]}}
     pair = {"seed": 42, "scores": [], "rows": {"row_index": [0, 1], "nearest_real_distance": [0.5, 0.7],
-                                               "copies_real": [False, True], "loudness": [1.0, 2.0]}}
+                                               "loudness": [1.0, 2.0]}}
+    u_r = {42: reference(["b"], np.eye(2)[:1])}
     with pytest.raises(ValueError, match=r"^the embedding stage, for c, returned the row signal 'loudness' that it "
-                                         r"does not declare \(declared: copies_real, "):
-        assemble("c", [alone, pair], {42: frozenset()}, ["a", "b"])
+                                         r"does not declare \(declared: copies_eval, copies_real, "):
+        assemble("c", [alone, pair], u_r, ["a", "b"], np.eye(2)[::-1])
     del pair["rows"]["loudness"]
-    _, rows = assemble("c", [alone, pair], {42: frozenset()}, ["a", "b"])
+    _, rows = assemble("c", [alone, pair], u_r, ["a", "b"], np.eye(2)[::-1])
     assert rows.schema == pl.Schema(ROW_SCHEMA) and rows["copies_real"].to_list() == [False, True]
 
 
@@ -64,7 +65,8 @@ def test_row_schema_is_the_keys_then_the_declared_signals_in_their_committed_ord
     # The order committed results were written in: a change here would make every cached result be redone.
     assert ROW_SCHEMA == {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "text_hash": pl.Utf8,
                           "p_synthetic": pl.Float64, "nearest_real_distance": pl.Float64,
-                          "duplicate_group": pl.Int64, "copies_real": pl.Boolean, "text_chars": pl.Int64}
+                          "duplicate_group": pl.Int64, "copies_real": pl.Boolean, "copies_eval": pl.Boolean,
+                          "text_chars": pl.Int64}
     assert {s.name for proxy in REGISTRY.values() for s in proxy.signals} <= set(ROW_SIGNALS)
     assert set(ROW_SIGNALS) - set(ROW_SCHEMA) == {"lens_p_real"}  # joined on by the LENS stage
 
@@ -83,7 +85,8 @@ def test_the_report_titles_and_shows_the_declared_signals():
 
 
 def test_select_takes_only_declared_rule_signals():
-    assert RULE_SIGNALS == ("p_synthetic", "nearest_real_distance", "copies_real", "text_chars", "lens_p_real")
+    assert RULE_SIGNALS == ("p_synthetic", "nearest_real_distance", "copies_real", "copies_eval", "text_chars",
+                            "lens_p_real")
     rows = pl.DataFrame({"dataset_id": ["c"], "seed": [42], "row_index": [0], "p_synthetic": [0.4],
                          "copies_real": [False], "mystery": [3.0], "duplicate_group": [-1]})
     _check_rules(Rules((parse_drop_rule("p_synthetic>0.5"), parse_drop_rule("copies_real"))), rows, "rows.parquet")
