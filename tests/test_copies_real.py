@@ -12,6 +12,7 @@ import pytest
 from synque_ray.rowsignals import (COPY_COSINE, COSINE_FLOOR, RUN_WORDS, copies, copy_words, exact_copies,
                                    few_words_changed, near_copies, normalised_text, real_text_set, reference,
                                    word_edit_distance)
+from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.stage.embedding import assemble
 
 
@@ -178,24 +179,36 @@ def test_copies_in_chunks_matches_the_rules_row_by_row():
         copies(["a", "b"], vectors[:1], ref)
 
 
-def test_assemble_finds_copies_of_each_seeds_u_r_and_of_the_evaluation_set_and_counts_characters():
+def test_a_pair_task_marks_the_copies_of_its_u_r_and_of_the_evaluation_set_among_its_rows():
     texts = ["Oil prices slide", "  gold hits a record ", "", "something new"]
-    embeddings = np.array([[0.0, 0.0, 1.0]] * 3 + [[0.0, 1.0, 0.0]])  # row 3: an embedding near-copy of seed 2's row
-    references = {1: reference(["OIL PRICES SLIDE"], _unit_rows(1.0)),
-                  2: reference(["gold hits a record"], _unit_rows(0.0))}
+    embeddings = np.array([[0.0, 0.0, 1.0]] * 3 + [[0.0, 1.0, 0.0]])  # row 3: an embedding near-copy of U_r's row 1
+    u_r = reference(["OIL PRICES SLIDE", "a row far from the others"], _unit_rows(1.0, 0.0))
     evaluation = reference(["Something new", "another test row"], _unit_rows(1.0, 0.9, plane=2))
+    part = score_pair("c", 1, embeddings, u_r.unit, TaskSpec({}, None, 0), texts=texts, copies_of=u_r,
+                      evaluation=evaluation)
+    assert part["rows"]["copies_real"] == [True, False, False, True]
+    assert part["rows"]["copies_eval"] == [False, False, False, True]
+    sub = score_pair("c", 1, embeddings, u_r.unit, TaskSpec({}, 2, 0), texts=texts, copies_of=u_r)
+    index = sub["rows"]["row_index"]  # a seeded subsample of 2 rows: the marks follow the rows
+    assert len(index) == 2 and sub["rows"]["copies_real"] == [[True, False, False, True][i] for i in index]
+    assert "copies_eval" not in sub["rows"]  # no evaluation set: the column is left to be null
+    alone = score_pair("c", None, embeddings, None, TaskSpec({}, None, 0))
+    assert set(alone["rows"]) == {"row_index", "duplicate_group"}
+
+
+def test_assemble_counts_characters_and_leaves_copies_eval_null_without_an_evaluation_set():
+    texts = ["Oil prices slide", "  gold hits a record ", "", "something new"]
     alone = {"seed": None, "scores": [], "rows": {"row_index": [0, 1, 2, 3], "duplicate_group": [-1] * 4}}
     parts = [alone] + [{"seed": seed, "scores": [], "rows": {
-        "row_index": [0, 1, 2, 3], "nearest_real_distance": [0.0] * 4}} for seed in (1, 2)]
-    _, rows = assemble("c", parts, references, texts, embeddings, evaluation)
+        "row_index": [0, 1, 2, 3], "nearest_real_distance": [0.0] * 4,
+        "copies_real": [seed == 1, False, False, False]}} for seed in (1, 2)]
+    _, rows = assemble("c", parts, [1, 2], texts)
     by_seed = {s: rows.filter(pl.col("seed") == s).sort("row_index") for s in (1, 2)}
     assert by_seed[1]["copies_real"].to_list() == [True, False, False, False]
-    assert by_seed[2]["copies_real"].to_list() == [False, True, False, True]
-    assert by_seed[1]["copies_eval"].to_list() == by_seed[2]["copies_eval"].to_list() == [False, False, False, True]
+    assert by_seed[2]["copies_real"].to_list() == [False] * 4
     assert by_seed[1]["text_chars"].to_list() == [16, 18, 0, 13]
+    assert rows["copies_eval"].null_count() == rows.height  # unknown, not clean
     assert rows.schema["copies_real"] == pl.Boolean and rows.schema["copies_eval"] == pl.Boolean
-    _, rows = assemble("c", parts, references, texts, embeddings)  # no evaluation set: unknown, not clean
-    assert rows["copies_eval"].null_count() == rows.height
 
 
 # Sentence pairs for the threshold: a copy with a small edit, a paraphrase (same meaning, other

@@ -12,7 +12,7 @@ from synque_ray.proxies.base import Params, Proxy, ProxyOutput
 from synque_ray.report.render import SIGNAL_TITLES
 from synque_ray.report.view import row_signals
 from synque_ray.rowschema import ROW_SCHEMA, ROW_SIGNALS, RULE_SIGNALS, _by_name
-from synque_ray.rowsignals import Signal, reference
+from synque_ray.rowsignals import Signal
 from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.selection import Rules, _check_rules, parse_drop_rule
 from synque_ray.stage.embedding import assemble
@@ -51,13 +51,12 @@ def test_a_declared_signal_comes_back_with_the_rows(monkeypatch, embeddings):
 def test_the_embedding_stage_refuses_a_column_its_schema_does_not_declare():
     alone = {"seed": None, "scores": [], "rows": {"row_index": [0, 1], "duplicate_group": [-1, -1]}}
     pair = {"seed": 42, "scores": [], "rows": {"row_index": [0, 1], "nearest_real_distance": [0.5, 0.7],
-                                               "loudness": [1.0, 2.0]}}
-    u_r = {42: reference(["b"], np.eye(2)[:1])}
+                                               "copies_real": [False, True], "loudness": [1.0, 2.0]}}
     with pytest.raises(ValueError, match=r"^the embedding stage, for c, returned the row signal 'loudness' that it "
                                          r"does not declare \(declared: copies_eval, copies_real, "):
-        assemble("c", [alone, pair], u_r, ["a", "b"], np.eye(2)[::-1])
+        assemble("c", [alone, pair], [42], ["a", "b"])
     del pair["rows"]["loudness"]
-    _, rows = assemble("c", [alone, pair], u_r, ["a", "b"], np.eye(2)[::-1])
+    _, rows = assemble("c", [alone, pair], [42], ["a", "b"])
     assert rows.schema == pl.Schema(ROW_SCHEMA) and rows["copies_real"].to_list() == [False, True]
 
 

@@ -16,7 +16,7 @@ from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, e
 from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
-from synque_ray.rowsignals import Reference, check_declared, copies, reference
+from synque_ray.rowsignals import check_declared, reference
 from synque_ray.scoring import TaskSpec, score_pair
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
@@ -174,8 +174,8 @@ class _ProxyTasks:
         self.stage, self.candidates, self.commit, self.fail, self.bar = stage, candidates, commit, fail, bar
         self.real: dict[int, CachedEmbeddings] = {}
         self.evaluation: CachedEmbeddings | None = None
-        self.references: dict[int | None, Reference] = {}  # per seed, and the evaluation set's under None
-        self.embeddings: dict[str, CachedEmbeddings] = {}  # of the candidates being scored
+        self.references: dict[int | None, object] = {}  # ObjectRefs of `Reference`s: per seed; None: evaluation
+        self.texts: dict[str, list[str]] = {}  # of the candidates being scored
         self.pending: dict = {}  # ObjectRef -> dataset_id
         self.parts: dict[str, list[dict]] = {}
         self.failed: set[str] = set()
@@ -186,14 +186,15 @@ class _ProxyTasks:
         """Every reference (U_r per seed, the evaluation set) is embedded: candidates may be scored."""
         return len(self.real) == len(self.stage.real) and (self.stage.evaluation is None) == (self.evaluation is None)
 
-    def reference(self, seed: int | None) -> Reference:
-        """U_r of `seed` (None: the evaluation set) as `copies` takes it, built once."""
+    def reference(self, seed: int | None):
+        """U_r of `seed` (None: the evaluation set, or None without one) as `rowsignals.copies` takes it:
+        built once, in the object store for the tasks."""
         if seed not in self.references:
             rowset, vectors = ((self.stage.evaluation, self.evaluation) if seed is None
                                else (self.stage.real[seed], self.real[seed]))
             if rowset is None or vectors is None:
-                raise RuntimeError("the evaluation set was asked for but the job has none")
-            self.references[seed] = reference(rowset.texts, vectors.load())
+                return None
+            self.references[seed] = self.ray.put(reference(rowset.texts, vectors.load()))
         return self.references[seed]
 
     def submit_all(self, candidates: list[RowSet], cache: EmbeddingCache) -> None:
@@ -210,10 +211,18 @@ class _ProxyTasks:
         """
         if not self.ready():
             raise RuntimeError("a candidate reached the proxy stage before every real sample and evaluation set")
-        self.parts[dataset_id] = []
-        self.embeddings[dataset_id] = embeddings
+        try:
+            texts = self.candidates[dataset_id].texts  # the hashed rows, or InputChanged
+        except InputChanged as err:
+            self.fail(dataset_id, str(err))
+            return
+        self.parts[dataset_id], self.texts[dataset_id] = [], texts
+        shared = self.ray.put(texts)  # once for all the candidate's tasks
         for seed, real in [(None, None), *self.real.items()]:
-            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.stage.spec)] = dataset_id
+            copies_of = {} if seed is None else {"texts": shared, "copies_of": self.reference(seed),
+                                                  "evaluation": self.reference(None)}
+            task = self.task.remote(dataset_id, seed, embeddings, real, self.stage.spec, **copies_of)
+            self.pending[task] = dataset_id
         if block:
             while len(self.pending) > self.limit:
                 [done], _ = self.ray.wait(list(self.pending), num_returns=1)
@@ -229,7 +238,7 @@ class _ProxyTasks:
             part = self.ray.get(done)
         except self.ray.exceptions.RayError as err:
             self.parts.pop(dataset_id, None)
-            self.embeddings.pop(dataset_id, None)
+            self.texts.pop(dataset_id, None)
             self.failed.add(dataset_id)
             self.fail(dataset_id, one_line(err))
             return
@@ -238,17 +247,8 @@ class _ProxyTasks:
         parts = self.parts[dataset_id]
         parts.append(part)
         if len(parts) == len(self.stage.real) + 1:
-            try:
-                texts = self.candidates[dataset_id].texts  # the hashed rows, or InputChanged
-            except InputChanged as err:
-                self.parts.pop(dataset_id)
-                self.embeddings.pop(dataset_id)
-                self.fail(dataset_id, str(err))
-                return
-            references = {seed: self.reference(seed) for seed in self.stage.real}
-            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), references, texts,
-                                     self.embeddings.pop(dataset_id).load(),
-                                     None if self.evaluation is None else self.reference(None))
+            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), list(self.stage.real),
+                                     self.texts.pop(dataset_id))
             self.commit(dataset_id, Committed(results, rows))
             self.done.append(results)
             self.bar.scored_one()
@@ -267,38 +267,29 @@ class _ProxyTasks:
         return dict(computed.iter_rows())
 
 
-def assemble(dataset_id: str, parts: list[dict], references: dict[int, Reference], texts: list[str],
-             embeddings: np.ndarray, evaluation: Reference | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[str]
+             ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One candidate's (results, row signals) from its tasks' outputs.
 
-    `references`: per seed, U_r as `rowsignals.copies` takes it; `texts` and `embeddings`
-    (rows, d): the candidate's rows; `evaluation`: the contamination set, or None. The
-    candidate-only results (seed None) hold for every seed: they are repeated under each.
-    The signals that need the texts are added here: `text_hash`, `text_chars` (length of the
-    stripped text), `copies_real` (the row copies a row of that seed's U_r) and `copies_eval`
-    (it copies an evaluation row; null without an evaluation set). A column ROW_SCHEMA does
-    not declare is an error (`check_declared`), never dropped.
+    `seeds`: the job's seeds; `texts`: the candidate's rows. The candidate-only results
+    (seed None) hold for every seed: they are repeated under each. `text_hash` and
+    `text_chars` (length of the stripped text) are added here; `copies_eval` is null where
+    the tasks had no evaluation set to compare with. A column ROW_SCHEMA does not declare
+    is an error (`check_declared`), never dropped.
     """
     alone = next(part for part in parts if part["seed"] is None)
     scores = [row for part in parts if part is not alone for row in part["scores"]]
-    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in references]
+    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in seeds]
     duplicates = pl.DataFrame(alone["rows"], schema={"row_index": pl.Int64, "duplicate_group": pl.Int64})
-    paired = [part for part in parts if part is not alone]
-    copies_eval = {}
-    if evaluation is not None:  # the same for every seed: each row compared once
-        scored = sorted({i for part in paired for i in part["rows"]["row_index"]})
-        copies_eval = dict(zip(scored, copies([texts[i] for i in scored], embeddings[scored], evaluation).tolist(),
-                               strict=True))
     row_parts = []
-    for part in paired:
-        index = part["rows"]["row_index"]
-        mine = [texts[i] for i in index]
+    for part in parts:
+        if part is alone:
+            continue
+        mine = [texts[i] for i in part["rows"]["row_index"]]
         frame = pl.DataFrame(part["rows"]).with_columns(
             pl.lit(dataset_id).alias("dataset_id"), pl.lit(part["seed"], pl.Int64).alias("seed"),
             pl.Series("text_hash", row_hashes(mine), pl.Utf8),
-            pl.Series("text_chars", [len(t.strip()) for t in mine], pl.Int64),
-            pl.Series("copies_real", copies(mine, embeddings[index], references[part["seed"]]), pl.Boolean),
-            pl.Series("copies_eval", [copies_eval.get(i) for i in index], pl.Boolean))
+            pl.Series("text_chars", [len(t.strip()) for t in mine], pl.Int64))
         row_parts.append(frame.join(duplicates, on="row_index", how="left"))
     rows = pl.concat(row_parts, how="diagonal_relaxed")
     check_declared(rows.columns, ROW_SCHEMA, f"the embedding stage, for {dataset_id},")
