@@ -26,19 +26,22 @@ A copy of a reference row (a U_r row for `copies_real`, an evaluation row for
 Cosine alone misses edited copies: one word replaced in a financial headline kept the
 cosine at .95 or more for only 24-26% of copies (benchmarks/bench_copies.py), because one
 word carries much of a short row's meaning. Words alone would mark distinct rows of
-templated domains ("X EPS beats by $0.01, beats on revenue" for many X). Each threshold is
-calibrated on the reference itself, whose rows are distinct rows of the domain and so must
-not be copies of each other: `Reference.cosine` is the 99th percentile of each reference
-row's highest cosine with another (textually different) reference row, floored at
-`COSINE_FLOOR` and capped at `COPY_COSINE`, so that rule 3 asks a copy to be closer in
-meaning to r than 99% of the reference's rows are to their nearest neighbour;
-`Reference.run` is the shortest run, at least `RUN_WORDS`, that at most 1% of reference
-rows share with another reference row. On the sentiment headlines (U_r samples of 198
-rows: cosine .73 and .79, run 13) the rule finds 93-97% of one-word-changed copies (the
-cosine alone: 46%) and marks 0-0.05% of 2,000 LLM-written headlines (BENCHMARKS.md). A
-larger reference has closer neighbours, so a higher cosine and fewer edited copies found
-by rule 3 (the 2,388-row test set: .93); a reference as uniform as the demo's grammar
-reaches the cap, and rule 3 then adds nothing to rule 2.
+templated domains ("X EPS beats by $0.01, beats on revenue" for many X). Both thresholds
+are calibrated on the reference itself, whose rows are distinct rows of the domain and so
+must not be copies of each other. `Reference.cosine` is the 99th percentile, over the
+reference's rows, of each row's highest cosine with another (textually different) reference
+row that passes rule 3's word test (-1 for a row with none), floored at `COSINE_FLOOR` and
+capped at `COPY_COSINE`: rule 3 then marks at most ~1% of the reference's own rows, and a
+clean row drawn like them is marked about as rarely. Where the domain's distinct rows are
+a word apart (templates), their cosines set the bar above them; where they never are, the
+word test alone separates, and the floor applies. `Reference.run` is the shortest run, at
+least `RUN_WORDS`, that at most 1% of reference rows share with another reference row.
+On the sentiment headlines (U_r samples of 198 rows, no two a word apart: cosine .5, run
+13) the rule finds 99% of one-word-changed copies (the cosine alone: 46%) and marks
+0-0.05% of 2,000 LLM-written headlines; against the 2,388-row test set, whose reposts and
+templates are a word apart, the cosine is .84 and 83-95% are found (BENCHMARKS.md). The
+demo's grammar makes U_r's rows so alike that the cosine reaches the cap, and rule 3 then
+adds nothing to rule 2.
 
 Cost: exact matching is a set lookup; rules 2-3 compare rows in chunks against every
 reference row (memory O(chunk x reference)); rule 3's word edit distance is computed only
@@ -199,30 +202,28 @@ class Reference:
 
 def reference(texts: list[str], embeddings: np.ndarray) -> Reference:
     """The `Reference` of rows `texts` with embeddings (m, d): its thresholds are set so that
-    at most ~1% of its own distinct rows would be copies of another of its rows.
+    rules 3 and 4 would mark at most ~1% of its own distinct rows as copies of another of its rows.
 
     Rows with the same normalised text are one row to the calibration (a sample may hold a
-    row twice; that is not two rows close in meaning). With no two distinct rows to learn
-    from, rule 3 asks for `COPY_COSINE`, as rule 2 does."""
+    row twice; that is not two rows close in meaning). With fewer than two distinct rows to
+    learn from, rule 3 asks for `COPY_COSINE`, as rule 2 does."""
     if len(texts) != len(embeddings):
         raise ValueError(f"reference: {len(texts)} texts but {len(embeddings)} embeddings")
     normal = [normalised_text(t) for t in texts]
     words = tuple(copy_words(t) for t in texts)
     unit = _unit(np.asarray(embeddings, dtype=np.float64))
-    nearest = []
     codes = np.unique(np.array(normal, dtype=object), return_inverse=True)[1] if normal else np.zeros(0, int)
-    for start in range(0, len(unit), _CHUNK):
-        cosines = unit[start:start + _CHUNK] @ unit.T
-        cosines[codes[start:start + _CHUNK, None] == codes[None, :]] = -np.inf  # itself and its exact twins
-        nearest.append(cosines.max(axis=1) if len(unit) else np.zeros(0))
-    nearest_cos = np.concatenate(nearest) if nearest else np.zeros(0)
-    finite = nearest_cos[np.isfinite(nearest_cos)]
-    if len(finite):
-        cosine = float(np.quantile(np.where(np.isfinite(nearest_cos), nearest_cos, -1.0), CALIBRATION_QUANTILE,
-                                   method="higher"))
-        cosine = min(COPY_COSINE, max(COSINE_FLOOR, cosine))
-    else:
+    # Each row's highest cosine with another row that passes rule 3's word test (-1: none).
+    nearest = np.full(len(texts), -1.0)
+    for start, cosines, pairs in _few_words_pairs(words, unit, words, unit, COSINE_FLOOR):
+        for i, j in pairs:
+            if codes[start + i] != codes[j]:
+                nearest[start + i] = max(nearest[start + i], cosines[i, j])
+    if len(set(normal)) < 2:
         cosine = COPY_COSINE
+    else:
+        cosine = float(np.quantile(nearest, CALIBRATION_QUANTILE, method="higher"))
+        cosine = min(COPY_COSINE, max(COSINE_FLOOR, cosine))
     run = _calibrated_run(words, codes)
     return Reference(frozenset(normal), words, unit, cosine, run,
                      frozenset(r for w in words for r in _runs(w, run)))
@@ -254,26 +255,35 @@ def copies(texts: list[str], embeddings: np.ndarray, ref: Reference) -> np.ndarr
         return found
     words = [copy_words(t) for t in texts]
     found |= np.array([any(r in ref.runs for r in _runs(w, ref.run)) for w in words], dtype=bool)
-    # Rule 3's candidates: pairs that share at least as many words as it needs. A word is counted
-    # with its occurrence ("the" twice is two words), so the shared count bounds the edit distance.
-    vocabulary: dict[tuple[str, int], int] = {}
-    ref_matrix = _occurrences(ref.words, vocabulary, grow=True)
-    ref_lengths = np.array([len(w) for w in ref.words])
     unit = _unit(np.asarray(embeddings, dtype=np.float64))
-    for start in range(0, len(texts), _CHUNK):
-        chunk = slice(start, start + _CHUNK)
-        cosines = unit[chunk] @ ref.unit.T
-        found[chunk] |= (cosines >= COPY_COSINE).any(axis=1)
-        lengths = np.array([len(w) for w in words[chunk]])
-        shared = (_occurrences(words[chunk], vocabulary, grow=False) @ ref_matrix.T).tocoo()
+    for start, cosines, pairs in _few_words_pairs(words, unit, ref.words, ref.unit, ref.cosine):
+        found[start:start + len(cosines)] |= (cosines >= COPY_COSINE).any(axis=1)
+        for i, _ in pairs:
+            found[start + i] = True
+    return found
+
+
+def _few_words_pairs(words, unit: np.ndarray, ref_words, ref_unit: np.ndarray, minimum: float):
+    """Per chunk of rows: (start, cosines (chunk, m) with the reference rows, the pairs (i, j)
+    of chunk row i and reference row j whose cosine is >= `minimum` and whose words pass
+    `few_words_changed`). The pairs that share too few words to pass are ruled out by a sparse
+    product first: a word counts with its occurrence ("the" twice is two words), so the
+    shared count bounds the edit distance from below, and the distance is computed only for
+    the pairs left."""
+    vocabulary: dict[tuple[str, int], int] = {}
+    ref_matrix = _occurrences(ref_words, vocabulary, grow=True)
+    ref_lengths = np.array([len(w) for w in ref_words])
+    for start in range(0, len(words), _CHUNK):
+        cosines = unit[start:start + _CHUNK] @ ref_unit.T
+        lengths = np.array([len(w) for w in words[start:start + _CHUNK]])
+        shared = (_occurrences(words[start:start + _CHUNK], vocabulary, grow=False) @ ref_matrix.T).tocoo()
         longer = np.maximum(lengths[shared.row], ref_lengths[shared.col])
         allowed = np.maximum(1, (EDIT_SHARE * longer).astype(int))
         keep = ((shared.data >= longer - allowed) & (shared.data >= MIN_SHARED_WORDS)
-                & (cosines[shared.row, shared.col] >= ref.cosine))
-        for i, j in zip(shared.row[keep], shared.col[keep], strict=True):
-            if not found[start + i] and few_words_changed(words[start + i], ref.words[j]):
-                found[start + i] = True
-    return found
+                & (cosines[shared.row, shared.col] >= minimum))
+        pairs = [(int(i), int(j)) for i, j in zip(shared.row[keep], shared.col[keep], strict=True)
+                 if few_words_changed(words[start + i], ref_words[j])]
+        yield start, cosines, pairs
 
 
 def _occurrences(rows, vocabulary: dict[tuple[str, int], int], grow: bool):
