@@ -97,6 +97,16 @@ class CandidatesConfig(_Strict):
     _text = field_validator("text")(_usable_text_spec)
 
 
+class ContaminationConfig(_Strict):
+    """An evaluation (test) set the user will measure on, read as `real` is: a candidate row that
+    copies one of its rows leaks it into training (`copies_eval`, the `eval_copy_share` finding)."""
+
+    path: str
+    text: str
+
+    _text = field_validator("text")(_usable_text_spec)
+
+
 class EmbeddingConfig(_Strict):
     model: str = "bundled-minilm"
     batch_size: int = Field(256, gt=0)
@@ -201,6 +211,7 @@ class JobConfig(_Strict):
     allow_partial: bool = False  # publish without a proxy that failed for every candidate (named as missing)
     real: RealConfig
     candidates: CandidatesConfig
+    contamination: ContaminationConfig | None = None
     embedding: EmbeddingConfig = EmbeddingConfig()
     proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_PROXIES), min_length=1)
     lens: LensConfig = LensConfig()

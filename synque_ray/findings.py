@@ -7,6 +7,8 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `duplicate_share`: rows that near-duplicate an earlier row of the candidate (every row of
   a near-duplicate group beyond its first), over all rows;
 - `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
+- `eval_copy_share`: rows that copy a row of the config's contamination (evaluation) set
+  (`copies_eval`); null when the job names none. Any such row is a leak: its limit is 0;
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
@@ -38,26 +40,30 @@ import polars as pl
 
 SYNTHETIC_P = 0.5  # a row "looks synthetic" when its balanced p_synthetic is above this
 SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty row has 0)
-SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
+SHARES = ("duplicate_share", "real_copy_share", "eval_copy_share", "synthetic_share", "short_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
-                  "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
-                  "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64, "identical_to": pl.Utf8}
+                  "eval_copy_share": pl.Float64, "synthetic_share": pl.Float64, "short_share": pl.Float64,
+                  "disagreeing_proxy": pl.Utf8, "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64,
+                  "identical_to": pl.Utf8}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate: its share is above the limit. A balanced p_synthetic puts about
 # half of the rows of a real-like candidate above .5, so its limit is high. Copies of U_r: 2%, twice
 # the false-positive share the copy detector allows itself on clean same-domain rows, so that a
 # clean candidate is not passed over for the detector's noise while a leak of a few rows in a
-# hundred is.
-LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.02, "synthetic_share": 0.75, "short_share": 0.05}
-# Findings that keep a candidate off `train on:` (its rows leak the real sample into training).
-LEAKS = ("real_copy_share",)
+# hundred is. Copies of the evaluation set the user will measure on: any one is a leak.
+LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.02, "eval_copy_share": 0.0, "synthetic_share": 0.75,
+          "short_share": 0.05}
+# Findings that keep a candidate off `train on:` (its rows leak the real sample, or the evaluation
+# set, into training).
+LEAKS = ("real_copy_share", "eval_copy_share")
 
 # Each share: (the row_scores column it needs, the per-row condition it counts).
 _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
     "duplicate_share": ("duplicate_group", lambda: (pl.col("duplicate_group") >= 0)
                         & (pl.col("duplicate_group") != pl.col("row_index"))),
     "real_copy_share": ("copies_real", lambda: pl.col("copies_real")),
+    "eval_copy_share": ("copies_eval", lambda: pl.col("copies_eval")),
     "synthetic_share": ("p_synthetic", lambda: pl.col("p_synthetic") > SYNTHETIC_P),
     "short_share": ("text_chars", lambda: pl.col("text_chars") < SHORT_CHARS),
 }
@@ -163,8 +169,9 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
 
 
 SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
-                "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
-                "short_share": f"rows under {SHORT_CHARS} characters"}
+               "eval_copy_share": "rows copying the evaluation set",
+               "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
+               "short_share": f"rows under {SHORT_CHARS} characters"}
 
 
 def percent(share: float) -> str:
@@ -174,9 +181,9 @@ def percent(share: float) -> str:
 
 def over_limit(row: dict) -> list[str]:
     """The findings of one candidate (a row of `per_candidate`) over their limit, worst first: by
-    how many times its limit each share is, then by name."""
+    how many times its limit each share is (a limit of 0 first), then by name."""
     flags = [f for f in row.get("flags") or [] if f in LIMITS and row.get(f) is not None]
-    return sorted(flags, key=lambda f: (-row[f] / LIMITS[f], f))
+    return sorted(flags, key=lambda f: (-row[f] / LIMITS[f] if LIMITS[f] > 0 else -float("inf"), f))
 
 
 def finding_parts(row: dict) -> list[str]:

@@ -51,6 +51,8 @@ class RunSummary:
 
 # ---------------------------------------------------------------- reading and checks
 
+EVALUATION_SET = "contamination/evaluation"  # its row set's name: no candidate id holds a "/"
+
 
 def read_real(config: JobConfig) -> dict[int, RowSet]:
     real = config.real
@@ -64,6 +66,13 @@ def read_real(config: JobConfig) -> dict[int, RowSet]:
     return {
         seed: RowSet(f"real/seed{seed}", sample_pool(pool, real.sample_size, seed, real.path)) for seed in real.seeds
     }
+
+
+def read_contamination(config: JobConfig) -> RowSet | None:
+    """The contamination (evaluation) set the config names, read as `real` is; None without one."""
+    if config.contamination is None:
+        return None
+    return RowSet(EVALUATION_SET, read_texts(config.contamination.path, config.contamination.text))
 
 
 def minimum_rows(config: JobConfig, real: bool = False) -> tuple[int, str]:
@@ -185,10 +194,11 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
     real = read_real(config)
     for seed, rowset in real.items():
         check_size(rowset, f"real sample for seed {seed}", config, real=True)
+    evaluation = read_contamination(config)
     skipped_files: dict[str, str] = {}
     too_small: dict[str, str] = {}  # id -> why: these fail alone, the others are scored
     candidates = scorable_candidates(config, skipped_files, too_small)
-    stages = build_stages(Job(config, real, candidates, fresh, progress))  # checked before any work
+    stages = build_stages(Job(config, real, candidates, fresh, progress, evaluation))  # checked before any work
     timings = {"read": time.perf_counter() - started}
 
     store = Store(config.output)
@@ -208,7 +218,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         timings["reduce"] = time.perf_counter() - reduce_started
         timings["total"] = time.perf_counter() - started
         summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary)
+        run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary, evaluation)
         run_dir = write_set(store, tables, run_info)
         result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
                             tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
@@ -305,7 +315,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
 
 
 def run_record(config: JobConfig, fresh: bool, stages: list[Stage], outcomes: list[StageOutcome],
-               candidates: list[RowSet], real: dict[int, RowSet], timings: dict, summary: dict) -> dict:
+               candidates: list[RowSet], real: dict[int, RowSet], timings: dict, summary: dict,
+               evaluation: RowSet | None = None) -> dict:
     """run.json: what was run, on what, with which models, and what came of it."""
     return {
         "name": config.name,
@@ -317,6 +328,7 @@ def run_record(config: JobConfig, fresh: bool, stages: list[Stage], outcomes: li
         "content_hashes": {
             "candidates": {c.name: c.content_hash for c in candidates},
             "real": real_hashes(real),
+            "contamination": None if evaluation is None else evaluation.content_hash,
         },
         "result_keys": {o.name: o.keys for o in outcomes},
         "timings": {k: round(v, 4) for k, v in timings.items()},

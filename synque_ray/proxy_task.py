@@ -17,7 +17,7 @@ import numpy as np
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.reading import seeded_indices
-from synque_ray.rowsignals import check_declared, duplicate_groups, near_copies, nearest_real_distance
+from synque_ray.rowsignals import Reference, check_declared, copies, duplicate_groups, nearest_real_distance
 
 CANDIDATE_ONLY_SEED = 0  # MDM's subsample seed: one fixed subsample per candidate
 
@@ -58,13 +58,15 @@ def _one_proxy(name: str, synthetic: np.ndarray, real, spec: TaskSpec, seed: int
     return row, rows
 
 
-def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpec) -> dict:
+def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpec, texts: list[str] | None = None,
+               copies_of: Reference | None = None, evaluation: Reference | None = None) -> dict:
     """One Ray task. seed None: the candidate-only proxies, once; else the pair (candidate, U_r of seed).
 
     `synthetic` and `real` are arrays or handles with `load()` (the task reads its own inputs).
     Returns {"seed": seed, "scores": [score rows], "rows": {column: list}}, row_index into the candidate.
-    A pair's `copies_real` holds the near-copies the embeddings show; `assemble` adds the
-    exact copies, which need the texts.
+    With the candidate's `texts`, a pair also marks the rows that copy a row of `copies_of` (this
+    seed's U_r: `copies_real`) and of `evaluation` (the contamination set: `copies_eval`), by
+    `rowsignals.copies`, which needs texts and embeddings both.
     """
     synthetic = _load(synthetic)
     sample_seed = CANDIDATE_ONLY_SEED if seed is None else seed
@@ -81,6 +83,9 @@ def score_pair(dataset_id: str, seed: int | None, synthetic, real, spec: TaskSpe
         signals["duplicate_group"] = np.where(groups >= 0, index[np.maximum(groups, 0)], -1)
     else:
         signals["nearest_real_distance"] = nearest_real_distance(synthetic, real)
-        signals["copies_real"] = near_copies(synthetic, real)
+        mine = None if texts is None else [texts[i] for i in index]
+        for name, reference in (("copies_real", copies_of), ("copies_eval", evaluation)):
+            if mine is not None and reference is not None:
+                signals[name] = copies(mine, synthetic, reference)
     rows = {"row_index": index.tolist(), **{k: np.asarray(v).tolist() for k, v in signals.items()}}
     return {"seed": seed, "scores": scores, "rows": rows}

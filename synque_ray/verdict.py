@@ -73,6 +73,9 @@ TERM_LEGEND: dict[str, str] = {
                        f"embeddings ≥ {DUPLICATE_COSINE:g}): each near-duplicate group counts beyond its first row.",
     "real_copy_share": "Rows that copy a U_r row exactly or nearly: they flatter every proxy that compares "
                        "with U_r, and leak the real sample into training.",
+    "eval_copy_share": "Rows that copy a row of the contamination (evaluation) set exactly or nearly: training "
+                       "on them leaks the set a model will be measured on, so any such row flags the candidate "
+                       "(– when the job names no contamination set).",
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",

@@ -233,8 +233,8 @@ def test_the_report_legend_and_verdict_read_the_same_text(row_scores):
                          row_scores)
     row = table.filter(pl.col("dataset_id") == "dup").to_dicts()[0]
     cells = render.finding_cells(row)
-    assert cells.count("<td") == 5 and 'class="flag" title="over the 10% limit">30%</td>' in cells
-    assert render.finding_cells(None).count(">–</td>") == 5
+    assert cells.count("<td") == 6 and 'class="flag" title="over the 10% limit">30%</td>' in cells
+    assert render.finding_cells(None).count(">–</td>") == 6
     agreed = render.finding_cells({"disagreeing_proxy": "mdm", "disagreeing_rank": 1.0, "proxy_disagreement": 0.0})
     assert ">all agree</td>" in agreed
 
@@ -254,3 +254,20 @@ def test_the_best_set_is_taken_among_the_candidates_not_passed_over():
     assert tied == {"leak": False, "good": True, "c": False, "d": False}
     assert ranked.filter(pl.col("dataset_id") == "leak")["rank"].item() == 1
     assert ranked.drop("tied_with_best").equals(plain.sort(["proxy", "rank", "dataset_id"]).drop("tied_with_best"))
+
+
+def test_one_copy_of_the_evaluation_set_passes_a_candidate_over():
+    """Any row copying the contamination (evaluation) set is a leak: limit 0, first among its flags."""
+    rows = pl.concat([
+        rows_of("leaky", 1, duplicate_group=[-1] * 10, copies_real=[False] * 10,
+                copies_eval=[True] + [False] * 9, text_chars=[40] * 10),
+        rows_of("clean", 1, duplicate_group=[-1] * 10, copies_real=[False] * 10,
+                copies_eval=[False] * 10, text_chars=[40] * 10),
+    ])
+    assert passed_over(rows) == {"leaky": ["eval_copy_share"]}
+    table = add_findings(rankings_of({"mdm": {"leaky": 1, "clean": 2}, "ensemble": {"leaky": 1, "clean": 2}},
+                                     tied={"leaky": True, "clean": True}), rows)
+    lines = verdict(table)
+    assert lines[0].startswith("train on: clean (")
+    assert lines[1].startswith("passed over: leaky (rank 1): 10% rows copying the evaluation set, over the 0% limit")
+    assert flagged_lines(table) == ["flagged: leaky: 10% rows copying the evaluation set (limit 0%)"]

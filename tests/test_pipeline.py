@@ -164,7 +164,8 @@ def test_row_scores_cover_every_row_of_every_seed(first_run):
     config, _ = first_run
     rows = pl.read_parquet(f"{config.output}/row_scores.parquet")
     assert rows.columns == ["dataset_id", "seed", "row_index", "text_hash", "p_synthetic", "nearest_real_distance",
-                            "duplicate_group", "copies_real", "text_chars"]
+                            "duplicate_group", "copies_real", "copies_eval", "text_chars"]
+    assert rows["copies_eval"].null_count() == rows.height  # the config names no contamination set
     assert rows.height == 4 * ROWS * len(SEEDS)
     assert rows.group_by("dataset_id", "seed").agg(pl.col("row_index").n_unique())["row_index"].to_list() == [ROWS] * 8
     assert rows["p_synthetic"].is_between(0, 1).all() and (rows["nearest_real_distance"] >= 0).all()

@@ -53,10 +53,10 @@ def test_the_embedding_stage_refuses_a_column_its_schema_does_not_declare():
     pair = {"seed": 42, "scores": [], "rows": {"row_index": [0, 1], "nearest_real_distance": [0.5, 0.7],
                                                "copies_real": [False, True], "loudness": [1.0, 2.0]}}
     with pytest.raises(ValueError, match=r"^the embedding stage, for c, returned the row signal 'loudness' that it "
-                                         r"does not declare \(declared: copies_real, "):
-        assemble("c", [alone, pair], {42: frozenset()}, ["a", "b"])
+                                         r"does not declare \(declared: copies_eval, copies_real, "):
+        assemble("c", [alone, pair], [42], ["a", "b"])
     del pair["rows"]["loudness"]
-    _, rows = assemble("c", [alone, pair], {42: frozenset()}, ["a", "b"])
+    _, rows = assemble("c", [alone, pair], [42], ["a", "b"])
     assert rows.schema == pl.Schema(ROW_SCHEMA) and rows["copies_real"].to_list() == [False, True]
 
 
@@ -64,7 +64,8 @@ def test_row_schema_is_the_keys_then_the_declared_signals_in_their_committed_ord
     # The order committed results were written in: a change here would make every cached result be redone.
     assert ROW_SCHEMA == {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "text_hash": pl.Utf8,
                           "p_synthetic": pl.Float64, "nearest_real_distance": pl.Float64,
-                          "duplicate_group": pl.Int64, "copies_real": pl.Boolean, "text_chars": pl.Int64}
+                          "duplicate_group": pl.Int64, "copies_real": pl.Boolean, "copies_eval": pl.Boolean,
+                          "text_chars": pl.Int64}
     assert {s.name for proxy in REGISTRY.values() for s in proxy.signals} <= set(ROW_SIGNALS)
     assert set(ROW_SIGNALS) - set(ROW_SCHEMA) == {"lens_p_real"}  # joined on by the LENS stage
 
@@ -83,7 +84,8 @@ def test_the_report_titles_and_shows_the_declared_signals():
 
 
 def test_select_takes_only_declared_rule_signals():
-    assert RULE_SIGNALS == ("p_synthetic", "nearest_real_distance", "copies_real", "text_chars", "lens_p_real")
+    assert RULE_SIGNALS == ("p_synthetic", "nearest_real_distance", "copies_real", "copies_eval", "text_chars",
+                            "lens_p_real")
     rows = pl.DataFrame({"dataset_id": ["c"], "seed": [42], "row_index": [0], "p_synthetic": [0.4],
                          "copies_real": [False], "mystery": [3.0], "duplicate_group": [-1]})
     _check_rules(Rules((parse_drop_rule("p_synthetic>0.5"), parse_drop_rule("copies_real"))), rows, "rows.parquet")

@@ -16,12 +16,12 @@ from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, e
 from synque_ray.reading import InputChanged, RowSet, row_hashes
 from synque_ray.reduce import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
-from synque_ray.rowsignals import check_declared, exact_copies, real_text_set
 from synque_ray.proxy_task import TaskSpec, score_pair
+from synque_ray.rowsignals import check_declared, reference
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
-RESULT_VERSION = 3  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
-#                   3: copies_real, text_chars)
+RESULT_VERSION = 4  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
+#                   3: copies_real, text_chars; 4: copies_real's lexical rule, copies_eval)
 
 
 def task_spec(config) -> TaskSpec:
@@ -34,16 +34,23 @@ class EmbeddingStage(Stage):
     name = "embedding"
 
     def __init__(self, config, real: dict[int, RowSet], model: EmbeddingModel, cache: EmbeddingCache,
-                 fresh: bool = False, progress: bool = False):
+                 fresh: bool = False, progress: bool = False, evaluation: RowSet | None = None):
+        """`evaluation`: the config's contamination set, whose copies make `copies_eval` (None: no such set)."""
         super().__init__()
         self.config, self.real, self.cache, self.fresh, self.progress = config, real, cache, fresh, progress
-        self.model, self.spec = model, task_spec(config)
+        self.model, self.spec, self.evaluation = model, task_spec(config), evaluation
         self.models = {"embedding": model.id}
-        self.real_texts = {seed: real_text_set(rowset.texts) for seed, rowset in real.items()}
+
+    @property
+    def references(self) -> list[RowSet]:
+        """The row sets candidates are compared with, embedded before any candidate: U_r per seed, then
+        the evaluation set."""
+        return [*self.real.values(), *([self.evaluation] if self.evaluation is not None else [])]
 
     def key_payload(self, candidate: RowSet) -> dict:
         return {"real": real_hashes(self.real), "params": self.spec.params,
                 "sample_size": self.spec.sample_size, "resamples": self.spec.resamples, "model": self.model.id,
+                "contamination": None if self.evaluation is None else self.evaluation.content_hash,
                 "version": RESULT_VERSION}
 
     def expected_results(self, candidate: RowSet) -> int:
@@ -55,9 +62,9 @@ class EmbeddingStage(Stage):
 
     def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
         """Embed what the cache lacks (reals first), feeding each candidate to its tasks as it lands."""
-        missing = [rs for rs in [*self.real.values(), *todo] if self.fresh or not self.cache.has(rs)]
+        missing = [rs for rs in [*self.references, *todo] if self.fresh or not self.cache.has(rs)]
         self.counts["rows_embedded"] = sum(rs.size for rs in missing)
-        self.counts["rows_from_cache"] = sum(rs.size for rs in [*self.real.values(), *todo]) - sum(
+        self.counts["rows_from_cache"] = sum(rs.size for rs in [*self.references, *todo]) - sum(
             rs.size for rs in missing)
         bar = Progress(self.counts["rows_embedded"], len(todo), self.progress)
         tasks = _ProxyTasks(self, {c.name: c for c in todo}, commit, fail, bar)
@@ -79,13 +86,17 @@ class EmbeddingStage(Stage):
         missing_names = {rs.name for rs in missing}
         cached = [c for c in todo if c.name not in missing_names]
         tasks.real = {s: self.cache.handle(rs) for s, rs in self.real.items() if rs.name not in missing_names}
-        if len(tasks.real) == len(self.real):
+        if self.evaluation is not None and self.evaluation.name not in missing_names:
+            tasks.evaluation = self.cache.handle(self.evaluation)
+        if tasks.ready():
             tasks.submit_all(cached, self.cache)  # their proxies run while the rest is embedded
         def embedded(index: int, vectors: np.ndarray) -> None:
             rowset = missing[index]
             self.cache.save(rowset, vectors)  # committed before any task reads it
             if rowset.name in seed_of:
                 tasks.real[seed_of[rowset.name]] = self.cache.handle(rowset)
+            elif rowset is self.evaluation:
+                tasks.evaluation = self.cache.handle(rowset)
             else:
                 tasks.submit(rowset.name, self.cache.handle(rowset), block=False)
 
@@ -162,11 +173,29 @@ class _ProxyTasks:
                                scheduling_strategy="SPREAD")(score_pair)
         self.stage, self.candidates, self.commit, self.fail, self.bar = stage, candidates, commit, fail, bar
         self.real: dict[int, CachedEmbeddings] = {}
+        self.evaluation: CachedEmbeddings | None = None
+        self.references: dict[int | None, object] = {}  # ObjectRefs of `Reference`s: per seed; None: evaluation
+        self.texts: dict[str, list[str]] = {}  # of the candidates being scored
         self.pending: dict = {}  # ObjectRef -> dataset_id
         self.parts: dict[str, list[dict]] = {}
         self.failed: set[str] = set()
         self.done: list[pl.DataFrame] = []
         self.limit = max(4, 2 * int(ray.cluster_resources().get("CPU", 1)))
+
+    def ready(self) -> bool:
+        """Every reference (U_r per seed, the evaluation set) is embedded: candidates may be scored."""
+        return len(self.real) == len(self.stage.real) and (self.stage.evaluation is None) == (self.evaluation is None)
+
+    def reference(self, seed: int | None):
+        """U_r of `seed` (None: the evaluation set, or None without one) as `rowsignals.copies` takes it:
+        built once, in the object store for the tasks."""
+        if seed not in self.references:
+            rowset, vectors = ((self.stage.evaluation, self.evaluation) if seed is None
+                               else (self.stage.real[seed], self.real[seed]))
+            if rowset is None or vectors is None:
+                return None
+            self.references[seed] = self.ray.put(reference(rowset.texts, vectors.load()))
+        return self.references[seed]
 
     def submit_all(self, candidates: list[RowSet], cache: EmbeddingCache) -> None:
         while candidates:
@@ -180,11 +209,20 @@ class _ProxyTasks:
         runs the driver must not block: the embedding actors may hold every CPU, and
         the proxy tasks could only start once the driver has drained the embeddings.
         """
-        if len(self.real) != len(self.stage.real):
-            raise RuntimeError("a candidate reached the proxy stage before every real sample")
-        self.parts[dataset_id] = []
+        if not self.ready():
+            raise RuntimeError("a candidate reached the proxy stage before every real sample and evaluation set")
+        try:
+            texts = self.candidates[dataset_id].texts  # the hashed rows, or InputChanged
+        except InputChanged as err:
+            self.fail(dataset_id, str(err))
+            return
+        self.parts[dataset_id], self.texts[dataset_id] = [], texts
+        shared = self.ray.put(texts)  # once for all the candidate's tasks
         for seed, real in [(None, None), *self.real.items()]:
-            self.pending[self.task.remote(dataset_id, seed, embeddings, real, self.stage.spec)] = dataset_id
+            copies_of = {} if seed is None else {"texts": shared, "copies_of": self.reference(seed),
+                                                  "evaluation": self.reference(None)}
+            task = self.task.remote(dataset_id, seed, embeddings, real, self.stage.spec, **copies_of)
+            self.pending[task] = dataset_id
         if block:
             while len(self.pending) > self.limit:
                 [done], _ = self.ray.wait(list(self.pending), num_returns=1)
@@ -200,6 +238,7 @@ class _ProxyTasks:
             part = self.ray.get(done)
         except self.ray.exceptions.RayError as err:
             self.parts.pop(dataset_id, None)
+            self.texts.pop(dataset_id, None)
             self.failed.add(dataset_id)
             self.fail(dataset_id, one_line(err))
             return
@@ -208,13 +247,8 @@ class _ProxyTasks:
         parts = self.parts[dataset_id]
         parts.append(part)
         if len(parts) == len(self.stage.real) + 1:
-            try:
-                texts = self.candidates[dataset_id].texts  # the hashed rows, or InputChanged
-            except InputChanged as err:
-                self.parts.pop(dataset_id)
-                self.fail(dataset_id, str(err))
-                return
-            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), self.stage.real_texts, texts)
+            results, rows = assemble(dataset_id, self.parts.pop(dataset_id), list(self.stage.real),
+                                     self.texts.pop(dataset_id))
             self.commit(dataset_id, Committed(results, rows))
             self.done.append(results)
             self.bar.scored_one()
@@ -233,19 +267,19 @@ class _ProxyTasks:
         return dict(computed.iter_rows())
 
 
-def assemble(dataset_id: str, parts: list[dict], real_texts: dict[int, frozenset[str]], texts: list[str]
+def assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[str]
              ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One candidate's (results, row signals) from its tasks' outputs.
 
-    `real_texts`: per seed, U_r's normalised texts (`real_text_set`); `texts`: the candidate's
-    rows. The candidate-only results (seed None) hold for every seed: they are repeated under
-    each. The signals that need the texts are added here: `text_hash`, `text_chars` (length of
-    the stripped text) and the exact copies of a U_r row, or-ed into the tasks' near-copies.
-    A column ROW_SCHEMA does not declare is an error (`check_declared`), never dropped.
+    `seeds`: the job's seeds; `texts`: the candidate's rows. The candidate-only results
+    (seed None) hold for every seed: they are repeated under each. `text_hash` and
+    `text_chars` (length of the stripped text) are added here; `copies_eval` is null where
+    the tasks had no evaluation set to compare with. A column ROW_SCHEMA does not declare
+    is an error (`check_declared`), never dropped.
     """
     alone = next(part for part in parts if part["seed"] is None)
     scores = [row for part in parts if part is not alone for row in part["scores"]]
-    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in real_texts]
+    scores += [{**row, "seed": seed} for row in alone["scores"] for seed in seeds]
     duplicates = pl.DataFrame(alone["rows"], schema={"row_index": pl.Int64, "duplicate_group": pl.Int64})
     row_parts = []
     for part in parts:
@@ -255,8 +289,7 @@ def assemble(dataset_id: str, parts: list[dict], real_texts: dict[int, frozenset
         frame = pl.DataFrame(part["rows"]).with_columns(
             pl.lit(dataset_id).alias("dataset_id"), pl.lit(part["seed"], pl.Int64).alias("seed"),
             pl.Series("text_hash", row_hashes(mine), pl.Utf8),
-            pl.Series("text_chars", [len(t.strip()) for t in mine], pl.Int64),
-            pl.col("copies_real") | pl.Series(exact_copies(mine, real_texts[part["seed"]])))
+            pl.Series("text_chars", [len(t.strip()) for t in mine], pl.Int64))
         row_parts.append(frame.join(duplicates, on="row_index", how="left"))
     rows = pl.concat(row_parts, how="diagonal_relaxed")
     check_declared(rows.columns, ROW_SCHEMA, f"the embedding stage, for {dataset_id},")

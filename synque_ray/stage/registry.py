@@ -27,13 +27,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Job:
-    """What a stage is built from: the checked config, U_r per seed, the candidates, the run's flags."""
+    """What a stage is built from: the checked config, U_r per seed, the candidates, the run's flags,
+    and the contamination (evaluation) set when the config names one."""
 
     config: JobConfig
     real: dict[int, RowSet]
     candidates: list[RowSet]
     fresh: bool = False
     progress: bool = False
+    evaluation: RowSet | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class StageSpec:
 def _embedding(job: Job) -> Stage:
     model = resolve_embedding(job.config)  # its id names precision and backend: no two share entries
     cache = EmbeddingCache(Store(job.config.cache_location), model.id)
-    return EmbeddingStage(job.config, job.real, model, cache, job.fresh, job.progress)
+    return EmbeddingStage(job.config, job.real, model, cache, job.fresh, job.progress, job.evaluation)
 
 
 def _perplexity(job: Job) -> Stage:
