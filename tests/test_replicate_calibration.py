@@ -90,6 +90,18 @@ def test_candidates_of_one_seed_share_u_rs_halves_and_so_its_error():
     assert same > 0.5 and abs(other) < 0.2, (same, other)
 
 
+def test_a_candidates_error_is_the_same_in_every_seed():
+    # A candidate's rows are the same in every seed, so is their error: replicate b of two seeds
+    # draws the same candidate halves (here with U_r large, where the candidate's half drives
+    # density's replicates), and averaging over seeds does not shrink it.
+    rng = np.random.default_rng(4)
+    candidate, real = rng.normal(size=(40, DIMS)), rng.normal(size=(400, DIMS))
+    proxy, params = REGISTRY["density"], REGISTRY["density"].params()
+    seven, eight = (proxy.compute(candidate, real, params, seed, 200).replicates for seed in (7, 8))
+    assert np.corrcoef(seven, eight)[0, 1] > 0.7
+    assert np.std((seven + eight) / 2) > 0.85 * np.std(seven)
+
+
 @pytest.mark.slow
 def test_mauve_replicates_spread_as_far_as_fresh_draws_when_distributions_differ():
     ratio = _ratio("mauve", {}, 150, 60, 0.5, draws=25)

@@ -107,14 +107,20 @@ def resample_weights(n: int, resamples: int, rng: np.random.Generator) -> np.nda
 HALVES = "half-sample replicates"  # the reason a proxy gives for the rows its halves need
 
 
+CANDIDATE_STREAM = 20261206  # the candidate's halves: one stream for every seed
+
+
 def split_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """(stream for U_r's rows, stream for the candidate's rows), both from `seed`.
+    """(stream for U_r's rows, stream for the candidate's rows).
 
     U_r's stream depends on the seed alone, so every candidate scored against one U_r sample
     gets the same U_r halves: their replicates then share U_r's error the way their values do
-    (one U_r sample is shared by every candidate of a seed)."""
-    real, synthetic = np.random.SeedSequence(seed).spawn(2)
-    return np.random.default_rng(real), np.random.default_rng(synthetic)
+    (one U_r sample is shared by every candidate of a seed). The candidate's stream is the same
+    in every seed, because a candidate's rows are: replicate b of every seed draws the same
+    candidate halves, so averaging a candidate's replicates over seeds (the rank intervals do)
+    keeps its own sampling error whole instead of dividing it by the seeds as if each seed
+    had drawn a fresh candidate."""
+    return np.random.default_rng(seed), np.random.default_rng(CANDIDATE_STREAM)
 
 
 def halves(rows: int, splits: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
