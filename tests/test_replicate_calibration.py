@@ -7,7 +7,7 @@ or shifted by 0.5 on 4 coordinates, sizes unequal both ways, 60 independent draw
 `replicate_spread_ratio` is the mean replicate sd over the sd of the values; it must lie in
 0.75–1.35. The bootstrap the proxies used before read (seed 0, these cases): MMD² between equal
 distributions 2.3 (biased) and 1.8 (unbiased), density 0.61 and coverage 1.8 for the shifted
-candidate; the half-samples read 0.85–1.2 (BENCHMARKS.md, "Replicates as wide as the truth").
+candidate; the half-samples read 0.94–1.22 (BENCHMARKS.md, "Replicates as wide as the truth").
 """
 
 from __future__ import annotations

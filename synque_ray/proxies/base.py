@@ -169,9 +169,9 @@ def half_sample_replicates(on_halves: np.ndarray, value: float) -> np.ndarray:
     a copy of a row or covered by copies (the bootstrap's fault, which made coverage's
     replicates up to 2.2 times too wide), and each U_r half draws its balls from its own
     rows, so the radii vary as they do with a fresh U_r (density's old replicates kept
-    them fixed: 0.55–0.85 of the truth). For a mean over rows the spread over halves is
+    them fixed: 0.58–0.89 of the truth). For a mean over rows the spread over halves is
     the sampling spread at full size (d = n / 2 rows left out, and the jackknife's factor
-    (n − d) / d is 1); for density and coverage it is within 0.8–1.25 of the truth by
+    (n − d) / d is 1); for density and coverage it is within 0.86–1.27 of the truth by
     simulation, where the mirror difference of two disjoint halves (`split_replicates`)
     was 0.65 too narrow for a coverage near 1. Both samples are split, so the spread is
     that of a fresh candidate *and* a fresh U_r sample, as the rank intervals need.

@@ -5,8 +5,8 @@ Its replicates split each set's rows into two disjoint halves with the clusterin
 (`base.split_replicates`): a half's label counts are a multivariate hypergeometric draw
 from the histogram's counts, so a rank interval costs no re-clustering. Between
 distributions that differ their spread is that of MAUVE over fresh samples (ratio
-1.0–1.1); between equal ones it is still about twice too wide (BENCHMARKS.md, "Replicates
-as wide as the truth"; the bootstrap's was 2.4–2.8). There MAUVE sits near its ceiling,
+0.8–1.2); between equal ones it is still 2 to 4 times too wide (BENCHMARKS.md, "Replicates
+as wide as the truth"; the bootstrap's was 2.4–4.1). There MAUVE sits near its ceiling,
 the fresh clustering of a new sample is not reproduced, and a half's few rows per cluster
 move MAUVE more than a fresh sample's; the metric on single halves around their mean (as
 density and coverage use) was wider still.
