@@ -180,18 +180,17 @@ def half_sample_replicates(on_halves: np.ndarray, value: float) -> np.ndarray:
 
 
 def centred(replicates: np.ndarray, value: float) -> np.ndarray:
-    """Bootstrap replicates (resamples,) shifted so that their mean is the point value.
+    """Replicates (resamples,) shifted so that their mean is the point value.
 
-    Why: a resample with replacement holds only about 63% of the distinct rows, so a
-    metric that counts distinct rows or pairs (coverage, MAUVE's histograms, the biased
-    MMD²'s diagonal) reads systematically off on it: coverage lower, MAUVE lower, MMD²
-    higher. Their spread is still the sampling spread, but their centre is the metric's
-    value at ~63% of the rows, not at the data's. Subtracting the bootstrap's own estimate
-    of that bias, mean(replicates) − value (Efron & Tibshirani's bias correction), puts
-    every proxy's replicates around its point value; for a mean of per-row values
-    (density, PAD's errors) the shift is only resampling noise. A shifted replicate may
-    leave the metric's range (a coverage above 1): replicates only feed rank intervals.
-    Empty stays empty.
+    Why: a metric read on fewer distinct rows than the data's reads systematically off:
+    a bootstrap resample holds only about 63% of the distinct rows (PAD's and MDM's
+    replicates), a half-sample 50% (density's and coverage's, `half_sample_replicates`),
+    and a coverage or a k-NN density at that size sits away from the full sample's.
+    Their spread is the sampling spread, their centre is not; subtracting the replicates'
+    own estimate of that bias, mean(replicates) − value (Efron & Tibshirani's bias
+    correction), puts them around the point value; for a mean of per-row values (PAD's
+    errors) the shift is only resampling noise. A shifted replicate may leave the metric's
+    range (a coverage above 1): replicates only feed rank intervals. Empty stays empty.
     """
     replicates = np.asarray(replicates, dtype=np.float64)
     if not len(replicates):
