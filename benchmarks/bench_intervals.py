@@ -1,6 +1,8 @@
-"""Rank intervals: what they cost and whether they hold on unseen U_r samples.
+"""Rank intervals: what they cost, whether they hold on unseen U_r samples, and whether each
+proxy's replicates are as wide as the truth.
 
     python benchmarks/bench_intervals.py CONFIG [--cost-candidates 8]
+    python benchmarks/bench_intervals.py --calibration [--draws 60] [--slow-draws 25] [--before REV]
 
 Needs a finished `synque score CONFIG` (its committed per-candidate results hold the
 bootstrap replicates). Two measurements:
@@ -10,6 +12,14 @@ bootstrap replicates). Two measurements:
   the 2 seeds are checked against the rank each candidate gets from the mean score over
   the other seeds (a re-run on U_r samples the intervals never saw). Reported per proxy:
   the share of candidates whose unseen rank falls inside, and the mean interval width.
+
+`--calibration` needs no run: per proxy, setting and sizes, `replicate_spread_ratio` (mean
+replicate sd over the sd of the value across independent draws of a fresh candidate and a
+fresh U_r: 16-d Gaussians, equal or the candidate's mean shifted by 0.5 on 4 coordinates),
+and the CPU cost of one proxy task with `ranking.resamples` = 200 replicates over one
+without, at 300 candidate and 200 U_r rows. With `--before REV` the same table is computed
+again for the proxies of git revision REV (extracted to a temporary folder and run there in
+a subprocess), side by side.
 """
 
 from __future__ import annotations
@@ -17,7 +27,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -75,11 +91,117 @@ def coverage(results: pl.DataFrame, level: float) -> dict[str, tuple[float, floa
     return {p: (float(np.mean([h for h, _ in v])), float(np.mean([w for _, w in v]))) for p, v in hits.items()}
 
 
+DIMS, SHIFTED_DIMS = 16, 4
+# (proxy, its parameters, label); the slow ones get --slow-draws
+CALIBRATED = [("mmd", {"estimator": "biased"}, "mmd (biased)"), ("mmd", {"estimator": "unbiased"}, "mmd (unbiased)"),
+              ("density", {}, "density"), ("coverage", {}, "coverage"), ("mauve", {}, "mauve"), ("pad", {}, "pad"),
+              ("mdm", {}, "mdm")]
+SLOW = {"mauve", "pad", "mdm"}
+SIZES = [(40, 60), (150, 60), (50, 120), (300, 200)]
+SETTINGS = [("equal", 0.0), ("shifted", 0.5)]
+
+
+def _gaussians(n: int, m: int, shift: float):
+    mean = np.zeros(DIMS)
+    mean[:SHIFTED_DIMS] = shift
+    return lambda rng: (rng.normal(size=(n, DIMS)) + mean, rng.normal(size=(m, DIMS)))
+
+
+def calibration_table(draws: int, slow_draws: int, spread_ratio) -> dict:
+    """{label: {"ratios": {"setting n×m": ratio}, "cost": (CPU s without, with 200 replicates)}} for the
+    proxies importable here; `spread_ratio` is `replicate_spread_ratio` (passed in, so that an older
+    tree's proxies are measured by this tree's yardstick)."""
+    import warnings
+
+    from threadpoolctl import threadpool_limits
+
+    from synque_ray.proxies import REGISTRY
+
+    warnings.filterwarnings("ignore")
+    table = {}
+    with threadpool_limits(1):  # small matrices: a second BLAS thread only adds overhead
+        for name, params, label in CALIBRATED:
+            proxy = REGISTRY[name]
+            model = proxy.params.model_validate(params)
+            ratios = {f"{setting} {n}x{m}": spread_ratio(proxy, model, _gaussians(n, m, shift),
+                                                        slow_draws if name in SLOW else draws, 60)
+                      for setting, shift in SETTINGS for n, m in SIZES}
+            synthetic, real = _gaussians(300, 200, 0.5)(np.random.default_rng(0))
+            seconds = []
+            for resamples in (0, 200):
+                started = time.process_time()
+                for seed in range(3):
+                    proxy.compute(synthetic, real, model, seed, resamples)
+                seconds.append((time.process_time() - started) / 3)
+            table[label] = {"ratios": ratios, "cost": seconds}
+            print(f"  measured {label}", file=sys.stderr, flush=True)
+    return table
+
+
+def _before(rev: str, draws: int, slow_draws: int) -> dict:
+    """The table for the proxies of git revision `rev`, measured in a subprocess on its tree."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "synque_ray"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": folder}
+        out = subprocess.run([sys.executable, __file__, "--calibration-json", "--draws", str(draws),
+                              "--slow-draws", str(slow_draws)], env=env, check=True, capture_output=True, text=True)
+        return json.loads(out.stdout)
+
+
+def _this_trees_ratio():
+    """`replicate_spread_ratio` of this tree's base.py, loaded from its file so that a subprocess
+    running an older tree (which lacks it) measures with the same yardstick."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "synque_ray" / "proxies" / "base.py"
+    spec = importlib.util.spec_from_file_location("_yardstick", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.replicate_spread_ratio
+
+
+def print_calibration(after: dict, before: dict | None) -> None:
+    columns = list(next(iter(after.values()))["ratios"])
+    print("replicate sd / true sd (1 is right; before → after where measured):\n")
+    print("| proxy | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for label, row in after.items():
+        old = (before or {}).get(label)
+        cells = [(f"{old['ratios'][c]:.2f} → " if old else "") + f"**{row['ratios'][c]:.2f}**" for c in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nCPU seconds of one proxy task at 300 × 200 rows, without → with 200 replicates (the ratio):\n")
+    print("| proxy | " + ("before | " if before else "") + "after |")
+    print("|---|" + ("---|" if before else "") + "---|")
+    for label, row in after.items():
+        cells = [(before or {}).get(label), row] if before else [row]
+        text = [f"{c['cost'][0]:.3f} → {c['cost'][1]:.3f} ({c['cost'][1] / c['cost'][0]:.2f}x)" for c in cells if c]
+        print(f"| {label} | " + " | ".join(text) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("config")
+    parser.add_argument("config", nargs="?")
     parser.add_argument("--cost-candidates", type=int, default=8)
+    parser.add_argument("--calibration", action="store_true")
+    parser.add_argument("--calibration-json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--draws", type=int, default=60)
+    parser.add_argument("--slow-draws", type=int, default=25)
+    parser.add_argument("--before")
     args = parser.parse_args()
+    if args.calibration_json:
+        print(json.dumps(calibration_table(args.draws, args.slow_draws, _this_trees_ratio())))
+        return
+    if args.calibration:
+        before = _before(args.before, args.draws, args.slow_draws) if args.before else None
+        print_calibration(calibration_table(args.draws, args.slow_draws, _this_trees_ratio()), before)
+        return
+    if not args.config:
+        parser.error("give a CONFIG, or --calibration")
     config = load_config(args.config)
     plain, with_replicates = cost(config, args.cost_candidates)
     print(f"proxy tasks of {args.cost_candidates} candidates x 2 seeds: {plain:.1f} CPU s without replicates, "

@@ -39,7 +39,8 @@ def test_registry_declares_both_with_higher_is_better_and_k_in_config():
     for name in ("density", "coverage"):
         proxy = REGISTRY[name]
         assert proxy.orientation == 1.0 and proxy.uses_real
-        assert proxy.params(k=7).min_real_rows() == (8, "7 nearest neighbours")
+        # each half of U_r holds its own balls (half-sample replicates): 7 neighbours and the row itself
+        assert proxy.params(k=7).min_real_rows() == (16, "7 nearest neighbours in each of the half-sample replicates")
 
 
 def test_coverage_replicates_resample_both_sides():

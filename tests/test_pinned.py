@@ -73,11 +73,12 @@ def test_parameters_that_can_only_fail_are_refused_when_the_config_is_read(secti
     assert str(err.value) == message
 
 
-def test_unbiased_mmd_needs_two_rows_a_side():
+def test_unbiased_mmd_needs_two_rows_a_side_in_each_half():
     from synque_ray.proxies.mmd import MmdParams
 
-    assert MmdParams().min_rows() == (2, "mmd's unbiased estimator") == MmdParams().min_real_rows()
-    assert MmdParams(estimator="biased").min_rows() == (1, "scoring")
+    needs = (4, "mmd's unbiased estimator on half-sample replicates")
+    assert MmdParams().min_rows() == needs == MmdParams().min_real_rows()
+    assert MmdParams(estimator="biased").min_rows() == (2, "half-sample replicates")
 
 
 def _scores(proxies):

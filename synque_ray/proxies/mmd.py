@@ -4,6 +4,14 @@ The paper's estimator is biased (every pair, diagonal included): its expected va
 for two samples of one distribution is about (mean k(x,x) − mean k(x,x')) (1/n + 1/m),
 so it falls as a candidate grows and a large candidate wins for its size alone. The
 unbiased estimator leaves the diagonal out and has expected value 0 for any sizes.
+
+Replicates (for rank intervals) come from half-samples (`base.split_replicates`) rescaled to
+MMD²'s own variance. Why rescaled: by Hoeffding's decomposition MMD² is a first-order part
+(a mean over rows, variance ∝ 1/size, zero when the distributions are equal) plus a
+degenerate second-order part (variance ∝ 1/size²). Halves read the first part right and
+the second twice too large, so between equal distributions their spread is √2 too wide;
+the second-order variance is estimated from the doubly centred kernel matrices and the
+excess is taken off.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
+from synque_ray.proxies.base import (HALVES, Params, Proxy, ProxyOutput, check_embeddings, halves, split_count,
+                                     split_replicates, split_rngs)
 
+SPREAD_SPLITS = 200  # the fewest half-sample splits the variance of the replicates is measured on
 KERNELS = ("polynomial", "rbf", "laplacian", "linear", "sigmoid")
 # kernel → the scikit-learn parameters it takes
 _KERNEL_PARAMS = {
@@ -31,8 +41,9 @@ class MmdParams(Params):
     estimator: Literal["biased", "unbiased"] = "unbiased"
 
     def min_rows(self) -> tuple[int, str]:
-        """The unbiased estimator leaves the diagonal out: a sample needs two rows for a pair."""
-        return (2, "mmd's unbiased estimator") if self.estimator == "unbiased" else (1, "scoring")
+        """A half-sample needs a pair of rows for the unbiased estimator (the diagonal is left out),
+        one row for the biased one."""
+        return (4, f"mmd's unbiased estimator on {HALVES}") if self.estimator == "unbiased" else (2, HALVES)
 
     def min_real_rows(self) -> tuple[int, str]:
         """A U_r sample needs as many rows as a candidate."""
@@ -89,14 +100,79 @@ def mmd_squared(synthetic: np.ndarray, real: np.ndarray, kernel: str = "polynomi
     return float(mmd_from_kernels(k_ss, k_rr, k_sr, ones_s, ones_r, estimator == "unbiased")[0])
 
 
+def _second_order_moments(k_ss: np.ndarray, k_rr: np.ndarray, k_sr: np.ndarray) -> tuple[float, float, float]:
+    """Mean squares of the doubly centred kernels (within the candidate, within U_r, across),
+    estimates of E[k̄(x, x')²], E[k̄(y, y')²], E[k̄(x, y)²] where k̄ is k with both arguments'
+    means taken out: the size of MMD²'s degenerate second-order part. Within a sample the
+    diagonal is left out of the means (k(x, x) is no pair and, for the polynomial kernel,
+    far larger than the rest)."""
+    def within(kernel: np.ndarray) -> float:
+        n = len(kernel)
+        off = ~np.eye(n, dtype=bool)
+        rows = (kernel.sum(axis=1) - np.diag(kernel)) / (n - 1)
+        centred_kernel = kernel - rows[:, None] - rows[None, :] + rows.mean()
+        return float((centred_kernel[off] ** 2).mean())
+
+    across = k_sr - k_sr.mean(axis=1, keepdims=True) - k_sr.mean(axis=0, keepdims=True) + k_sr.mean()
+    return within(k_ss), within(k_rr), float((across ** 2).mean())
+
+
+def second_order_variance(moments: tuple[float, float, float], n: int, m: int, unbiased: bool) -> float:
+    """Variance of MMD²'s second-order Hoeffding part for n candidate and m U_r rows: the three
+    degenerate sums (within, within, across) are uncorrelated, each pair term has variance
+    E[k̄²]; a within sum over n(n − 1) ordered pairs has 2·n(n − 1)·E[k̄²] / pairs², where pairs
+    is n(n − 1) (unbiased) or n² (biased), and the cross term, weighted −2 / (n m), 4·E[k̄²] / (n m)."""
+    within_s, within_r, across = moments
+    pairs_s, pairs_r = (n * (n - 1), m * (m - 1)) if unbiased else (n * n, m * m)
+    return (2 * n * (n - 1) * within_s / pairs_s ** 2 + 2 * m * (m - 1) * within_r / pairs_r ** 2
+            + 4 * across / (n * m))
+
+
+def _diagonal_variance(kernel: np.ndarray) -> float:
+    """Variance of the biased MMD²'s own per-row term at these sizes, Var(k(x, x) − 2 μ(x)) / n³
+    (μ(x) the mean of k(x, ·) over the sample): what the diagonal adds to the unbiased
+    estimate, (mean k(x, x) − U) / n, reads each row through it. It is a mean over rows
+    weighted 1/n², so its variance falls as 1/n³, and a half-sample reads it 4 times too
+    large (8 at half size, halved): `_compute` takes the 3 extra parts off."""
+    n = len(kernel)
+    rows = (kernel.sum(axis=1) - np.diag(kernel)) / (n - 1)
+    return float(np.var(np.diag(kernel) - 2 * rows, ddof=1) / n ** 3)
+
+
 def _compute(synthetic, real, params: MmdParams, seed: int, resamples: int) -> ProxyOutput:
+    """The MMD² and its replicates: half-sample deviations rescaled to the variance of the estimate
+    over fresh candidate and U_r rows, (first-order part) + (second-order part at full size).
+
+    The halves' mean square deviation D estimates V(n/2, m/2) / 2 = first-order part (its
+    variance doubles at half size, then is halved) + half of the second-order part at half
+    size; so the target is D − second(n/2, m/2) / 2 + second(n, m). Between equal
+    distributions the first two terms cancel up to noise. That noise is kept, not clipped
+    at 0 (clipping made the replicates 10% too wide there); only a target below half of
+    second(n, m), far under any true variance, is raised to it. D is measured on at least
+    SPREAD_SPLITS splits (one weighted sum over each kernel matrix per split), since the
+    target is the small difference of D and an estimate of most of it."""
     kernels = kernel_matrices(synthetic, real, params.kernel, params.degree, params.coef0, params.gamma)
     unbiased = params.estimator == "unbiased"
-    value = mmd_from_kernels(*kernels, np.ones((1, len(synthetic))), np.ones((1, len(real))), unbiased)[0]
-    rng = np.random.default_rng(seed)
-    weights_s, weights_r = resample_weights(len(synthetic), resamples, rng), resample_weights(len(real), resamples, rng)
-    # a row drawn twice adds its own k(x, x) term to the biased estimate, so its replicates sit above it: centred
-    return ProxyOutput(float(value), centred(mmd_from_kernels(*kernels, weights_s, weights_r, unbiased), value))
+    n, m = len(kernels[0]), len(kernels[1])
+    value = float(mmd_from_kernels(*kernels, np.ones((1, n)), np.ones((1, m)), unbiased)[0])
+    if resamples == 0:
+        return ProxyOutput(value)
+    rng_real, rng_synthetic = split_rngs(seed)
+    splits = max(split_count(resamples), SPREAD_SPLITS)
+    first_s, second_s = halves(n, splits, rng_synthetic)
+    first_r, second_r = halves(m, splits, rng_real)
+    first = mmd_from_kernels(*kernels, first_s.astype(np.float64), first_r.astype(np.float64), unbiased)
+    second = mmd_from_kernels(*kernels, second_s.astype(np.float64), second_r.astype(np.float64), unbiased)
+    spread = float(np.mean(((first - second) / 2) ** 2))
+    moments = _second_order_moments(*kernels)
+    at_full = second_order_variance(moments, n, m, unbiased)
+    target = spread - second_order_variance(moments, n // 2, m // 2, unbiased) / 2 + at_full
+    if not unbiased:
+        target -= 3 * (_diagonal_variance(kernels[0]) + _diagonal_variance(kernels[1]))
+    target = max(target, at_full / 2)
+    scale = float(np.sqrt(target / spread)) if spread > 0 else 0.0
+    used = split_count(resamples)
+    return ProxyOutput(value, split_replicates(first[:used], second[:used], value, resamples, scale))
 
 
 PROXY = Proxy("mmd", MmdParams, orientation=-1.0, compute=_compute)
