@@ -47,6 +47,9 @@ SCENARIOS = {
     "three share a size error": [(0.5, 1, 1.0)] * 3 + [(0.8, 1, 0.0)] * 3,
     # One proxy much better than four noisy ones (on real tasks one proxy often leads by a margin).
     "one strong": [(0.3, 1, 0.0)] + [(1.5, 1, 0.0)] * 4,
+    # Four good proxies on one embedding model (a shared error) beside a weak one of another family,
+    # as fluency beside MDM, MMD², PAD and MAUVE on the sentiment benchmark.
+    "a weak outsider": [(0.5, 1, 0.5)] * 4 + [(1.0, 0.2, 0.0)],
 }
 
 
@@ -96,6 +99,18 @@ def _decorrelated_agreement(scores: pl.DataFrame, shrink: float = DECORRELATION_
     return {**dict.fromkeys(robust, 0.0), **{p: float(v) for p, v in zip(keep, w / w.sum(), strict=True)}}
 
 
+def _decorrelated_capped(scores: pl.DataFrame) -> dict[str, float]:
+    """The decorrelated weights, each capped at an equal share of the proxies kept: a block that moves
+    together still counts about as one, but no proxy weighs more than the plain mean would give it."""
+    weights = ensemble_weights(scores, "decorrelated")
+    kept = [p for p, w in weights.items() if w > 0]
+    if not kept:
+        return weights
+    capped = {p: min(w, 1.0 / len(kept)) for p, w in weights.items()}
+    total = sum(capped.values())
+    return {p: w / total for p, w in capped.items()}
+
+
 def _factor_score(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
     """Factor-score weights (R + shrink·I)⁻¹·a among the proxies with a positive robust weight a: Ψ⁻¹λ
     under a one-factor model (R = λλᵀ + Ψ), a proxy weighed by its signal over its own error."""
@@ -119,6 +134,7 @@ RULES = {
     "capped .2": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.2))(scores)),
     "decorrelated": lambda scores: add_ensemble(scores, method="decorrelated"),
     "factor score": lambda scores: add_ensemble(scores, weights=_factor_score(scores)),
+    "decorrelated, capped": lambda scores: add_ensemble(scores, weights=_decorrelated_capped(scores)),
     "decorrelated x agreement": lambda scores: add_ensemble(scores, weights=_decorrelated_agreement(scores)),
     "capped .4": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.4))(scores)),
     "squared agreement": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: a * a)(scores)),
