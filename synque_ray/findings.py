@@ -9,6 +9,8 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
+- `garbled_share`: rows the fluency proxy scored whose token NLL is above U_r's 99th
+  percentile (`garbled`): scrambled, garbled or cut text, which embeddings barely see;
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
   candidate is furthest from the ensemble's, its rank, and how far (in ranks);
 - `flags`: the findings that cross their limit in `LIMITS`.
@@ -28,17 +30,20 @@ import polars as pl
 
 SYNTHETIC_P = 0.5  # a row "looks synthetic" when its balanced p_synthetic is above this
 SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty row has 0)
-SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share")
+SHARES = ("duplicate_share", "real_copy_share", "synthetic_share", "short_share", "garbled_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
-                  "synthetic_share": pl.Float64, "short_share": pl.Float64, "disagreeing_proxy": pl.Utf8,
+                  "synthetic_share": pl.Float64, "short_share": pl.Float64, "garbled_share": pl.Float64,
+                  "disagreeing_proxy": pl.Utf8,
                   "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
 # the ranking's length (n − 1 ranks) between the proxy's rank and the ensemble's. A balanced
 # p_synthetic puts about half of the rows of a real-like candidate above .5, so its limit is high.
+# About 1% of rows like U_r's are garbled by definition, but one odd row of a 16-row sample is 6%:
+# a quarter leaves room for that and still flags a candidate with every fourth row scrambled or cut.
 LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "synthetic_share": 0.75, "short_share": 0.05,
-          "proxy_disagreement": 0.5}
+          "garbled_share": 0.25, "proxy_disagreement": 0.5}
 
 # Each share: (the row_scores column it needs, the per-row condition it counts).
 _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
@@ -47,6 +52,7 @@ _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
     "real_copy_share": ("copies_real", lambda: pl.col("copies_real")),
     "synthetic_share": ("p_synthetic", lambda: pl.col("p_synthetic") > SYNTHETIC_P),
     "short_share": ("text_chars", lambda: pl.col("text_chars") < SHORT_CHARS),
+    "garbled_share": ("garbled", lambda: pl.col("garbled")),
 }
 
 
@@ -140,7 +146,8 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
 
 _SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
                 "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
-                "short_share": f"rows under {SHORT_CHARS} characters"}
+                "short_share": f"rows under {SHORT_CHARS} characters",
+                "garbled_share": "garbled rows (token NLL above U_r's 99th percentile)"}
 
 
 def percent(share: float) -> str:

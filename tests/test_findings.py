@@ -191,7 +191,7 @@ def test_the_report_legend_and_verdict_read_the_same_text(row_scores):
                          row_scores)
     row = table.filter(pl.col("dataset_id") == "dup").to_dicts()[0]
     cells = render.finding_cells(row)
-    assert cells.count("<td") == 5 and 'class="flag" title="over the 10% limit">30%</td>' in cells
-    assert render.finding_cells(None).count(">–</td>") == 5
+    assert cells.count("<td") == 6 and 'class="flag" title="over the 10% limit">30%</td>' in cells
+    assert render.finding_cells(None).count(">–</td>") == 6
     agreed = render.finding_cells({"disagreeing_proxy": "mdm", "disagreeing_rank": 1.0, "proxy_disagreement": 0.0})
     assert ">all agree</td>" in agreed
