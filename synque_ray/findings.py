@@ -9,7 +9,7 @@ table, and joined onto every row of `rankings.parquet` as columns:
 - `real_copy_share`: rows that copy a U_r row exactly or nearly (`copies_real`);
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
-- `garbled_share`: rows the fluency proxy scored whose token NLL is above U_r's 99th
+- `garbled_share`: rows the fluency proxy scored whose token NLL is above U_r's 95th
   percentile (`garbled`): scrambled, garbled or cut text, which embeddings barely see;
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
   candidate is furthest from the ensemble's, its rank, and how far (in ranks);
@@ -40,8 +40,9 @@ FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 # When a finding flags a candidate. Shares: above the limit. Disagreement: at least this share of
 # the ranking's length (n − 1 ranks) between the proxy's rank and the ensemble's. A balanced
 # p_synthetic puts about half of the rows of a real-like candidate above .5, so its limit is high.
-# About 1% of rows like U_r's are garbled by definition, but one odd row of a 16-row sample is 6%:
-# a quarter leaves room for that and still flags a candidate with every fourth row scrambled or cut.
+# About 5% of rows like U_r's are garbled by definition, and one odd row of a 16-row sample is 6%:
+# a quarter leaves room for that (4 of 16 rows at a 5% rate: under 1%) and still flags a candidate
+# with every fourth row scrambled or cut.
 LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.01, "synthetic_share": 0.75, "short_share": 0.05,
           "garbled_share": 0.25, "proxy_disagreement": 0.5}
 
@@ -147,7 +148,7 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
 _SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
                 "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
                 "short_share": f"rows under {SHORT_CHARS} characters",
-                "garbled_share": "garbled rows (token NLL above U_r's 99th percentile)"}
+                "garbled_share": "garbled rows (token NLL above U_r's 95th percentile)"}
 
 
 def percent(share: float) -> str:

@@ -77,8 +77,8 @@ TERM_LEGEND: dict[str, str] = {
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
-    "garbled_share": "Rows the fluency proxy scored whose token NLL is above U_r's 99th percentile: shuffled, "
-                     f"garbled or cut text (about 1% of rows like U_r's; flagged above {LIMITS['garbled_share']:.0%}).",
+    "garbled_share": "Rows the fluency proxy scored whose token NLL is above U_r's 95th percentile: shuffled, "
+                     f"garbled or cut text (about 5% of rows like U_r's; flagged above {LIMITS['garbled_share']:.0%}).",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry before trusting the ensemble.",
     "flagged": f"A candidate with a finding over its limit (near-duplicates > {LIMITS['duplicate_share']:.0%}, "
