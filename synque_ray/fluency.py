@@ -31,7 +31,7 @@ so on real financial tweets no shuffled row crossed U_r's 99th percentile and 18
 its 95th; on the demo's fluent headlines 32% crossed the 99th (BENCHMARKS.md).
 
 Cost: one forward pass of a 135M model per row (about 5 GFLOP for a 20-token headline,
-a third of it the LM head), so a run scores a seeded sample of each candidate
+a fifth of it the LM head), so a run scores a seeded sample of each candidate
 (`max_rows`) and of each U_r sample (`real_rows`); the bootstrap replicates resample
 the scored rows, so the rank interval carries the sampling noise of that sample.
 The NLL of a text does not depend on the seed: each distinct text is scored once per
