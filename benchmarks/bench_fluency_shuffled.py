@@ -5,7 +5,7 @@
 Writes the demo data (synque_ray/demo.py: 12 candidates of 300 rows, U_r 150 rows per seed,
 seeds 1 and 2), adds `gen00_shuffled` (every row of the best candidate, gen00, with its words
 in a seeded random order: tests/_garble.py), and scores all 13 with the demo config's proxies
-(mdm, mmd, pad, mauve, fluency). Then ranks the same committed results twice, the ensemble
+and fluency (mdm, mmd, pad, mauve, fluency). Then ranks the same committed results twice, the ensemble
 over the four embedding proxies and over all five, and prints the top of each: rank,
 interval, best set, garbled_share and flags. A second call on the same WORKDIR reuses every
 result (nothing is computed again) and prints the same tables.
@@ -42,6 +42,7 @@ def main() -> None:
     (root / "data/candidates/gen00_shuffled.jsonl").write_text(
         "".join(json.dumps({"text": shuffled_words(t, rng)}) + "\n" for t in rows))
     raw = yaml.safe_load(DEMO.read_text())
+    raw["proxies"] = [*raw["proxies"], "fluency"]
     raw["output"] = str(root / "out")
     raw["real"]["path"] = str(root / "data/real/pool.jsonl")
     raw["candidates"]["path"] = str(root / "data/candidates")

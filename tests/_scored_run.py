@@ -67,7 +67,6 @@ def make_scored_run(root: Path) -> ScoredRun:
         "candidates": {"path": str(data / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 32},
         "resources": {"embed_actors": 1},
-        "proxies": ["mdm", "mmd", "pad", "mauve"],  # the embedding proxies (fluency: test_fluency.py)
     }
     (root / "job.yaml").write_text(yaml.safe_dump(config))
     printed = [run_cli("score", str(root / "job.yaml")) for _ in range(2)]

@@ -35,7 +35,6 @@ def job(ray_session, tmp_path_factory):
             "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": 60, "seeds": [1, 2]},
             "candidates": {"path": str(root / "data/candidates"), "text": "text"},
             "embedding": {"model": "bundled-minilm", "batch_size": 16},
-            "proxies": ["mdm", "mmd", "pad", "mauve"],  # the embedding proxies (fluency: test_fluency.py)
         }))
         return path
 

@@ -43,7 +43,6 @@ def job(tmp_path_factory):
         "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": 30, "seeds": [1]},
         "candidates": {"path": str(root / "data/candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 16},
-        "proxies": ["mdm", "mmd", "pad", "mauve"],  # the embedding proxies (fluency: test_fluency.py)
     }))
     return config
 

@@ -38,7 +38,6 @@ def make_config(data_dir, output, **overrides):
         "candidates": {"path": str(data_dir / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 32},
         "resources": {"embed_actors": 1},
-        "proxies": ["mdm", "mmd", "pad", "mauve"],  # the embedding proxies, checked by hand below
         **overrides,
     }
     return parse_config(raw)
