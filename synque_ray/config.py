@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synque_ray.errors import UserError
+from synque_ray.fluency import FluencyParams
 from synque_ray.lens.prompts import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
@@ -32,7 +33,7 @@ from synque_ray.proxies.mmd import MmdParams
 from synque_ray.proxies.pad import PadParams
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-STAGE_PROXY_NAMES = ("lens", "perplexity")  # each computed by a stage of its own (synque_ray/stage)
+STAGE_PROXY_NAMES = ("lens", "perplexity", "fluency")  # each computed by a stage of its own (synque_ray/stage)
 PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
 DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
 
@@ -198,6 +199,7 @@ class ResourcesConfig(_Strict):
     proxy_cpus: float = Field(1, gt=0)  # CPUs reserved by each (candidate, seed) proxy task
     task_retries: int = Field(3, ge=0)  # a Ray task whose worker dies is run again this many times
     perplexity_gpus: float = Field(0, ge=0)  # GPUs each perplexity task (one fine-tune) takes
+    fluency_gpus: float = Field(0, ge=0)  # GPUs each fluency task takes (then set fluency.max_rows: null)
 
 
 class JobConfig(_Strict):
@@ -216,6 +218,7 @@ class JobConfig(_Strict):
     proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_PROXIES), min_length=1)
     lens: LensConfig = LensConfig()
     perplexity: PerplexityParams = PerplexityParams()
+    fluency: FluencyParams = FluencyParams()
     ranking: RankingConfig = RankingConfig()
     resources: ResourcesConfig = ResourcesConfig()
     # The embedding proxies' sections, in REGISTRY's order (after the others, as the order of errors has it).

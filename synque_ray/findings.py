@@ -11,6 +11,8 @@ table, and joined onto every row of `rankings.parquet` as columns:
   (`copies_eval`); null when the job names none. Any such row is a leak: its limit is 0;
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
+- `garbled_share`: rows the fluency proxy scored whose token NLL is above U_r's 95th
+  percentile (`garbled`): scrambled, garbled or cut text, which embeddings barely see;
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
   candidate is furthest from the ensemble's, its rank, and how far (in ranks). Informational only:
   proxies measure different things (MDM never looks at U_r), so their disagreeing is no defect of
@@ -40,20 +42,23 @@ import polars as pl
 
 SYNTHETIC_P = 0.5  # a row "looks synthetic" when its balanced p_synthetic is above this
 SHORT_CHARS = 10  # a row "is too short" below this many characters (an empty row has 0)
-SHARES = ("duplicate_share", "real_copy_share", "eval_copy_share", "synthetic_share", "short_share")
+SHARES = ("duplicate_share", "real_copy_share", "eval_copy_share", "synthetic_share", "short_share", "garbled_share")
 FINDING_SCHEMA = {"dataset_id": pl.Utf8, "duplicate_share": pl.Float64, "real_copy_share": pl.Float64,
                   "eval_copy_share": pl.Float64, "synthetic_share": pl.Float64, "short_share": pl.Float64,
-                  "disagreeing_proxy": pl.Utf8, "disagreeing_rank": pl.Float64, "proxy_disagreement": pl.Float64,
-                  "identical_to": pl.Utf8}
+                  "garbled_share": pl.Float64, "disagreeing_proxy": pl.Utf8, "disagreeing_rank": pl.Float64,
+                  "proxy_disagreement": pl.Float64, "identical_to": pl.Utf8}
 FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 
 # When a finding flags a candidate: its share is above the limit. A balanced p_synthetic puts about
 # half of the rows of a real-like candidate above .5, so its limit is high. Copies of U_r: 2%, twice
 # the false-positive share the copy detector allows itself on clean same-domain rows, so that a
 # clean candidate is not passed over for the detector's noise while a leak of a few rows in a
-# hundred is. Copies of the evaluation set the user will measure on: any one is a leak.
+# hundred is. Copies of the evaluation set the user will measure on: any one is a leak. Garbled
+# rows: about 5% of rows like U_r's are garbled by definition, and one odd row of a 16-row sample
+# is 6%: a quarter leaves room for that (4 of 16 rows at a 5% rate: under 1%) and still flags a
+# candidate with every fourth row scrambled or cut.
 LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.02, "eval_copy_share": 0.0, "synthetic_share": 0.75,
-          "short_share": 0.05}
+          "short_share": 0.05, "garbled_share": 0.25}
 # Findings that keep a candidate off `train on:` (its rows leak the real sample, or the evaluation
 # set, into training).
 LEAKS = ("real_copy_share", "eval_copy_share")
@@ -66,6 +71,7 @@ _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
     "eval_copy_share": ("copies_eval", lambda: pl.col("copies_eval")),
     "synthetic_share": ("p_synthetic", lambda: pl.col("p_synthetic") > SYNTHETIC_P),
     "short_share": ("text_chars", lambda: pl.col("text_chars") < SHORT_CHARS),
+    "garbled_share": ("garbled", lambda: pl.col("garbled")),
 }
 
 
@@ -171,7 +177,8 @@ def per_candidate(rankings: pl.DataFrame) -> pl.DataFrame:
 SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "rows copying U_r",
                "eval_copy_share": "rows copying the evaluation set",
                "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
-               "short_share": f"rows under {SHORT_CHARS} characters"}
+               "short_share": f"rows under {SHORT_CHARS} characters",
+               "garbled_share": "garbled rows (token NLL above U_r's 95th percentile)"}
 
 
 def percent(share: float) -> str:

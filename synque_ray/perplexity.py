@@ -237,18 +237,26 @@ def finetune(model, tokenizer, texts: Sequence[str], params: PerplexityParams, t
 
 
 def row_nll(model, tokenizer, texts: Sequence[str], params: PerplexityParams, threads: int = 1):
-    """(summed NLL, text-token count) per row, each of shape (len(texts),); no gradients. Rows are
-    batched by length so that little padding is computed; the result is in the order of `texts`."""
+    """(summed NLL, text-token count) per row, each of shape (len(texts),): `text_nll` with the
+    perplexity proxy's template, length cap and scoring batch."""
+    return text_nll(model, tokenizer, texts, params.template, params.max_length, params.eval_batch_size, threads)
+
+
+def text_nll(model, tokenizer, texts: Sequence[str], template: str, max_length: int, batch_size: int,
+             threads: int = 1):
+    """(summed NLL, text-token count) per row, each of shape (len(texts),), under `model` as it is;
+    no gradients. The one scoring loop of every LM proxy (perplexity, fluency). Rows are batched
+    by length so that little padding is computed; the result is in the order of `texts`."""
     import torch
 
-    rows = encode_rows(tokenizer, check_texts(texts, "eval_texts"), params.template, params.max_length)
+    rows = encode_rows(tokenizer, check_texts(texts, "eval_texts"), template, max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
     sums, counts = np.zeros(len(rows)), np.zeros(len(rows), dtype=np.int64)
     model.eval()
     with torch_threads(threads), torch.inference_mode():
-        for start in range(0, len(rows), params.eval_batch_size):
-            chosen = order[start : start + params.eval_batch_size]
+        for start in range(0, len(rows), batch_size):
+            chosen = order[start : start + batch_size]
             nll, count = token_nll(model, *collate([rows[i] for i in chosen], pad))
             sums[chosen], counts[chosen] = nll.double().cpu().numpy(), count.cpu().numpy()
     return sums, counts

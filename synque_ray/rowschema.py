@@ -1,7 +1,8 @@
 """row_scores.parquet's columns: the row keys, then every declared per-row signal.
 
 Each signal is declared once, by what produces it: a proxy in its `Proxy.signals`, the
-embedding stage in `rowsignals.SIGNALS`, LENS in `lens.debias.P_REAL`. This module
+embedding stage in `rowsignals.SIGNALS`, the fluency stage in `fluency.SIGNALS`, LENS in
+`lens.debias.P_REAL`. This module
 collects them, so the schema the embedding stage commits (`ROW_SCHEMA`), the report's
 titles and the signals `synque select --drop-rows` takes are all read from one list.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from synque_ray.fluency import SIGNALS as FLUENCY_SIGNALS
 from synque_ray.lens.debias import P_REAL
 from synque_ray.proxies import REGISTRY
 from synque_ray.rowsignals import SIGNALS, Signal
@@ -30,7 +32,8 @@ def _by_name(signals: tuple[Signal, ...]) -> dict[str, Signal]:
     return {signal.name: signal for signal in signals}
 
 
-ROW_SIGNALS: dict[str, Signal] = _by_name((*EMBEDDING_SIGNALS, P_REAL))  # every signal, in column order
+# Every signal, in column order.
+ROW_SIGNALS: dict[str, Signal] = _by_name((*EMBEDDING_SIGNALS, *FLUENCY_SIGNALS, P_REAL))
 SIGNAL_TITLES = {name: signal.title for name, signal in ROW_SIGNALS.items()}
 RULE_SIGNALS = tuple(name for name, signal in ROW_SIGNALS.items() if signal.rule)  # --drop-rows takes these
 SHOWN_SIGNALS = tuple(name for name, signal in ROW_SIGNALS.items() if signal.shown)  # the report's example rows

@@ -43,6 +43,10 @@ PROXY_LEGEND: dict[str, str] = {
     "perplexity": "Perplexity of U_r under a small language model fine-tuned on the candidate (score = "
                   "−perplexity); lower perplexity is better. The paper's baseline: slow, and it needs enough "
                   "candidate rows to fine-tune on.",
+    "fluency": "Energy distance between the candidate's and U_r's distributions of per-row token NLL under a "
+               "small language model (score = −distance, in nats); closer to 0 is better. It sees what "
+               "embeddings miss (shuffled words, garbled characters, rows cut short) and counts such rows "
+               "in garbled_share. On CPUs it scores a sample of rows (fluency.max_rows), so read its interval.",
     "lens": "An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is the "
             "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
             "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
@@ -79,6 +83,8 @@ TERM_LEGEND: dict[str, str] = {
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
+    "garbled_share": "Rows the fluency proxy scored whose token NLL is above U_r's 95th percentile: shuffled, "
+                     f"garbled or cut text (about 5% of rows like U_r's; flagged above {LIMITS['garbled_share']:.0%}).",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
                           "a disagreement alone never flags a candidate.",

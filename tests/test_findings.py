@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHORT_CHARS, add_findings, disagreement, findings,
+from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHARES, SHORT_CHARS, add_findings, disagreement, findings,
                                  flagged_lines, passed_over, row_shares, with_findings)
 from synque_ray.proxies import REGISTRY
 from synque_ray.reduce import ENSEMBLES, lead_proxy, rank, ranking_table_text
@@ -233,8 +233,8 @@ def test_the_report_legend_and_verdict_read_the_same_text(row_scores):
                          row_scores)
     row = table.filter(pl.col("dataset_id") == "dup").to_dicts()[0]
     cells = render.finding_cells(row)
-    assert cells.count("<td") == 6 and 'class="flag" title="over the 10% limit">30%</td>' in cells
-    assert render.finding_cells(None).count(">–</td>") == 6
+    assert cells.count("<td") == len(SHARES) + 1 and 'class="flag" title="over the 10% limit">30%</td>' in cells
+    assert render.finding_cells(None).count(">–</td>") == len(SHARES) + 1
     agreed = render.finding_cells({"disagreeing_proxy": "mdm", "disagreeing_rank": 1.0, "proxy_disagreement": 0.0})
     assert ">all agree</td>" in agreed
 

@@ -26,7 +26,8 @@ def test_lens_runs_last_so_that_its_cascade_reads_the_others():
 
 
 def test_the_cli_prints_the_wall_times_of_every_registered_stage_in_run_order():
-    assert wall_times() == ("read", "embed", "proxies", "perplexity", "lens", "reduce", "total")
+    assert wall_times() == ("read", "embed", "proxies", "perplexity", "fluency", "lens", "reduce",
+                            "total")
 
 
 @pytest.mark.parametrize(("proxies", "built"), [

@@ -71,7 +71,7 @@ def rank_cell(cell: dict | None) -> str:
 
 FINDING_HEADERS = {"duplicate_share": "near-duplicates", "real_copy_share": "copies of U_r",
                    "eval_copy_share": "copies of the evaluation set", "synthetic_share": "look synthetic",
-                   "short_share": "short rows"}
+                   "short_share": "short rows", "garbled_share": "garbled rows"}
 
 
 def finding_cells(findings: dict | None) -> str:

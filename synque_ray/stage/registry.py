@@ -18,6 +18,7 @@ from synque_ray.proxies import REGISTRY
 from synque_ray.reading import RowSet
 from synque_ray.stage.base import Stage
 from synque_ray.stage.embedding import EmbeddingStage
+from synque_ray.stage.fluency import FluencyStage
 from synque_ray.stage.perplexity import PerplexityStage
 from synque_ray.storage import Store
 
@@ -62,6 +63,12 @@ def _perplexity(job: Job) -> Stage:
                            resources.perplexity_gpus, resources.task_retries, job.progress)
 
 
+def _fluency(job: Job) -> Stage:
+    resources = job.config.resources
+    return FluencyStage(job.config.fluency, job.real, Store(job.config.cache_location), job.config.ranking.resamples,
+                        resources.proxy_cpus, resources.fluency_gpus, resources.task_retries, job.progress)
+
+
 def _lens(job: Job) -> Stage:
     """LENS's engine stack loads only for a job that asks for LENS."""
     from synque_ray.lens.proxy import Lens
@@ -74,6 +81,7 @@ def _lens(job: Job) -> Stage:
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec("embedding", tuple(REGISTRY), _embedding, times=("embed", "proxies")),
     StageSpec("perplexity", ("perplexity",), _perplexity),
+    StageSpec("fluency", ("fluency",), _fluency),
     StageSpec("lens", ("lens",), _lens),
 )}
 

@@ -52,6 +52,24 @@ class TaskStage(Stage):
     def task(self, candidate: RowSet) -> tuple[Callable, tuple]:
         """The pure function that computes `candidate`'s result, and its arguments."""
 
+    def _remote(self, function: Callable, remotes: dict[Callable, Any]) -> Any:
+        """`function` as a Ray remote function with this stage's resources (made once per function)."""
+        import ray
+
+        if function not in remotes:
+            remotes[function] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                           max_retries=self.retries)(function)
+        return remotes[function]
+
+    def map_remote(self, calls: list[tuple[Callable, tuple]]) -> list[Any]:
+        """Run each (pure function, args) of `calls` as a Ray task with this stage's resources, all
+        at once; their results in the order of `calls`. Work that every candidate's task needs (the
+        fluency stage's U_r rows) is done this way first; an exception in one raises here."""
+        import ray
+
+        remotes: dict[Callable, Any] = {}
+        return ray.get([self._remote(function, remotes).remote(*args) for function, args in calls])
+
     def run(self, todo: list[RowSet], commit: Commit, fail: Fail) -> None:
         import ray
         from tqdm import tqdm
@@ -64,10 +82,7 @@ class TaskStage(Stage):
             except InputChanged as err:
                 fail(candidate.name, str(err))
                 continue
-            if function not in remotes:
-                remotes[function] = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                                               max_retries=self.retries)(function)
-            pending[remotes[function].remote(*args)] = candidate.name
+            pending[self._remote(function, remotes).remote(*args)] = candidate.name
         with tqdm(total=len(pending), desc=self.name, unit="candidate", disable=not self.progress) as bar:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
