@@ -25,7 +25,7 @@ from synque_ray.findings import add_findings, passed_over
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
                                split_failures)
-from synque_ray.runfiles import POINTER, latest_stamp, refresh_top_level
+from synque_ray.runfiles import latest_stamp, publish_set
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.registry import Job, build_stages
 from synque_ray.storage import Store, lock_output
@@ -270,7 +270,6 @@ def write_set(store: Store, tables: dict[str, pl.DataFrame], run_info: dict) -> 
 
 
 def publish(store: Store, stamp: str) -> None:
-    """Switch `LATEST` to the set (one atomic write: readers following it see the old set or the new
-    one, never a mix), then refresh the top-level copies of it."""
-    store.write_text(POINTER, stamp + "\n")
-    refresh_top_level(store, stamp)
+    """Make the written set the published one: on a local folder the top level shows the old set or
+    the new one at every kill point, never a mix (`runfiles.publish_set`)."""
+    publish_set(store, stamp)
