@@ -21,6 +21,7 @@ import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
+from synque_ray.evaluate import carry_evaluation
 from synque_ray.findings import add_findings, passed_over
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
@@ -152,10 +153,14 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary)
         run_dir = write_set(store, tables, run_info)
+        notes = [lock.note] if lock.note else []
+        evaluated = carry_evaluation(store, run_dir, tables["scores.parquet"], tables["rankings.parquet"],
+                                     run_info["started_at"])  # before the report, which shows it
         result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
                             tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
                             summary["failures"], summary["incomplete"], summary["lens_skipped"], skipped_files,
-                            summary["missing_proxies"], [lock.note] if lock.note else [], run_info["started_at"])
+                            summary["missing_proxies"], notes + ([evaluated] if evaluated else []),
+                            run_info["started_at"])
         if finish is not None:
             finish(result)
         publish(store, result.stamp)

@@ -118,3 +118,101 @@ def test_an_evaluation_added_to_the_published_set_shows_at_the_top_level(tmp_pat
     assert not copy_if_latest(store, store.child(f"runs/{NEW}"), "report.html")  # not published yet
     publish(store, NEW)
     assert not (tmp_path / "out" / "evaluation.json").exists()  # the new set has none
+
+
+# ---------------------------------------------------------------- an evaluation carried to later runs
+
+
+def _scored(values: dict[str, list[float]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """scores (one proxy, a seed per value) and rankings (by mean score) for candidates → scores."""
+    scores = pl.DataFrame([{"dataset_id": i, "proxy": "mdm", "seed": seed, "raw": v, "score": v}
+                           for i, vs in values.items() for seed, v in enumerate(vs)])
+    means = sorted(((sum(vs) / len(vs), i) for i, vs in values.items()), reverse=True)
+    rankings = pl.DataFrame([{"dataset_id": i, "proxy": "mdm", "score_mean": m, "rank": r}
+                             for r, (m, i) in enumerate(means, start=1)])
+    return scores, rankings
+
+
+def _spearman_by_hand(scores: pl.DataFrame, performance: dict[str, float]) -> float:
+    from scipy import stats
+
+    per_seed = [stats.spearmanr(g["score"].to_list(), [performance[i] for i in g["dataset_id"]]).statistic
+                for _, g in scores.group_by("seed")]
+    return sum(per_seed) / len(per_seed)
+
+
+def test_a_new_run_is_evaluated_as_the_last_evaluation_was_while_its_file_exists(tmp_path, monkeypatch):
+    from synque_ray.evaluate import carry_evaluation, evaluate_run
+
+    out, store = tmp_path / "out", Store(str(tmp_path / "out"))
+    first = _scored({"a": [0.1, 0.2], "b": [0.5, 0.4], "c": [0.9, 0.8], "d": [0.3, 0.35]})
+    write_set(store, {"scores.parquet": first[0], "rankings.parquet": first[1]}, {"started_at": OLD})
+    publish(store, OLD)
+    csv = tmp_path / "perf.csv"
+    csv.write_text("name,acc\na,0.1\nb,0.2\nc,0.3\nd,0.4\n")
+    monkeypatch.chdir(tmp_path)  # a relative path, as a user gives it; the next run may start elsewhere
+    evaluate_run(str(out), "perf.csv", "name", "acc", top_k=2)
+    monkeypatch.chdir(out)
+
+    second = _scored({"a": [0.9, 0.7], "b": [0.1, 0.3], "c": [0.5, 0.6], "d": [0.2, 0.1]})
+    write_set(store, {"scores.parquet": second[0], "rankings.parquet": second[1]}, {"started_at": NEW})
+    said = carry_evaluation(store, f"runs/{NEW}", *second, NEW)
+    assert said == f"evaluated against {csv} (id column 'name', metric 'acc'), as the last `synque evaluate` did: " \
+                   "evaluation.json"
+    report = json.loads((out / "runs" / NEW / "evaluation.json").read_text())
+    performance = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}
+    assert report["run"] == NEW and report["metric"] == "acc" and report["top_k"] == 2
+    assert report["proxies"]["mdm"]["spearman"] == pytest.approx(_spearman_by_hand(second[0], performance), abs=1e-6)
+    assert report["proxies"]["mdm"]["top_k_performance"] == pytest.approx((0.1 + 0.3) / 2)  # a and c rank 1, 2
+    publish(store, NEW)
+    assert json.loads((out / "evaluation.json").read_text())["run"] == NEW  # the top level shows it
+
+    third = "20261203T000000000000Z"
+    csv.write_text("name,acc\na,0.4\nb,0.3\nc,0.2\nd,0.1\n")  # changed: re-read, and said
+    write_set(store, {"scores.parquet": second[0], "rankings.parquet": second[1]}, {"started_at": third})
+    said = carry_evaluation(store, f"runs/{third}", *second, third)
+    assert said is not None and said.endswith("(the file changed since then: re-read): evaluation.json")
+    report = json.loads((out / "runs" / third / "evaluation.json").read_text())
+    assert report["proxies"]["mdm"]["spearman"] == pytest.approx(
+        _spearman_by_hand(second[0], {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}), abs=1e-6)
+    publish(store, third)
+
+    csv.unlink()  # gone: said, and nothing is made up
+    fourth = "20261204T000000000000Z"
+    write_set(store, {"scores.parquet": second[0], "rankings.parquet": second[1]}, {"started_at": fourth})
+    assert carry_evaluation(store, f"runs/{fourth}", *second, fourth) == (
+        f"not evaluated: {csv} (id column 'name', metric 'acc'), which the last evaluation used, is gone; "
+        "run `synque evaluate` again")
+    assert not (out / "runs" / fourth / "evaluation.json").exists()
+
+
+def test_a_performance_file_that_no_longer_fits_is_said_and_not_fatal(tmp_path):
+    from synque_ray.evaluate import carry_evaluation, evaluate_run
+
+    out, store = tmp_path / "out", Store(str(tmp_path / "out"))
+    scored = _scored({"a": [0.1], "b": [0.5], "c": [0.9]})
+    write_set(store, {"scores.parquet": scored[0], "rankings.parquet": scored[1]}, {"started_at": OLD})
+    publish(store, OLD)
+    csv = tmp_path / "perf.csv"
+    csv.write_text("name,acc\na,0.1\nb,0.2\nc,0.3\n")
+    evaluate_run(str(out), str(csv), "name", "acc", top_k=1)
+    csv.write_text("id,acc\na,0.1\n")  # the id column renamed
+    write_set(store, {"scores.parquet": scored[0], "rankings.parquet": scored[1]}, {"started_at": NEW})
+    said = carry_evaluation(store, f"runs/{NEW}", *scored, NEW)
+    assert said == (f"not evaluated: {csv} (id column 'name', metric 'acc') no longer fits this run ({csv}: no "
+                    "column 'name' (columns: id, acc))")
+    assert not (out / "runs" / NEW / "evaluation.json").exists()
+
+
+def test_a_report_written_before_its_run_is_published_counts_that_run_in_its_history(tmp_path):
+    from synque_ray.report.load import load_run
+
+    out, store = tmp_path / "out", Store(str(tmp_path / "out"))
+    for stamp in (OLD, NEW):
+        scores, rankings = _scored({"a": [0.1], "b": [0.5]})
+        write_set(store, {"scores.parquet": scores, "rankings.parquet": rankings}, {"started_at": stamp})
+        if stamp == OLD:
+            publish(store, OLD)
+    (out / "runs" / "20261203T000000000000Z").mkdir()  # a later run still writing: in neither history
+    assert [stamp for stamp, _ in load_run(str(out), NEW).history] == [OLD, NEW]  # NEW's own report
+    assert [stamp for stamp, _ in load_run(str(out)).history] == [OLD]  # the published set's
