@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from synque_ray.errors import UserError
 from synque_ray.runfiles import copy_if_latest, published
@@ -56,7 +55,11 @@ def _clean(value: float | None) -> float | None:
 
 def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) -> tuple[list, list]:
     """Spearman and Pearson across candidates for each seed where they are defined (neither side
-    constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN."""
+    constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN.
+    scipy.stats is imported here: every run imports this module (an evaluation is carried to
+    each new run), and only a run with an evaluation should pay for importing it."""
+    from scipy import stats
+
     spearman, pearson = [], []
     for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
         x = group.get_column("score").to_numpy()
