@@ -2,18 +2,18 @@
 
 Ray ties its GCS and raylet to the driver that starts them (the kernel kills them with
 it), but not what the raylet starts in turn: after `kill -9` of a driver, its dashboard
-agent, runtime-env agent and idle workers were still running half a minute later, holding
-memory and ports. Ray's own reaper only runs where the kernel cannot fate-share, and
-cannot survive SIGKILL of its group.
+agent and runtime-env agent were still running 30 s later, holding memory and ports.
+Ray's own reaper only runs where the kernel cannot fate-share, and cannot survive SIGKILL
+of its group.
 
 So before starting a local cluster the driver starts this module as a small watcher in a
 session of its own (a signal to the driver's process group does not reach it), and marks
 its own environment with a token (`MARKER_ENV`) that Ray's workers inherit. Once a second
-the watcher notes the processes below the driver (their pid and start time, read from
-/proc: a few milliseconds); when the driver exits (a pidfd wakes it) it SIGKILLs every noted
-process that is still the same one, what is below those, and every process carrying the
-token, until a round finds none. On a normal exit `ray.shutdown` has already stopped
-them, and the sweep finds nothing or a straggler.
+(every 5 s after the first 30) the watcher notes the processes below the driver (their
+pid and start time, read down the driver's tree in /proc); when the driver exits (a pidfd
+wakes it) it SIGKILLs every noted process that is still the same one, what is below those,
+and every process carrying the token, until a round finds none. On a normal exit
+`ray.shutdown` has already stopped them, and the sweep finds nothing or a straggler.
 
 Linux only (it reads /proc); elsewhere nothing is started. Run as a script, it imports
 only the standard library, so it needs neither the package on its path nor Ray.
@@ -84,6 +84,35 @@ def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> dict[int,
     return found
 
 
+def below(pid: int) -> dict[int, int] | None:
+    """pid -> start time of every process below `pid`, read down the tree from each thread's
+    /proc/<pid>/task/<tid>/children (only the tree's own files, not every process's); None where
+    the kernel has no such files."""
+    found: dict[int, int] = {}
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            threads = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue  # gone
+        for thread in threads:
+            try:
+                with open(f"/proc/{current}/task/{thread}/children", "rb") as handle:
+                    children = [int(child) for child in handle.read().split()]
+            except FileNotFoundError:
+                if current == pid and not os.path.exists(f"/proc/{current}/task/{thread}/children"):
+                    return None
+                continue
+            except OSError:
+                continue
+            for child in children:
+                if child not in found and (stat := _stat(child)) is not None:
+                    found[child] = stat[1]
+                    stack.append(child)
+    return found
+
+
 def marked(token: str) -> list[int]:
     """Processes (other than this one) whose environment holds MARKER_ENV=token. Ray's agents
     rewrite their environment's memory with their process title, so they are found by lineage."""
@@ -101,9 +130,14 @@ def marked(token: str) -> list[int]:
     return found
 
 
-def watch(pid: int, tracked: dict[int, int], interval: float = 1.0) -> None:
+def watch(pid: int, tracked: dict[int, int], interval: float = 1.0, settled: float = 30.0,
+          later: float = 5.0) -> None:
     """Until process `pid` exits, note every process below it in `tracked` (pid -> start time) each
-    `interval` seconds: once the driver dies, what its raylet started is orphaned, its lineage lost."""
+    `interval` seconds, and each `later` seconds once `settled` seconds have passed: once the driver
+    dies, what its raylet started is orphaned, its lineage lost. A look costs 15-20 ms of CPU on a
+    loaded machine (BENCHMARKS.md); Ray's agents start with the cluster, and the workers that come
+    later carry the driver's token, so the slower pace after the start loses nothing."""
+    started = time.monotonic()
     try:
         handle: int | None = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -112,14 +146,20 @@ def watch(pid: int, tracked: dict[int, int], interval: float = 1.0) -> None:
         handle = None
     try:
         while True:
-            table = processes()
-            if handle is None and pid not in table:
+            tree = below(pid)
+            if tree is None:  # no children files: the whole process table
+                table = processes()
+                if handle is None and pid not in table:
+                    return
+                tree = descendants({pid}, table)
+            elif handle is None and _stat(pid) is None:
                 return
-            tracked.update(descendants({pid}, table))
-            if handle is not None and select.select([handle], [], [], interval)[0]:
+            tracked.update(tree)
+            pause = interval if time.monotonic() - started < settled else later
+            if handle is not None and select.select([handle], [], [], pause)[0]:
                 return  # readable: the process exited
             if handle is None:
-                time.sleep(interval)
+                time.sleep(pause)
     finally:
         if handle is not None:
             os.close(handle)
