@@ -178,9 +178,10 @@ def carry_evaluation(root: Store, run_dir: str, scores: pl.DataFrame, rankings: 
     set has no evaluation); a file that is gone or no longer fits is said there, never fatal."""
     previous = published(root).read_json("evaluation.json")
     source = previous.get("source") if isinstance(previous, dict) else None
-    if not isinstance(source, dict) or not {"path", "id_column", "metric", "top_k"} <= set(source):
-        return None
-    fresh = performance_source(source["path"], source["id_column"], source["metric"], int(source["top_k"]))
+    if (not isinstance(source, dict) or not {"path", "id_column", "metric", "top_k"} <= set(source)
+            or not isinstance(source["top_k"], int)):
+        return None  # none, or not one `synque evaluate` wrote
+    fresh = performance_source(source["path"], source["id_column"], source["metric"], source["top_k"])
     named = f"{fresh['path']} (id column '{fresh['id_column']}', metric '{fresh['metric']}')"
     if fresh["sha256"] is None:
         return f"not evaluated: {named}, which the last evaluation used, is gone; run `synque evaluate` again"
