@@ -124,6 +124,13 @@ def _link(root: Store, name: str, target: str) -> None:
         raise
 
 
+def _left_over(name: str) -> bool:
+    """A top-level name only a killed publish leaves: a temporary file or link of a set file,
+    `current` or `LATEST`, or a copied `current` moved aside."""
+    base, temporary, _ = name.partition(".tmp-")
+    return name.startswith(f"{CURRENT}.stale-") or bool(temporary) and (is_set_file(base) or base in (CURRENT, POINTER))
+
+
 def publish_set(root: Store, stamp: str) -> None:
     """Make `runs/<stamp>/` (complete, report included) the published set, atomically at every kill
     point on a local folder (see the module's docstring; on an object store only `LATEST` is)."""
@@ -131,9 +138,22 @@ def publish_set(root: Store, stamp: str) -> None:
         root.write_text(POINTER, stamp + "\n")
         refresh_top_level(root, stamp)
         return
+    stale = []
+    for name in os.listdir(root.path("")):  # what a publish killed part-way left (this one holds the lock)
+        if _left_over(name) and os.path.islink(root.path(name)):
+            os.unlink(root.path(name))  # a link: never followed (one may point at a set)
+        elif _left_over(name):
+            stale.append(name)
+    if os.path.isdir(root.path(CURRENT)) and not os.path.islink(root.path(CURRENT)):
+        # A copy of the folder that followed links (shutil.copytree, cp -rL): `current` is a copy of
+        # its set and the top-level files are copies. Moved aside in one rename; the copies stand.
+        stale.append(f"{CURRENT}.stale-{uuid.uuid4().hex[:8]}")
+        os.rename(root.path(CURRENT), root.path(stale[-1]))
     previous = latest_stamp(root)
     if linked_stamp(root) is None and previous not in (None, stamp) and root.exists(f"runs/{previous}/run.json"):
         _link(root, CURRENT, f"runs/{previous}")  # an output published by copies: point at what they show
+    for name in stale:
+        root.delete(name)
     shown = {name for name in os.listdir(root.path("")) if is_set_file(name)}
     names = set(set_names(root, f"runs/{stamp}"))
     for name in sorted(names | shown):  # each a link through `current`: resolves into the old set still

@@ -3,6 +3,7 @@ counts that run in its history; an evaluation is carried to every later run."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -67,20 +68,28 @@ def _kill_at(monkeypatch, step: int) -> list[str]:
     return done
 
 
-@pytest.mark.parametrize("before", ["published", "copies"])
+@pytest.mark.parametrize("before", ["published", "copies", "copied"])
 def test_the_top_level_shows_one_run_at_every_kill_point_of_publishing(monkeypatch, tmp_path, before):
     """The old run has an evaluation and a LENS table, the new one a report instead: a kill after
     any step leaves the top level all old or all new (the files the set has, with its bytes), and
     the pointer every command follows names that same run. `copies`: an output published by an
-    earlier version (top-level copies and LATEST only) is taken over the same way."""
+    earlier version (top-level copies and LATEST only) is taken over the same way; `copied`: so is
+    a published folder copied with its links followed (`current` a folder, the files copies)."""
     steps = None
     for step in range(100):
         out = tmp_path / f"kill{step}"
         store = Store(str(out))
-        _write(store, OLD, "old", lens=True, extra="evaluation.json")
+        if before == "copied":  # published, then the folder copied with its links followed
+            _write(Store(str(tmp_path / "original")), OLD, "old", lens=True, extra="evaluation.json")
+            publish(Store(str(tmp_path / "original")), OLD)
+            shutil.copytree(tmp_path / "original", out)
+            shutil.rmtree(tmp_path / "original")
+            assert (out / "current").is_dir() and not (out / "current").is_symlink()
+        else:
+            _write(store, OLD, "old", lens=True, extra="evaluation.json")
         if before == "published":
             publish(store, OLD)
-        else:
+        elif before == "copies":
             for name in os.listdir(out / "runs" / OLD):
                 (out / name).write_bytes((out / "runs" / OLD / name).read_bytes())
             (out / "LATEST").write_text(OLD + "\n")
@@ -96,6 +105,10 @@ def test_the_top_level_shows_one_run_at_every_kill_point_of_publishing(monkeypat
         owner = _owner(out, _shown(out))
         assert owner == latest_stamp(store), f"killed after {done}: the pointer names {latest_stamp(store)}"
         assert published(str(out)).display() == f"{out}/runs/{owner}"
+        if not finished:  # the next run publishes over whatever the kill left, and leaves nothing behind
+            publish(store, NEW)
+            assert _owner(out, _shown(out)) == NEW and latest_stamp(store) == NEW
+            assert not [name for name in os.listdir(out) if ".tmp-" in name or ".stale-" in name]
         if finished:
             assert owner == NEW and (out / "LATEST").read_text() == NEW + "\n"
             assert sorted(_shown(out)) == ["rankings.parquet", "report.html", "row_scores.parquet", "run.json",
