@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from synque_ray import ranks
 from synque_ray.errors import UserError
 from synque_ray.runfiles import copy_if_latest, published
 from synque_ray.storage import Store
@@ -56,18 +57,17 @@ def _clean(value: float | None) -> float | None:
 def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) -> tuple[list, list]:
     """Spearman and Pearson across candidates for each seed where they are defined (neither side
     constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN.
-    scipy.stats is imported here: every run imports this module (an evaluation is carried to
-    each new run), and only a run with an evaluation should pay for importing it."""
-    from scipy import stats
-
+    Computed with numpy (`ranks.spearman`, `np.corrcoef`), not scipy.stats: every new run of an
+    evaluated output is evaluated again, a no-op re-run included, and that path stays clear of
+    scipy.stats' import (tests/test_noop_rerun.py)."""
     spearman, pearson = [], []
     for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
-        x = group.get_column("score").to_numpy()
-        y = np.array([performance[i] for i in group.get_column("dataset_id")])
+        x = group.get_column("score").to_numpy().astype(float)
+        y = np.array([performance[i] for i in group.get_column("dataset_id")], dtype=float)
         if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
             continue
-        spearman.append(stats.spearmanr(x, y).statistic)
-        pearson.append(stats.pearsonr(x, y).statistic)
+        spearman.append(ranks.spearman(x, y))
+        pearson.append(float(np.corrcoef(x, y)[0, 1]))
     return spearman, pearson
 
 
