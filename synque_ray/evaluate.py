@@ -6,13 +6,14 @@ the paper's protocol; top-k and decision accuracy use the mean score over seeds.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
+from synque_ray.ranks import spearman as rank_correlation
 from synque_ray.errors import UserError
 from synque_ray.runfiles import copy_if_latest, published
 from synque_ray.storage import Store
@@ -55,15 +56,18 @@ def _clean(value: float | None) -> float | None:
 
 def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) -> tuple[list, list]:
     """Spearman and Pearson across candidates for each seed where they are defined (neither side
-    constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN."""
+    constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN.
+    Computed with numpy (`ranks.spearman`, `np.corrcoef`), not scipy.stats: every new run of an
+    evaluated output is evaluated again, a no-op re-run included, and that path stays clear of
+    scipy.stats' import (tests/test_noop_rerun.py)."""
     spearman, pearson = [], []
     for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
-        x = group.get_column("score").to_numpy()
-        y = np.array([performance[i] for i in group.get_column("dataset_id")])
+        x = group.get_column("score").to_numpy().astype(float)
+        y = np.array([performance[i] for i in group.get_column("dataset_id")], dtype=float)
         if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
             continue
-        spearman.append(stats.spearmanr(x, y).statistic)
-        pearson.append(stats.pearsonr(x, y).statistic)
+        spearman.append(rank_correlation(x, y))
+        pearson.append(float(np.corrcoef(x, y)[0, 1]))
     return spearman, pearson
 
 
@@ -129,6 +133,26 @@ def evaluate_scores(
     return report
 
 
+def performance_source(csv_path: str, id_column: str, metric: str, top_k: int) -> dict:
+    """What an evaluation was computed from, recorded in evaluation.json so that every later run
+    can be evaluated the same way: the file (absolute, as a later run may start elsewhere), its
+    SHA-256 (to tell the user when it changed), the id column, the metric and k."""
+    path = Path(csv_path).resolve()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"path": str(path), "sha256": digest, "id_column": id_column, "metric": metric, "top_k": top_k}
+
+
+def _evaluate_set(store: Store, scores: pl.DataFrame, rankings: pl.DataFrame, source: dict, stamp: object) -> dict:
+    """Evaluate one set's tables against `source` and write its evaluation.json (into that set)."""
+    performance = read_performance(source["path"], source["id_column"], source["metric"])
+    report = evaluate_scores(scores, rankings, performance, source["top_k"])
+    report["run"] = stamp  # which run it evaluated
+    report["metric"] = source["metric"]  # what the performance is, for the report's axes
+    report["source"] = source
+    store.write_json("evaluation.json", report)
+    return report
+
+
 def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k: int = 3) -> dict:
     root = Store(run_dir)
     store = published(root)  # the set LATEST names: never two runs' tables mixed
@@ -138,13 +162,35 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
         if table is None:
             raise UserError(f"{store.display(name + '.parquet')}: not found or unreadable; run `synque score` first")
         tables[name] = pl.from_arrow(table)
-    report = evaluate_scores(tables["scores"], tables["rankings"], read_performance(csv_path, id_column, metric), top_k)
     info = store.read_json("run.json")
-    report["run"] = info.get("started_at") if isinstance(info, dict) else None  # which run it evaluated
-    report["metric"] = metric  # what the performance is, for the report's axes
-    store.write_json("evaluation.json", report)  # part of the run's set, beside what it evaluated
-    copy_if_latest(root, store, "evaluation.json")
+    stamp = info.get("started_at") if isinstance(info, dict) else None
+    report = _evaluate_set(store, tables["scores"], tables["rankings"],
+                           performance_source(csv_path, id_column, metric, top_k), stamp)
+    copy_if_latest(root, store, "evaluation.json")  # part of the run's set, beside what it evaluated
     return report
+
+
+def carry_evaluation(root: Store, run_dir: str, scores: pl.DataFrame, rankings: pl.DataFrame, stamp: str
+                     ) -> str | None:
+    """Evaluate a new run's set (`run_dir`, not yet published) as the published set was evaluated:
+    an evaluation added with `synque evaluate` holds for every later run while its performance
+    file exists, re-read each time. Returns the line the terminal shows (None when the published
+    set has no evaluation); a file that is gone or no longer fits is said there, never fatal."""
+    previous = published(root).read_json("evaluation.json")
+    source = previous.get("source") if isinstance(previous, dict) else None
+    if (not isinstance(source, dict) or not {"path", "id_column", "metric", "top_k"} <= set(source)
+            or not isinstance(source["top_k"], int)):
+        return None  # none, or not one `synque evaluate` wrote
+    fresh = performance_source(source["path"], source["id_column"], source["metric"], source["top_k"])
+    named = f"{fresh['path']} (id column '{fresh['id_column']}', metric '{fresh['metric']}')"
+    if fresh["sha256"] is None:
+        return f"not evaluated: {named}, which the last evaluation used, is gone; run `synque evaluate` again"
+    try:
+        _evaluate_set(root.child(run_dir), scores, rankings, fresh, stamp)
+    except UserError as err:
+        return f"not evaluated: {named} no longer fits this run ({err})"
+    changed = "" if fresh["sha256"] == source.get("sha256") else " (the file changed since then: re-read)"
+    return f"evaluated against {named}, as the last `synque evaluate` did{changed}: evaluation.json"
 
 
 def report_text(report: dict) -> str:

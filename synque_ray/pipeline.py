@@ -21,11 +21,12 @@ import polars as pl
 
 from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
+from synque_ray.evaluate import carry_evaluation
 from synque_ray.findings import add_findings, passed_over
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
                                split_failures)
-from synque_ray.runfiles import POINTER, latest_stamp, refresh_top_level
+from synque_ray.runfiles import latest_stamp, publish_set
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.registry import Job, build_stages
 from synque_ray.storage import Store, lock_output
@@ -220,10 +221,14 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         summary["counts"]["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         run_info = run_record(config, fresh, stages, outcomes, candidates, real, timings, summary, evaluation)
         run_dir = write_set(store, tables, run_info)
+        notes = [lock.note] if lock.note else []
+        notes += twin_notes(candidates)
+        evaluated = carry_evaluation(store, run_dir, tables["scores.parquet"], tables["rankings.parquet"],
+                                     run_info["started_at"])  # before the report, which shows it
         result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
                             tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
                             summary["failures"], summary["incomplete"], summary["lens_skipped"], skipped_files,
-                            summary["missing_proxies"], [*([lock.note] if lock.note else []), *twin_notes(candidates)],
+                            summary["missing_proxies"], notes + ([evaluated] if evaluated else []),
                             run_info["started_at"])
         if finish is not None:
             finish(result)
@@ -347,7 +352,6 @@ def write_set(store: Store, tables: dict[str, pl.DataFrame], run_info: dict) -> 
 
 
 def publish(store: Store, stamp: str) -> None:
-    """Switch `LATEST` to the set (one atomic write: readers following it see the old set or the new
-    one, never a mix), then refresh the top-level copies of it."""
-    store.write_text(POINTER, stamp + "\n")
-    refresh_top_level(store, stamp)
+    """Make the written set the published one: on a local folder the top level shows the old set or
+    the new one at every kill point, never a mix (`runfiles.publish_set`)."""
+    publish_set(store, stamp)

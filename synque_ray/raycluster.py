@@ -2,7 +2,8 @@
 
 Joining or starting the cluster (`ensure_ray`), running a Ray Data actor pool
 (`map_actor_pool`) and keeping Ray core's restart notice off the terminal
-(`without_restart_notice`). It imports nothing of synque_ray, so the embedding model,
+(`without_restart_notice`). It imports nothing of synque_ray but the standard-library
+leaf `reaper`, so the embedding model,
 LENS's engine and the stages all build on it without an import that runs back up;
 Ray itself is imported inside the functions, so importing this module costs nothing.
 """
@@ -26,7 +27,10 @@ def ensure_ray() -> None:
 
     Called only by a stage with something to compute, so that a re-run whose every result is
     reused never starts Ray. A local cluster starts without the dashboard (seconds of start-up
-    and a web server nobody asked for) unless SYNQUE_RAY_DASHBOARD=1."""
+    and a web server nobody asked for) unless SYNQUE_RAY_DASHBOARD=1. It is always a new one
+    (`address="local"`): Ray's default would first look for a cluster that `ray start` left on
+    this machine, and join it, or wait on it when its processes are dead. What it starts ends
+    with this process, also after `kill -9` (`synque_ray.reaper`)."""
     address = os.environ.get("RAY_ADDRESS")
     if not address and "ray" not in sys.modules:
         # A local cluster keeps Ray's default token authentication; saying so is what stops Ray
@@ -40,7 +44,10 @@ def ensure_ray() -> None:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(include_dashboard=os.environ.get(DASHBOARD_ENV) == "1", logging_level="WARNING",
+        from synque_ray.reaper import start_watcher
+
+        start_watcher()  # before the first Ray process: a kill during the start is covered too
+        ray.init(address="local", include_dashboard=os.environ.get(DASHBOARD_ENV) == "1", logging_level="WARNING",
                  log_to_driver=False)
 
 

@@ -1,6 +1,7 @@
 """Nothing lost: killed workers are retried, a killed driver resumes without redoing work."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,3 +133,77 @@ def test_killed_driver_resumes_without_recomputing_committed_candidates(job):
     assert f"{6 - len(committed)} scored, {len(committed)} reused" in resumed
     assert {p: p.stat().st_mtime_ns for p in committed} == committed  # untouched
     assert_same_rankings(output, reference)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _title(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())[:80]
+    except psutil.Error:
+        return ""
+
+
+def test_nothing_of_a_killed_drivers_ray_is_alive_30_s_later(tmp_path):
+    """`kill -9` of `synque score` mid-run (the driver alone, as the OOM killer or a user does): every
+    process of the local Ray it started (GCS, raylet, agents, workers) is gone within 30 s."""
+    from tests._ray_procs import kill_ray_processes, new_token_file, ray_env, short_temp_dir
+
+    write_demo_data(tmp_path / "data", n_candidates=3, rows=80, pool_rows=200)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "killed-cleanup", "output": str(tmp_path / "out"),
+        "real": {"path": str(tmp_path / "data/real/pool.jsonl"), "text": "text", "sample_size": 60, "seeds": [1]},
+        "candidates": {"path": str(tmp_path / "data/candidates"), "text": "text"},
+        "embedding": {"model": "bundled-minilm", "batch_size": 8},
+    }))
+    temp_dir = short_temp_dir("rayk")  # this run's Ray alone names it (the session lives under it)
+    env = ray_env(temp_dir, new_token_file(temp_dir))
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    process = subprocess.Popen([sys.executable, "-m", "synque_ray", "score", str(path)], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ray_side: list[psutil.Process] = []
+    try:
+        appear_by = time.time() + 300
+        while time.time() < appear_by and not descendants_titled(process, "ray::MapWorker"):
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        ray_side = psutil.Process(process.pid).children(recursive=True)
+        assert any(" ".join(p.cmdline()).startswith("ray::DashboardAgent") for p in ray_side)
+        os.kill(process.pid, signal.SIGKILL)  # the driver alone
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in ray_side):
+            time.sleep(0.5)
+        print(f"{len(ray_side)} processes under the driver, waited {time.monotonic() - deadline + 30:.1f} s")
+        left = [title for p in ray_side if _alive(p) and (title := _title(p))]
+        assert not left, f"alive 30 s after the driver was killed: {left}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        kill_ray_processes([p.pid for p in ray_side], str(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_cluster_that_ray_start_left_dead_does_not_hold_up_the_next_local_start():
+    """`ray start` records its address in <temp>/ray/ray_current_cluster and a killed one leaves it:
+    Ray's default `ray.init()` then joins that address and waits on its dead GCS (over 100 s,
+    BENCHMARKS.md). The engine's local cluster is always a new one."""
+    from tests._ray_procs import free_ports, run_isolated, short_temp_dir
+
+    temp_dir = short_temp_dir("rays")
+    try:
+        (temp_dir / "ray").mkdir()
+        (temp_dir / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_ports(1)[0]}")
+        script = ("import time; from synque_ray.raycluster import ensure_ray; start = time.perf_counter(); "
+                  "ensure_ray(); import ray; print('answer', ray.get(ray.remote(lambda: 7).remote()), "
+                  "round(time.perf_counter() - start, 1))")
+        done = run_isolated(script, [], temp_dir, timeout=120)
+        assert done.returncode == 0 and "answer 7" in done.stdout, done.stdout[-2000:]
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -420,8 +420,14 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
     assert evaluate_run(str(output), str(performance), "id", "f1", 1)["run"] == stamp
     assert json.loads((output / "runs" / stamp / "evaluation.json").read_text())["run"] == stamp
 
+    capsys.readouterr()
     assert cli.main(["score", str(config)]) == 0  # the next run removes the unpublished set
     third = (output / "LATEST").read_text().strip()
     assert sorted(p.name for p in (output / "runs").iterdir()) == [stamp, third]
     assert len(load_run(str(output)).history) == 2
-    assert not (output / "evaluation.json").exists()  # the first run's evaluation is not the third's
+    # evaluated again, as `synque evaluate` did, and said; its report shows it and counts it in its history
+    assert (f"note: evaluated against {performance} (id column 'id', metric 'f1'), as the last `synque evaluate` "
+            "did: evaluation.json\n") in capsys.readouterr().out
+    assert json.loads((output / "evaluation.json").read_text())["run"] == third
+    page = (output / "report.html").read_text()
+    assert "no evaluation.json" not in page and "history needs at least two" not in page

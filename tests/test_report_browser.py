@@ -160,3 +160,25 @@ def test_a_stale_evaluation_is_flagged_above_its_table(browser, scored_run, tmp_
     assert "evaluated run 20200101T000000000000Z, not this one" in warning
     assert browser.evaluate(session, top.format("#evaluation-stale")) < browser.evaluate(
         session, top.format("#evaluation-table"))
+
+
+def test_at_800_px_wide_the_page_never_scrolls_sideways_and_plot_labels_keep_their_size(browser, scored_run):
+    session, _ = browser.open(scored_run.output / "report.html")
+    browser.call("Emulation.setDeviceMetricsOverride", session, width=800, height=900, deviceScaleFactor=1,
+                 mobile=False)
+    assert browser.evaluate(session, "window.innerWidth") == 800
+    assert browser.evaluate(session, "document.documentElement.scrollWidth") <= 800  # the page: no sideways
+    # The ranking table scrolls in its own box, every column reachable, the names staying in view.
+    box = "document.querySelector('#ranking-table').parentElement"
+    assert browser.evaluate(session, f"{box}.scrollWidth >= document.querySelector('#ranking-table').offsetWidth")
+    browser.evaluate(session, f"{box}.scrollLeft = {box}.scrollWidth")
+    edges = browser.evaluate(session, "(() => { const row = document.querySelector('#ranking-table tbody tr'); "
+                                      "const r = e => e.getBoundingClientRect(); return [r(row.cells[0]).left, "
+                                      f"r(row.cells[row.cells.length - 1]).right, r({box}).left, "
+                                      f"r({box}).right]; }})()")
+    first_left, last_right, box_left, box_right = edges
+    assert first_left == pytest.approx(box_left, abs=1) and last_right <= box_right + 1
+    heights = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                        "'svg.scores [id*=\"-candidate-\"] text, svg.evaluation text')).map(t => "
+                                        "t.getBoundingClientRect().height)")
+    assert heights and min(heights) >= 11  # candidate names and the evaluation's labels, in px as shown

@@ -69,17 +69,19 @@ def load_run(location: str, stamp: str | None = None) -> RunData:
     run.judgements = run_table(store, "lens_judgements.parquet", required=False)
     if run.judgements is None:
         run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
-    run.history = load_history(root)
+    run.history = load_history(root, upto=stamp)  # the report of a run not yet published counts it
     if len(run.history) < 2:
         run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"
     return run
 
 
-def load_history(store: Store, latest: int = HISTORY_RUNS) -> list[tuple[str, pl.DataFrame]]:
-    """(stamp, rankings) of the latest published runs under runs/, oldest first; unreadable ones
-    skipped, and so are sets newer than the one `LATEST` names (a run still writing, or killed)."""
+def load_history(store: Store, latest: int = HISTORY_RUNS, upto: str | None = None) -> list[tuple[str, pl.DataFrame]]:
+    """(stamp, rankings) of the latest runs under runs/ up to `upto` (the run whose report this is:
+    written before its set is published, it belongs in its own history), by default up to the
+    published one; oldest first. Unreadable sets are skipped, and so are newer ones (a run still
+    writing, or killed)."""
     entries = store.listing("runs") or []
-    newest = latest_stamp(store)
+    newest = upto or latest_stamp(store)
     stamps = [name for name, is_folder in entries if is_folder and (newest is None or name <= newest)]
     found = []
     for stamp in stamps:

@@ -52,7 +52,13 @@ def _table(headers: list[str], rows: list[str], table_id: str = "", sortable: bo
     head = "".join(f'<th class="id">{escape(h)}</th>' if k == 0 or h == "text" else f"<th>{escape(h)}</th>"
                    for k, h in enumerate(headers))
     attrs = (f' id="{table_id}"' if table_id else "") + (' class="sortable"' if sortable else "")
-    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return _wide(f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _wide(table: str) -> str:
+    """A table in a box that scrolls sideways when the window is narrower than the table, so that
+    the page itself never does (its first column stays in view: report.css)."""
+    return f'<div class="wide">{table}</div>'
 
 
 def _note(text: str | None) -> str:
@@ -224,8 +230,8 @@ def history_section(data: dict | None, note: str | None) -> str:
             "<code>runs/</code> (oldest first; hover a date for its folder), and its move since the run before "
             "that ranked it (▲ rose, ▼ fell), counted among the candidates both runs ranked: a candidate "
             "entering or leaving moves no one else.</p>"
-            + f'<table id="history-table" class="sortable"><thead><tr><th class="id">candidate</th>{headers}'
-            f"<th>move</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            + _wide(f'<table id="history-table" class="sortable"><thead><tr><th class="id">candidate</th>{headers}'
+                    f"<th>move</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"))
 
 
 def _rows_table(title: str, rows: list[dict], signals: list[str]) -> str:

@@ -115,6 +115,10 @@ class Progress:
     One bar, because the first proxy results land only once the first candidate is embedded:
     a bar of candidates alone sat at 0 for the whole embedding and then extrapolated its ETA
     from it. Two bars on one terminal overwrite each other whenever anything else prints.
+
+    The rows bar's rate (and so its ETA) is measured from the end of the first batch: the
+    time before it is Ray's start, the model's load and the pool's warm-up, not embedding,
+    and counted in, it made the first ETAs several times the stage's whole length.
     """
 
     def __init__(self, rows: int, candidates: int, enabled: bool):
@@ -122,6 +126,7 @@ class Progress:
 
         self.tqdm, self.enabled, self.candidates, self.scored = tqdm, enabled, candidates, 0
         self.embedding = bool(rows)
+        self.first_batch_seen = False
         if rows:
             self.bar = tqdm(total=rows, desc="embedded", unit="row", disable=not enabled)
             self.bar.set_postfix_str(f"scored 0/{candidates} candidates", refresh=False)
@@ -129,7 +134,16 @@ class Progress:
             self.bar = self._scored_bar()
 
     def rows(self, count: int) -> None:
-        self.bar.update(count)
+        if self.first_batch_seen or not self.enabled:
+            self.bar.update(count)
+            return
+        self.first_batch_seen = True
+        started = self.bar.start_t
+        self.bar.reset()  # the rate's clock starts now, its smoothed estimate cleared
+        self.bar.start_t = started  # the elapsed time shown still counts from the start
+        # No rate until the next batch: tqdm's fallback, (n - initial) / elapsed, is then 0 ("?").
+        self.bar.initial = self.bar.n = self.bar.last_print_n = count
+        self.bar.refresh()
 
     def scored_one(self) -> None:
         self.scored += 1
