@@ -155,31 +155,31 @@ def _shifted_everywhere(rng: np.random.Generator, rows: int, shift: float, dims:
     return rng.normal(size=(rows, dims)) + shift
 
 
+def size_drift(train_rows: int | str) -> list[float]:
+    """Mean PAD (3 U_r draws of 30 rows) of candidates 0.5 sd from U_r in each of 16 coordinates, at
+    30 / 100 / 300 / 1,000 rows."""
+    return [float(np.mean([pad(_shifted_everywhere(np.random.default_rng(1000 + rows + draw), rows, 0.5),
+                               _shifted_everywhere(np.random.default_rng(draw), REAL_ROWS, 0.0), seed=draw,
+                               train_rows=train_rows) for draw in range(3)])) for rows in (30, 100, 300, 1000)]
+
+
 def test_pad_at_a_run_wide_training_size_reads_the_same_at_every_candidate_size():
-    sizes = (30, 100, 300, 1000)
-    train_rows = fixed_train_rows([*sizes, REAL_ROWS], 5, 0.2)  # what `auto` resolves to for this run
+    train_rows = fixed_train_rows([30, 100, 300, 1000, REAL_ROWS], 5, 0.2)  # what `auto` resolves to for this run
     assert train_rows == 24
-
-    def by_size(rows_per_side):
-        return [np.mean([pad(_shifted_everywhere(np.random.default_rng(1000 + rows + draw), rows, 0.5),
-                             _shifted_everywhere(np.random.default_rng(draw), REAL_ROWS, 0.0), seed=draw,
-                             train_rows=rows_per_side) for draw in range(3)]) for rows in sizes]
-
-    fixed, every_row = by_size(train_rows), by_size("all")
+    fixed, every_row = size_drift(train_rows), size_drift("all")
     assert max(fixed) - min(fixed) <= 0.05, fixed
     assert min(fixed) > 0.3  # it still sees the shift
     assert max(every_row) - min(every_row) > 0.08, every_row  # every training row: it grows with the size
 
 
-def test_a_true_tie_of_unequal_sizes_gives_each_candidate_its_share_of_p_best():
-    # Three candidates of one distribution (0.5 sd from U_r in every coordinate) at 30 / 100 / 300
-    # rows; 6 independent runs of 3 seeds each, ranked by reduce.rank. Trained on every row, the
-    # 30-row candidate reads least separable: p_best .51 / .26 / .23 here.
+def tie_p_best(train_rows: int | str) -> dict[str, float]:
+    """Mean p_best of three candidates of one distribution (0.5 sd from U_r in every coordinate) at
+    30 / 100 / 300 rows, over 6 independent runs of 3 seeds each, ranked by reduce.rank."""
     from synque_ray.reduce import rank
 
     sizes = {"a30": 30, "b100": 100, "c300": 300}
-    params = PadParams(train_rows=fixed_train_rows([*sizes.values(), REAL_ROWS], 5, 0.2))
-    p_best = {name: [] for name in sizes}
+    params = PadParams(train_rows=train_rows)
+    p_best: dict[str, list[float]] = {name: [] for name in sizes}
     for run in range(6):
         rows = []
         for seed in range(3):
@@ -191,16 +191,23 @@ def test_a_true_tie_of_unequal_sizes_gives_each_candidate_its_share_of_p_best():
                              "score": -output.value, "replicates": list(-output.replicates)})
         for row in rank(pl.DataFrame(rows)).iter_rows(named=True):
             p_best[row["dataset_id"]].append(row["p_best"])
-    shares = {name: float(np.mean(values)) for name, values in p_best.items()}
+    return {name: float(np.mean(values)) for name, values in p_best.items()}
+
+
+def test_a_true_tie_of_unequal_sizes_gives_each_candidate_its_share_of_p_best():
+    # Trained on every row (`all`), the 30-row candidate reads least separable: p_best .51 / .26 / .23.
+    shares = tie_p_best(fixed_train_rows([30, 100, 300, REAL_ROWS], 5, 0.2))
     assert all(abs(share - 1 / 3) <= 0.15 for share in shares.values()), shares
 
 
-def test_a_clean_larger_candidate_beats_a_small_one_with_off_topic_rows():
-    # 600 clean rows vs 60 rows of which 6 are off-topic (far from everything), both otherwise one
-    # distribution (0.2 sd from U_r in each of 64 coordinates): the clean one is closer by construction.
-    # 5 candidate draws x 4 U_r seeds. Trained on every row, the 600-row candidate won 13 of 20.
+def clean_larger_gaps(train_rows: int | str | None = None) -> list[float]:
+    """PAD of a small candidate with off-topic rows minus PAD of a clean larger one, per (draw, seed):
+    600 clean rows vs 60 rows of which 6 are off-topic (far from everything), both otherwise one
+    distribution (0.2 sd from U_r in each of 64 coordinates): the clean one is closer by construction.
+    5 candidate draws x 4 U_r seeds; train_rows None: the run's `auto`."""
     dims, real_rows, small = 64, 100, 60
-    train_rows = fixed_train_rows([small, 10 * small, real_rows], 5, 0.2)
+    if train_rows is None:
+        train_rows = fixed_train_rows([small, 10 * small, real_rows], 5, 0.2)
     gaps = []
     for draw in range(5):
         rng = np.random.default_rng([17, draw])
@@ -211,7 +218,13 @@ def test_a_clean_larger_candidate_beats_a_small_one_with_off_topic_rows():
             real = _shifted_everywhere(np.random.default_rng([18, seed]), real_rows, 0.0, dims)
             gaps.append(pad(noisy, real, seed=seed, train_rows=train_rows)
                         - pad(clean, real, seed=seed, train_rows=train_rows))
-    assert np.mean(gaps) > 0.03 and np.mean(np.array(gaps) > 0) >= 0.75, (np.mean(gaps), np.sum(np.array(gaps) > 0))
+    return gaps
+
+
+def test_a_clean_larger_candidate_beats_a_small_one_with_off_topic_rows():
+    # Trained on every row (`all`), the clean 600-row candidate was ahead in only 13 of 20 pairs.
+    gaps = np.array(clean_larger_gaps())
+    assert gaps.mean() > 0.03 and np.mean(gaps > 0) >= 0.75, (gaps.mean(), np.sum(gaps > 0))
 
 
 def test_auto_resolves_to_the_fewest_training_rows_any_side_keeps_in_a_split():
