@@ -1,7 +1,10 @@
-"""PAD fair to size (issue 13 §1–2): issue 8's PAD beside balanced probabilities, both classifiers.
+"""PAD fair to size: issue 8's PAD beside balanced probabilities, both classifiers, and (part
+`text`) every training row beside one training size per side for the whole run.
 
     python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
         [--part simulation|benchmark] [--variant I ...]
+    python benchmarks/bench_pad_fair.py --part text [--data DIR] [--generator NAME ...]
+    python benchmarks/bench_pad_fair.py --part text-ranking [--data DIR]
 
 Two parts, every variant on the same inputs, one after another in this process
 (single-threaded classifiers), cost in CPU seconds (process time):
@@ -16,11 +19,30 @@ Two parts, every variant on the same inputs, one after another in this process
    first): Spearman/Pearson of −PAD with the measured metric averaged over seeds, and
    the median over (candidate, seed) of the candidate rows' median `p_synthetic`.
 
+3. text (no config needed): real headlines and LLM-written candidates of DIR (default
+   /work/shared/bench/sentiment), embedded with the bundled MiniLM (cached under /tmp). Per
+   generator, 8 draws of disjoint 30 / 100 / 300-row subsamples of its rows against 4 U_r
+   samples of 100 pool rows: PAD at each size (mean over seeds and draws, sd over draws of
+   the seed means); p_best of each size through `reduce.rank` (one distribution at three
+   sizes: a true tie, so about 1/3 each); the 300-row subsample against 27 other rows of
+   the same generator plus 3 off-topic rows (first lines of Python standard-library module
+   docstrings) in each (draw, seed) pair, and that noisy 30 against the clean 30 (the
+   off-topic rows' own effect, size aside); and CPU seconds per PAD (process time, single
+   threaded), the two definitions called one after the other on the same inputs. "before":
+   the default logistic PAD on every training row (`train_rows: all`); "after": every model
+   on the run's `auto` size per side, the same for every candidate.
+
+4. text-ranking: every candidate of DIR (about 1,000 rows each) against its pre-drawn U_r
+   samples: Spearman/Pearson of −PAD with the measured test F1, before and after, and CPU
+   seconds per PAD. The candidates are equal in size, so this is what the smaller training
+   size costs in power, not what it gains in fairness.
+
 Prints Markdown tables.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -29,7 +51,7 @@ from bench_pad import benchmark_parser, embeddings, quality
 
 from synque_ray.config import load_config
 from synque_ray.evaluate import read_performance
-from synque_ray.proxies.pad import pad_from_probabilities, pad_probabilities
+from synque_ray.proxies.pad import PROXY, PadParams, fixed_train_rows, pad_from_probabilities, pad_probabilities
 
 VARIANTS = {  # name: (classifier, balanced probabilities); the error is class-balanced in all
     "issue 8 default: xgboost, raw probabilities": ("xgboost", False),
@@ -86,7 +108,155 @@ def benchmark(variant, real, candidates, performance) -> tuple[float, tuple, flo
     return seconds, quality(pl.DataFrame(rows), performance), float(np.median(medians))
 
 
+TEXT_SIZES, TEXT_REAL_ROWS, TEXT_DRAWS, TEXT_SEEDS, OFF_TOPIC_ROWS = (30, 100, 300), 100, 8, 4, 3
+TEXT_GENERATORS = ["llama3.3-70b_few-shot_v1", "qwen2.5-7b_zero-shot_v1"]
+
+
+def off_topic_texts() -> list[str]:
+    """First lines of the standard library's module docstrings: real English, off the headlines' topic."""
+    import importlib
+    import sys
+
+    lines = []
+    for name in sorted(sys.stdlib_module_names):
+        if name.startswith("_") or name in ("antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo"):
+            continue
+        try:
+            doc = importlib.import_module(name).__doc__ or ""
+        except Exception:  # noqa: BLE001 - a module that does not import here is simply left out
+            continue
+        first = doc.strip().split("\n")[0].strip()
+        if len(first.split()) >= 4:
+            lines.append(first)
+    return sorted(set(lines))
+
+
+def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("pool",)) -> dict[str, np.ndarray]:
+    """{name: embeddings} of DIR's real files `real` (stems under real/), the generators' rows and the
+    off-topic rows (`off_topic`), embedded with the bundled MiniLM on one thread, cached in /tmp."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from synque_ray.models import resolve_model
+
+    path, model_id = resolve_model("bundled-minilm", "embedding.model")
+    texts = {name: [r["headline"] for r in json.loads(Path(data, "real", f"{name}.json").read_text())]
+             for name in real}
+    texts["off_topic"] = off_topic_texts()
+    for name in generators:
+        texts[name] = [r["headline"] for r in json.loads(Path(data, "synthetic", f"{name}.json").read_text())]
+    digest = hashlib.sha256(json.dumps([model_id, texts], sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(f"/tmp/bench_pad_fair_text_{digest}.npz")
+    if not cache.exists():
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(1)
+        model = SentenceTransformer(path, device="cpu")
+        np.savez(cache, **{key: model.encode(rows, batch_size=64) for key, rows in texts.items()})
+    return dict(np.load(cache))
+
+
+def text_ranking(data: str) -> None:
+    """Spearman of −PAD with test F1 over DIR's candidates (all about 1,000 rows, so size plays no part:
+    what the smaller training size costs in power), U_r = the pre-drawn real samples."""
+    from pathlib import Path
+
+    generators = sorted(p.stem for p in Path(data, "synthetic").glob("*.json"))
+    samples = tuple(sorted(p.stem for p in Path(data, "real").glob("sample_seed*.json")))
+    vectors = text_embeddings(data, generators, samples)
+    performance = read_performance(str(Path(data, "task_performance.csv")), "dataset_name", "test_f1")
+    run_rows = fixed_train_rows([len(vectors[name]) for name in (*generators, *samples)], 5, 0.2)
+    print(f"\n{len(generators)} candidates x {len(samples)} U_r samples; auto = {run_rows} rows per side\n")
+    print("| PAD | CPU s per PAD | Spearman | ± over seeds | Pearson |")
+    print("|---|---|---|---|---|")
+    for label, params in {"before (every training row)": PadParams(train_rows="all"),
+                          f"after ({run_rows} rows per side, run-wide)": PadParams(train_rows=run_rows)}.items():
+        rows, started = [], time.process_time()
+        for seed, sample in enumerate(samples):
+            for name in generators:
+                value = PROXY.compute(vectors[name], vectors[sample], params, seed, 0).value
+                rows.append({"dataset_id": name, "seed": seed, "score": -value})
+        seconds = (time.process_time() - started) / len(rows)
+        rho, rho_std, r = quality(pl.DataFrame(rows), performance)
+        print(f"| {label} | {seconds:.3f} | {rho:.3f} | {rho_std:.3f} | {r:.3f} |", flush=True)
+
+
+def text_part(data: str, generators: list[str]) -> None:
+    from synque_ray.reduce import rank
+
+    vectors = text_embeddings(data, generators)
+    pool, off_topic, candidates = vectors["pool"], vectors["off_topic"], {name: vectors[name] for name in generators}
+    run_rows = fixed_train_rows([*TEXT_SIZES, TEXT_SIZES[0], TEXT_REAL_ROWS], 5, 0.2)  # what auto resolves to
+    definitions = {"before (every training row)": PadParams(train_rows="all"),
+                   f"after ({run_rows} rows per side, run-wide)": PadParams(train_rows=run_rows)}
+    print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {TEXT_DRAWS} draws per generator; "
+          f"off-topic pool {len(off_topic)} rows\n")
+    print("| generator | PAD | at 30 / 100 / 300 rows (sd over draws) | spread | p_best 30 / 100 / 300 "
+          "| clean 300 ahead of 30 with 10% off-topic | mean gap | gap to the clean 30 "
+          "| CPU s per PAD at 30 / 100 / 300 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, rows in candidates.items():
+        value: dict = {d: {} for d in definitions}  # definition -> (size or "noisy", draw, seed) -> output
+        seconds: dict = {d: {n: [] for n in TEXT_SIZES} for d in definitions}
+        for draw in range(TEXT_DRAWS):
+            order = np.random.default_rng([draw, 1]).permutation(len(rows))
+            picked = {}
+            start = 0
+            for n in TEXT_SIZES:
+                picked[n] = rows[order[start:start + n]]
+                start += n
+            extra = np.random.default_rng([draw, 2]).choice(len(off_topic), OFF_TOPIC_ROWS, replace=False)
+            picked["noisy"] = np.vstack([rows[order[start:start + TEXT_SIZES[0] - OFF_TOPIC_ROWS]],
+                                         off_topic[extra]])
+            for seed in range(TEXT_SEEDS):
+                real = pool[np.random.default_rng([seed, 3]).choice(len(pool), TEXT_REAL_ROWS, replace=False)]
+                for key, synthetic in picked.items():
+                    for label, params in definitions.items():  # one after the other, same inputs
+                        started = time.process_time()
+                        value[label][key, draw, seed] = PROXY.compute(synthetic, real, params, seed, 200)
+                        if key in seconds[label]:
+                            seconds[label][key].append(time.process_time() - started)
+        for label in definitions:
+            out = value[label]
+            means = {n: [np.mean([out[n, d, s].value for s in range(TEXT_SEEDS)]) for d in range(TEXT_DRAWS)]
+                     for n in TEXT_SIZES}
+            sizes = " / ".join(f"{np.mean(m):.3f} ({np.std(m):.3f})" for m in means.values())
+            spread = max(map(np.mean, means.values())) - min(map(np.mean, means.values()))
+            p_best = {n: [] for n in TEXT_SIZES}
+            for d in range(TEXT_DRAWS):  # one run per draw: the three sizes over the seeds
+                scores = pl.DataFrame([{"dataset_id": f"n{n:04d}", "proxy": "pad", "seed": s,
+                                        "raw": out[n, d, s].value, "score": -out[n, d, s].value,
+                                        "replicates": list(-out[n, d, s].replicates)}
+                                       for n in TEXT_SIZES for s in range(TEXT_SEEDS)])
+                for row in rank(scores).iter_rows(named=True):
+                    p_best[int(row["dataset_id"][1:])].append(row["p_best"])
+            gaps = [out["noisy", d, s].value - out[TEXT_SIZES[-1], d, s].value
+                    for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)]
+            same_size = np.mean([out["noisy", d, s].value - out[TEXT_SIZES[0], d, s].value
+                                  for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)])
+            cost = " / ".join(f"{np.mean(seconds[label][n]):.3f}" for n in TEXT_SIZES)
+            print(f"| {name} | {label} | {sizes} | {spread:.3f} | "
+                  f"{' / '.join(f'{np.mean(v):.2f}' for v in p_best.values())} | "
+                  f"{sum(g > 0 for g in gaps)} of {len(gaps)} | {np.mean(gaps):+.3f} | {same_size:+.3f} | {cost} |",
+                  flush=True)
+
+
 def main() -> None:
+    import sys
+
+    if "--part" in sys.argv and sys.argv[sys.argv.index("--part") + 1:][:1] in (["text"], ["text-ranking"]):
+        text = argparse.ArgumentParser()
+        text.add_argument("--part")
+        text.add_argument("--data", default="/work/shared/bench/sentiment")
+        text.add_argument("--generator", action="append", help="candidate file stems (default: two generators)")
+        args = text.parse_args()
+        if args.part == "text":
+            text_part(args.data, args.generator or TEXT_GENERATORS)
+        else:
+            text_ranking(args.data)
+        return
     parser = benchmark_parser()
     parser.add_argument("--part", choices=["simulation", "benchmark"], help="run only this part (default: both)")
     parser.add_argument("--variant", type=int, action="append", help="run only these rows of VARIANTS (0-based)")

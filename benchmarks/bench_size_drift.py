@@ -23,7 +23,7 @@ from synque_ray.reading import read_texts
 
 SIZES = [(100, 100), (400, 100), (30, 30), (300, 30), (800, 30), (20, 40), (400, 40)]
 PROXIES = {
-    "PAD paper": lambda s, r, d: pad(s, r, seed=d, folds=0, holdout=0.2, balanced=False),
+    "PAD paper": lambda s, r, d: pad(s, r, seed=d, folds=0, holdout=0.2, balanced=False, train_rows="all"),
     "PAD new": lambda s, r, d: pad(s, r, seed=d),
     "MMD² biased": lambda s, r, d: mmd_squared(s, r, estimator="biased"),
     "MMD² unbiased": lambda s, r, d: mmd_squared(s, r, estimator="unbiased"),

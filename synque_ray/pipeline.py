@@ -108,6 +108,18 @@ def check_sample_size(config: JobConfig) -> None:
         raise UserError(f"candidates.sample_size: {sample} rows, fewer than the {least} that {reason} needs")
 
 
+def resolve_for_run(config: JobConfig, real: dict[int, RowSet], candidates: list[RowSet]) -> JobConfig:
+    """The config with every proxy parameter that depends on the whole run resolved (`Params.for_run`:
+    PAD's `train_rows: auto`), from the rows each candidate is scored on (at most
+    `candidates.sample_size`) and each U_r sample's. The one place it happens, before any stage is
+    built: the resolved values key the results and are what run.json's config records."""
+    sample = config.candidates.sample_size
+    candidate_rows = [c.size if sample is None else min(c.size, sample) for c in candidates]
+    real_rows = [rowset.size for rowset in real.values()]
+    update = {name: config.proxy_params(name).for_run(candidate_rows, real_rows) for name in config.sized_proxies}
+    return config.model_copy(update=update)
+
+
 def read_candidates(config: JobConfig, skipped: dict[str, str] | None = None,
                     too_small: dict[str, str] | None = None) -> list[RowSet]:
     """The candidates, each hashed once; entries of the folder that are not candidates go to `skipped`.
@@ -199,6 +211,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
     skipped_files: dict[str, str] = {}
     too_small: dict[str, str] = {}  # id -> why: these fail alone, the others are scored
     candidates = scorable_candidates(config, skipped_files, too_small)
+    config = resolve_for_run(config, real, candidates)
     stages = build_stages(Job(config, real, candidates, fresh, progress, evaluation))  # checked before any work
     timings = {"read": time.perf_counter() - started}
 

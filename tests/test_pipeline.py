@@ -69,6 +69,7 @@ def test_outputs_have_the_spec_schema(first_run):
         assert sorted(rankings.filter(pl.col("proxy") == proxy)["rank"]) == [1, 2, 3, 4]
     run = json.loads(open(f"{config.output}/run.json").read())
     assert run["counts"]["candidates_total"] == 4
+    assert run["config"]["pad"]["train_rows"] == 24  # auto, resolved once: 30-row U_r samples keep 24 per fold
     assert run["counts"]["candidates_scored"] == 4
     assert run["counts"]["rows_embedded"] == 4 * ROWS + len(SEEDS) * SAMPLE
     assert run["counts"]["rows_from_cache"] == 0
@@ -93,7 +94,7 @@ def test_scores_equal_a_direct_computation(first_run, bundled_model_path):
         expected = {
             "mdm": mdm(synthetic, k=3),
             "mmd": mmd_squared(synthetic, real, estimator="unbiased"),
-            "pad": pad(synthetic, real, seed=seed),
+            "pad": pad(synthetic, real, seed=seed, train_rows=24),  # the run's resolved training size
             "mauve": mauve_score(synthetic, real, seed=seed),
         }
         for proxy, value in expected.items():

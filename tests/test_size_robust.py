@@ -30,7 +30,8 @@ def test_cross_fitted_balanced_pad_does_not_move_with_size_and_the_papers_does()
     new = {sizes: _mean_over_draws(lambda s, r, d: pad(s, r, seed=d), *sizes) for sizes in [(30, 30), (300, 30)]}
     assert abs(new[(30, 30)]) < 0.15 and abs(new[(300, 30)]) < 0.15
     assert abs(new[(300, 30)] - new[(30, 30)]) < 0.15
-    paper = _mean_over_draws(lambda s, r, d: pad(s, r, seed=d, folds=0, holdout=0.2, balanced=False), 300, 30)
+    paper = _mean_over_draws(lambda s, r, d: pad(s, r, seed=d, folds=0, holdout=0.2, balanced=False,
+                                                 train_rows="all"), 300, 30)
     share = 300 / 330
     assert paper == pytest.approx(1 - 4 * share * (1 - share), abs=0.15)  # ≈ .67: size alone makes it "separable"
 
@@ -58,8 +59,11 @@ def test_out_of_fold_probabilities_match_a_hand_built_cross_fit():
         expected[test] = odds / (1 + odds)
     assert np.allclose(probability, expected) and (labels == y).all()
     error_s, error_r = np.mean(1 - expected[:40]), np.mean(expected[40:])
-    assert pad(synthetic, real, classifier="logistic", folds=5, seed=3) == pytest.approx(1 - (error_s + error_r))
+    # every training row (`all`): one model per fold; the default's fixed training size has its own test
+    assert pad(synthetic, real, classifier="logistic", folds=5, seed=3, train_rows="all") == pytest.approx(
+        1 - (error_s + error_r))
     unbalanced, _ = pad_probabilities(synthetic, real, classifier="logistic", folds=5, seed=3, balanced=False)
     assert np.allclose(unbalanced, raw)
     plain = 1 - 2 * np.mean(np.abs(raw - y))
-    assert pad(synthetic, real, classifier="logistic", folds=5, seed=3, balanced=False) == pytest.approx(plain)
+    assert pad(synthetic, real, classifier="logistic", folds=5, seed=3, balanced=False,
+               train_rows="all") == pytest.approx(plain)

@@ -8,9 +8,9 @@ dispatch and size checks all read from it, so adding a proxy is one module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, overload
+from typing import Generic, Self, TypeVar, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -34,6 +34,13 @@ class Params(BaseModel):
     def min_real_rows(self) -> tuple[int, str]:
         """(fewest rows a U_r sample needs, why)."""
         return 1, "scoring"
+
+    def for_run(self, candidate_rows: Iterable[int], real_rows: Iterable[int]) -> Self:
+        """These parameters with whatever depends on the whole run resolved, from the rows each
+        candidate is scored on and each U_r sample's rows; as they are unless a proxy says
+        otherwise. Why: a value every candidate must share (PAD's training size) cannot be
+        chosen by each candidate's task alone."""
+        return self
 
 
 @dataclass

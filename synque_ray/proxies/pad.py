@@ -14,6 +14,20 @@ it nothing:
 - ε is the mean of the two classes' mean errors: the unbalanced error of one
   distribution is about 1 − 4π(1 − π) below chance.
 
+A classifier's power to separate two distributions grows with the rows it is trained on,
+so class balance alone does not make PAD compare across sizes when the distributions
+*differ*: on the sentiment headlines (MiniLM, a 100-row U_r) one generator's balanced PAD
+read .31 / .44 / .51 at 30 / 100 / 300 rows on every training row, .22 / .22 / .22 at 24
+per side (BENCHMARKS.md, "PAD at one training size per run"). So every model is trained
+on the same number of rows per side for every candidate of a run (`train_rows`): in each
+fold, `TRAIN_REPEATS` models, each on a seeded draw of that many rows from each side of
+the fold's training rows, their probabilities on the fold's held-out rows averaged. PAD
+then measures how well a classifier trained on `train_rows` rows per side tells the
+candidate from U_r: a property of the two distributions at a fixed training budget, the
+same at any candidate size; a larger candidate only narrows its spread (more held-out
+rows). `train_rows: auto` is the largest size every candidate and U_r sample of the run
+can give (`PadParams.for_run`), resolved once per run before any PAD is computed.
+
 The default classifier is a logistic regression. On 16-d Gaussians with a 30-row U_r
 (BENCHMARKS.md, "PAD fair to size") its balanced PAD of a 2 sd shift reads .52–.53 from
 30 to 1,000 candidate rows; the boosted trees' reads .44–.53, and for one distribution
@@ -21,18 +35,19 @@ at 1,000 vs 30 rows their balanced p_synthetic still has a median of .86: trees 
 the few U_r rows out as small regions, so an unseen row of either class lands in the
 candidate's, and no correction of the prior undoes that (balanced sample weights did worse in a trial:
 .47 → .21). The paper's PAD is
-`classifier: xgboost, folds: 0, holdout: 0.2, balanced: false`. The balanced
+`classifier: xgboost, folds: 0, holdout: 0.2, balanced: false, train_rows: all`. The balanced
 out-of-fold probabilities are kept as the row signal `p_synthetic`: which of the
 candidate's rows look synthetic, on one scale at any size (½ = no evidence either way).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal, Self
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, StrictInt, field_validator
 
 from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
 from synque_ray.rowsignals import Signal
@@ -57,13 +72,36 @@ def _logistic(seed: int):
 
 
 CLASSIFIERS = {"xgboost": _xgboost, "logistic": _logistic}  # name → an unfitted classifier for a seed
+# Models per fold under a fixed training size, each on its own draw of rows, their probabilities
+# averaged: one draw of a few dozen rows per side leaves a row's probability to chance.
+TRAIN_REPEATS = 5
+TrainRows = Literal["auto", "all"] | Annotated[StrictInt, Field(ge=1)]
 
 
 class PadParams(Params):
+    """train_rows: rows per side each model is trained on. An int: that many for every candidate;
+    `auto`: the largest size the run's smallest candidate and smallest U_r sample can both give
+    in every split, resolved once per run (`for_run`); `all`: every training row of the fold
+    (the paper's, and PAD before a run-wide size: its power, and so its value, then grows with
+    the candidate's size). A candidate that cannot give `train_rows` rows per side in every
+    split (possible only with an int, or a candidate scored outside its run) is a recorded
+    failure of PAD for that candidate, never scored on fewer; a U_r sample that cannot is
+    refused when the run is read (`min_real_rows`), since every candidate would fail."""
+
     classifier: Literal["logistic", "xgboost"] = "logistic"
     folds: int = Field(5, ge=0)  # 0: one stratified holdout (the paper's)
     holdout: float = Field(0.2, gt=0, lt=1)  # used when folds is 0
-    balanced: bool = True  # balanced probabilities and error; false: the paper's raw ones
+    balanced: bool = True  # balanced probabilities and error; false: the paper's raw ones (under an
+    #                        int train_rows the classes are equal in training: only the error is plain)
+    train_rows: TrainRows = "auto"
+
+    @field_validator("train_rows", mode="before")
+    @classmethod
+    def _train_rows(cls, value: object) -> object:
+        """One readable line for every value the union would refuse branch by branch."""
+        if value in ("auto", "all") or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"must be auto, all or a number of rows per side (at least 1), got {value!r}")
 
     @field_validator("folds")
     @classmethod
@@ -78,8 +116,49 @@ class PadParams(Params):
         return min_rows_for_holdout(self.holdout), f"PAD's {self.holdout:g} holdout"
 
     def min_real_rows(self) -> tuple[int, str]:
-        """A U_r sample needs as many rows as a candidate."""
-        return self.min_rows()
+        """A U_r sample needs as many rows as a candidate, and an int `train_rows` per side in every split."""
+        least, why = self.min_rows()
+        if isinstance(self.train_rows, int):
+            needed = rows_for_training(self.train_rows, self.folds, self.holdout)
+            if needed > least:
+                return needed, f"{why} with pad.train_rows {self.train_rows}"
+        return least, why
+
+    def for_run(self, candidate_rows: Iterable[int], real_rows: Iterable[int]) -> Self:
+        """`train_rows: auto` resolved from the run's sizes (rows each candidate is scored on, rows
+        of each U_r sample): the fewest training rows any of them keeps in a split
+        (`training_rows`), so every candidate is trained on the same number per side. Other values
+        are returned as they are. Called once per run, before any PAD, so that the resolved value
+        is part of the parameters that key the results."""
+        sizes = [*candidate_rows, *real_rows]
+        if self.train_rows != "auto" or not sizes:
+            return self
+        return self.model_copy(update={"train_rows": fixed_train_rows(sizes, self.folds, self.holdout)})
+
+
+def training_rows(rows: int, folds: int, holdout: float) -> int:
+    """The fewest training rows a side of `rows` rows keeps in any split of PAD (at least 1).
+
+    k folds (sklearn's StratifiedKFold): a class's held-out share of a fold is at most
+    ceil(rows / k), so rows − ceil(rows / k). One holdout (train_test_split, stratified): the
+    class keeps at least floor((1 − holdout) · rows) − 1, whatever the other class's size."""
+    if folds:
+        return max(1, rows - -(-rows // folds))
+    return max(1, int(np.floor((1.0 - holdout) * rows + 1e-9)) - 1)
+
+
+def rows_for_training(train_rows: int, folds: int, holdout: float) -> int:
+    """The fewest rows a side needs to keep `train_rows` training rows in every split."""
+    rows = train_rows
+    while training_rows(rows, folds, holdout) < train_rows:
+        rows += 1
+    return rows
+
+
+def fixed_train_rows(sizes: Iterable[int], folds: int, holdout: float) -> int:
+    """`train_rows: auto` for sides of these sizes (every candidate's and U_r sample's rows): the
+    largest training size each of them can give in every split."""
+    return min(training_rows(size, folds, holdout) for size in sizes)
 
 
 def min_rows_for_holdout(holdout: float) -> int:
@@ -99,13 +178,19 @@ def balanced_probability(probability: np.ndarray, share: float) -> np.ndarray:
 
 
 def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", folds: int = 5,
-                      holdout: float = 0.2, seed: int = 0, balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                      holdout: float = 0.2, seed: int = 0, balanced: bool = True,
+                      train_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """P(synthetic) for every row of synthetic (n, d) then real (m, d), and the labels (1 = synthetic).
 
-    With folds > 0 each row's probability comes from the model that did not see it; with
+    With folds > 0 each row's probability comes from models that did not see it; with
     folds = 0 only the stratified holdout is predicted and the other rows are NaN.
-    balanced: each model's probabilities corrected for its training rows' class shares
-    (`balanced_probability`), so they read as if both classes had equal size.
+    train_rows None: one model per split on all its training rows; balanced: its probabilities
+    corrected for the training rows' class shares (`balanced_probability`), so they read as if
+    both classes had equal size. train_rows t: per split, `TRAIN_REPEATS` models, each on t rows
+    drawn from each side of the training rows (one generator seeded by `seed`, drawn fold by
+    fold, repeat by repeat, candidate side then U_r side), their probabilities averaged; the
+    classes are equal in training, so the probabilities are balanced as they come. Raises
+    ValueError when a side has fewer than t training rows in a split.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown PAD classifier {classifier!r}; use one of {sorted(CLASSIFIERS)}")
@@ -119,11 +204,38 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
         splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels)
     else:
         splits = [train_test_split(np.arange(len(labels)), test_size=holdout, stratify=labels, random_state=seed)]
-    for train, test in splits:
-        model = CLASSIFIERS[classifier](seed).fit(features[train], labels[train])
-        predicted = model.predict_proba(features[test])[:, 1]
-        probability[test] = balanced_probability(predicted, labels[train].mean()) if balanced else predicted
+    rng = np.random.default_rng(seed)
+    from threadpoolctl import threadpool_limits  # sklearn's own dependency
+
+    # One BLAS/OpenMP thread: the fits are small (2 × train_rows rows), and threads cost more than
+    # they save there: 57 vs 6 ms of CPU per 48-row fit on the loaded 2-core machine (BENCHMARKS.md).
+    with threadpool_limits(1):
+        for train, test in splits:
+            if train_rows is None:
+                model = CLASSIFIERS[classifier](seed).fit(features[train], labels[train])
+                predicted = model.predict_proba(features[test])[:, 1]
+                probability[test] = balanced_probability(predicted, labels[train].mean()) if balanced else predicted
+                continue
+            probability[test] = _fixed_size_fold(features, labels, train, test, classifier, seed, train_rows, rng)
     return probability, labels
+
+
+def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, classifier: str,
+                     seed: int, train_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Shape (len(test),): the mean P(synthetic) of `TRAIN_REPEATS` models, each fit on `train_rows`
+    rows drawn from each side of `train` (candidate side first). Averaging probabilities averages
+    the models' errors exactly (|p − y| is linear in p for y in {0, 1}), so PAD is the mean PAD of
+    single models at that training size: repeating only narrows its spread."""
+    sides = [train[labels[train] == value] for value in (1.0, 0.0)]
+    if min(len(side) for side in sides) < train_rows:
+        raise ValueError(f"{int(labels.sum())} candidate and {int((labels == 0).sum())} real rows leave "
+                         f"{'/'.join(str(len(side)) for side in sides)} training rows per side in a split, "
+                         f"fewer than pad.train_rows {train_rows}")
+    total = np.zeros(len(test))
+    for _ in range(TRAIN_REPEATS):
+        drawn = np.concatenate([rng.choice(side, size=train_rows, replace=False) for side in sides])
+        total += CLASSIFIERS[classifier](seed).fit(features[drawn], labels[drawn]).predict_proba(features[test])[:, 1]
+    return total / TRAIN_REPEATS
 
 
 def pad_from_probabilities(probability: np.ndarray, labels: np.ndarray, balanced: bool = True,
@@ -141,10 +253,21 @@ def pad_from_probabilities(probability: np.ndarray, labels: np.ndarray, balanced
     return 1.0 - 2.0 * float(np.mean(per_class))
 
 
+def resolved_train_rows(train_rows: TrainRows, rows: int, real_rows: int, folds: int, holdout: float) -> int | None:
+    """`pad_probabilities`' train_rows for one pair: None for `all`; `auto` (left unresolved by a
+    run, as when PAD is computed on one pair alone) from this pair's own sizes."""
+    if train_rows == "all":
+        return None
+    if train_rows == "auto":
+        return fixed_train_rows([rows, real_rows], folds, holdout)
+    return train_rows
+
+
 def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", holdout: float = 0.2, seed: int = 0,
-        folds: int = 5, balanced: bool = True) -> float:
+        folds: int = 5, balanced: bool = True, train_rows: TrainRows = "auto") -> float:
     """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable, about 0 the same."""
-    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced)
+    fixed = resolved_train_rows(train_rows, len(synthetic), len(real), folds, holdout)
+    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced, fixed)
     return pad_from_probabilities(probability, labels, balanced)
 
 
@@ -159,13 +282,14 @@ def _class_weights(labels: np.ndarray, known: np.ndarray, resamples: int, rng) -
 
 
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
+    fixed = resolved_train_rows(params.train_rows, len(synthetic), len(real), params.folds, params.holdout)
     probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed,
-                                            params.balanced)
+                                            params.balanced, fixed)
     weights = _class_weights(labels, ~np.isnan(probability), resamples, np.random.default_rng(seed))
     replicates = np.array([pad_from_probabilities(probability, labels, params.balanced, w) for w in weights])
     value = pad_from_probabilities(probability, labels, params.balanced)
     row_signal = probability[: len(synthetic)]
-    if not params.balanced:  # the paper's raw probabilities score it; the row signal is still balanced
+    if fixed is None and not params.balanced:  # the paper's raw probabilities score it; the row signal is balanced
         row_signal = balanced_probability(row_signal, labels.mean())
     return ProxyOutput(value, centred(replicates, value), {P_SYNTHETIC.name: row_signal})
 
