@@ -1,6 +1,7 @@
 """How the best set behaves at the seed counts, noise mixes and candidate sizes people have.
 
-    python benchmarks/sim_best_set.py [--runs 40] [--e2e-runs 10] [--e2e-k 6] [--skip-e2e]
+    python benchmarks/sim_best_set.py [--runs 40] [--e2e-runs 10] [--e2e-k 6] [--skip-e2e] [--skip-tables]
+                                      [--density-runs 60]
 
 Part 1, plain scores tables (tests/test_best_set.py's generator, one definition): a candidate's
 score at a seed is its true mean, a shift every candidate shares at that seed (its U_r sample)
@@ -20,6 +21,9 @@ run (every proxy of `proxies.REGISTRY` at its default parameters, 200 replicates
 candidate-only proxies (MDM) repeated under every seed as the embedding stage does; then
 `reduce.add_ensemble` and `reduce.rank`. A run scores 5 seeds; 2 and 3 seeds are its first 2 and 3.
 Reported per proxy and for the ensemble: the share of runs keeping all k (mean set size).
+
+Part 3 (`--density-runs N`): density alone on that tie, its replicates drawn as today and with
+one generator for every seed, to show what the best set assumes of the replicates.
 
 The level is 0.9 throughout: a tie kept whole in about 90% of runs is the set holding its level.
 """
@@ -142,6 +146,37 @@ def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5)) -> Non
         print(f"| {proxy} | " + " | ".join(f"{np.mean(c == k):.0%} ({c.mean():.1f})" for c in cells) + " |")
 
 
+def part_three(runs: int, k: int = 6, seed_counts: tuple[int, ...] = (2, 3, 5)) -> None:
+    """Density alone on part 2's tie, its replicates as today (each seed resamples the candidate's rows
+    with its own generator) and with one generator for every seed (replicate b resamples the rows
+    alike at every seed, so the candidate-row error they share does not average out over seeds)."""
+    import synque_ray.proxies.coverage as coverage
+
+    today = coverage.resample_weights
+    spec = TaskSpec(params={"density": {}}, sample_size=None, resamples=200)
+    print(f"\n## Density's tie and how its replicates are drawn ({k} candidates of 40-300 rows, {runs} runs)\n")
+    print("| replicates | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
+    print("|---|" + "---|" * len(seed_counts))
+    for label, weights in (("a generator per seed (today)", today),
+                           ("one generator for every seed", lambda n, b, _rng: today(n, b, np.random.default_rng(0)))):
+        coverage.resample_weights = weights
+        rng = np.random.default_rng(2026)
+        kept: dict[int, list[bool]] = {s: [] for s in seed_counts}
+        for run in range(runs):
+            reals = {seed: rng.normal(size=(60, 16)) for seed in range(max(seed_counts))}
+            rows = []
+            for i in range(k):
+                candidate = rng.normal(size=(int(rng.integers(40, 301)), 16))
+                for seed, real in reals.items():
+                    rows += score_pair(f"c{i:02d}", seed, candidate, real, spec)["scores"]
+            table = pl.DataFrame(rows).select("dataset_id", "proxy", "seed", "raw", "score", "replicates")
+            for seeds in seed_counts:
+                kept[seeds].append(bool(rank(table.filter(pl.col("seed") < seeds), level=LEVEL, seed=run)
+                                        ["tied_with_best"].all()))
+        print(f"| {label} | " + " | ".join(f"{np.mean(kept[s]):.0%}" for s in seed_counts) + " |", flush=True)
+    coverage.resample_weights = today
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40, help="runs per cell of the plain-table part")
@@ -149,11 +184,14 @@ def main() -> None:
     parser.add_argument("--e2e-k", type=int, default=6, help="tied candidates in the real-proxy part")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-tables", action="store_true")
+    parser.add_argument("--density-runs", type=int, default=0, help="runs of the density replicate check (0: skip)")
     args = parser.parse_args()
     if not args.skip_tables:
         part_one(args.runs)
     if not args.skip_e2e:
         part_two(args.e2e_runs, args.e2e_k)
+    if args.density_runs:
+        part_three(args.density_runs)
 
 
 if __name__ == "__main__":

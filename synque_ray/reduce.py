@@ -306,10 +306,13 @@ def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.
     highest, all of them at once when several tie. Assumptions: a seed moves every candidate by a
     shared shift plus the candidate's own independent, roughly normal error (its variance may differ
     from one candidate to the next), and the replicates give the spread the rows add around each
-    seed's score. The rule is Hsu's multiple comparisons with the best in its simultaneous step-down
-    form (Mogstad, Romano, Shaikh & Wilhelm 2024; Romano & Wolf): i leaves only when some j beats it
-    by more than c standard errors, c being the `level` quantile of the largest studentised error
-    over the pairs (j, i) with i still in, recomputed as candidates leave until none does.
+    seed's score, replicate b resampling a candidate's rows alike at every seed (its rows are the
+    same at every seed, so their error does not average out over seeds; replicates drawn afresh
+    per seed understate it and break ties). The rule is Hsu's multiple comparisons with the best in
+    its simultaneous step-down form (Mogstad, Romano, Shaikh & Wilhelm 2024; Romano & Wolf): i leaves
+    only when some j beats it by more than c standard errors, c being the `level` quantile of the
+    largest studentised error over the pairs (j, i) with i still in, recomputed as candidates leave
+    until none does.
 
     The standard error of a difference j − i adds the seed part, (v[j] + v[i]) / seeds with v from
     `seed_variances`, to the replicate part, the variance over resamples of the difference of the
