@@ -277,10 +277,11 @@ def seed_variances(points: np.ndarray) -> np.ndarray:
     sums to every pair's variance (n >= 3 candidates: unbiased before the floor below; with 2 only
     the sum is seen and is split evenly). Every pair informs each v[i], so it is steadier than one
     pair's variance (about twice the degrees of freedom when the spreads are alike) while still
-    following each candidate's own spread. A fit under `VARIANCE_FLOOR` times the mean is raised to it: with 2 to
-    4 degrees of freedom a candidate is not believed much steadier than the average (nor exact,
-    which would make its differences look certain), and the heavy tail the studentised differences
-    would otherwise have at 2 or 3 seeds is bounded by the mean variance, which every pair estimates."""
+    following each candidate's own spread. A fit under `VARIANCE_FLOOR` times the mean is raised
+    to it: with 2 to 4 degrees of freedom a candidate is not believed much steadier than the
+    average (nor exact, which would make its differences look certain), and the heavy tail the
+    studentised differences would otherwise have at 2 or 3 seeds is bounded by the mean variance,
+    which every pair estimates."""
     n, seeds = points.shape[-2:]
     if seeds < 2:
         return np.zeros(points.shape[:-1])
