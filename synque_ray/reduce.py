@@ -295,49 +295,94 @@ def _studentised(gap: np.ndarray, se: np.ndarray) -> np.ndarray:
         return np.where(se > 0, gap / np.where(se > 0, se, 1.0), np.sign(gap) * np.inf)
 
 
-def best_set(points: np.ndarray, cube: np.ndarray, drawn: np.ndarray, level: float) -> np.ndarray:
+VARIANCE_FLOOR = 0.25  # the least a candidate's seed variance is taken to be, as a share of the mean one
+BEST_SET_DRAWS = 1000  # simulated draws of the largest studentised error (its `level` quantile)
+
+
+def seed_variances(points: np.ndarray) -> np.ndarray:
+    """Shape (..., candidates): each candidate's own variance over seeds, from points (..., candidates,
+    seeds), with what a seed moves every candidate alike (its U_r sample) taken out; 0 with one seed.
+
+    Model: score[i, s] = mean[i] + shift[s] + e[i, s], e independent with variance v[i] (one per
+    candidate, so a small, noisy candidate is allowed its larger spread). The sample variance over
+    seeds of a paired difference j − i estimates v[j] + v[i]; v is the least-squares fit of those
+    sums to every pair's variance (n >= 3 candidates: unbiased before the floor below; with 2 only
+    the sum is seen and is split evenly). Every pair informs each v[i], so it is steadier than one
+    pair's variance (about twice the degrees of freedom when the spreads are alike) while still
+    following each candidate's own spread. A fit under `VARIANCE_FLOOR` times the mean is raised
+    to it: with 2 to 4 degrees of freedom a candidate is not believed much steadier than the
+    average (nor exact, which would make its differences look certain), and the heavy tail the
+    studentised differences would otherwise have at 2 or 3 seeds is bounded by the mean variance,
+    which every pair estimates."""
+    n, seeds = points.shape[-2:]
+    if seeds < 2:
+        return np.zeros(points.shape[:-1])
+    centred = points - points.mean(axis=-1, keepdims=True)
+    squares = (centred**2).sum(axis=-1)  # (..., n)
+    # sum over j of the squared paired deviations: n * a_i + sum(a) - 2 c_i . sum_j c_j (j = i adds 0)
+    partners = (n * squares + squares.sum(axis=-1, keepdims=True)
+                - 2 * np.einsum("...is,...s->...i", centred, centred.sum(axis=-2))) / (seeds - 1)
+    if n < 3:
+        return partners / 2.0
+    total = partners.sum(axis=-1, keepdims=True) / 2.0 / (n - 1)  # estimates sum(v)
+    return np.maximum((partners - total) / (n - 2), VARIANCE_FLOOR * total / n)
+
+
+def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.Generator,
+             draws: int = BEST_SET_DRAWS) -> np.ndarray:
     """Shape (candidates,) bool: a confidence set for the best candidate(s) by mean score over seeds.
 
     points (candidates, seeds): the score of each seed; cube (candidates, seeds, resamples): the
-    replicates of each seed's score (rows resampled), centred on it; drawn (resamples, seeds): the
-    seeds of each bootstrap draw (`seed_draws`), shared with the intervals and `p_best`.
+    replicates of each seed's score (rows resampled), centred on it; rng: the simulated draws.
 
-    Guarantee: with probability at least `level` (asymptotically, as far as the bootstrap reproduces
-    the joint law of the estimation errors) the set holds *every* candidate whose true mean is the
-    highest, all of them at once when several tie. This is the bootstrap confidence set for the best
-    of Mogstad, Romano, Shaikh & Wilhelm (2024), a simultaneous form of Hsu's multiple comparisons
-    with the best: i is left out only when some j beats it by more than c standard errors, c the
-    `level` quantile over draws of the largest studentised error over all pairs (j, i) with i still
-    in; the test steps down (Romano & Wolf), recomputing c over the candidates still in until none
-    leaves. The standard error of a difference adds its spread over seeds (paired by seed, since a
-    seed's U_r is shared) to its spread over row replicates; each draw is studentised by its own
-    standard error (a bootstrap-t), because with a handful of seeds the spread is itself uncertain
-    and a fixed one under-covers (5 seeds: 32 equal candidates were all kept in 0 of 40 runs).
-    A difference that never varies is exact. The point leader never leaves: the set is never empty."""
+    Guarantee: with probability about `level` the set holds *every* candidate whose true mean is the
+    highest, all of them at once when several tie. Assumptions: a seed moves every candidate by a
+    shared shift plus the candidate's own independent, roughly normal error (its variance may differ
+    from one candidate to the next), and the replicates give the spread the rows add around each
+    seed's score, replicate b resampling a candidate's rows alike at every seed (its rows are the
+    same at every seed, so their error does not average out over seeds; replicates drawn afresh
+    per seed understate it and break ties). The rule is Hsu's multiple comparisons with the best in
+    its simultaneous step-down form (Mogstad, Romano, Shaikh & Wilhelm 2024; Romano & Wolf): i leaves
+    only when some j beats it by more than c standard errors, c being the `level` quantile of the
+    largest studentised error over the pairs (j, i) with i still in, recomputed as candidates leave
+    until none does.
+
+    The standard error of a difference j − i adds the seed part, (v[j] + v[i]) / seeds with v from
+    `seed_variances`, to the replicate part, the variance over resamples of the difference of the
+    seed-averaged replicates. With 2 to 10 seeds the seed part is itself uncertain, so c comes from a
+    parametric bootstrap-t: each draw simulates the seeds' errors from N(0, v), estimates v again
+    from them exactly as above, adds replicate b's error and studentises by the draw's own standard
+    error; the max then carries the small-sample (t-like) tail of the estimated variances. Resampling
+    the seeds instead breaks at few seeds: with 3, one draw in 9 repeats a single seed and has no
+    spread at all, which made c huge and kept clearly worse candidates in the set.
+    With 2 seeds each v rests on one degree of freedom: a tie is still kept, but only a large lead
+    leaves the others out. A difference that never varies is exact. The point leader never leaves:
+    the set is never empty."""
     n, seeds, resamples = cube.shape
-    drawn_points = points[:, drawn]  # (candidates, resamples, seeds)
-    noise = (cube - points[:, :, None])[:, drawn, np.arange(resamples)[:, None]].mean(axis=2)  # (candidates, resamples)
     mean = points.mean(axis=1)
-    worst = np.full((n, resamples), -np.inf)  # [i, b]: the largest error of the pairs (·, i) in draw b
+    variances = seed_variances(points)  # (n,)
+    noise = (cube - points[:, :, None]).mean(axis=1)  # (n, resamples): the replicates' error of each mean
+    spread = noise - noise.mean(axis=1, keepdims=True)
+    covariance = spread @ spread.T / resamples
+    replicate_var = np.diag(covariance)[:, None] + np.diag(covariance)[None, :] - 2 * covariance  # [j, i]
+    se = np.sqrt(np.clip((variances[:, None] + variances[None, :]) / seeds + replicate_var, 0.0, None))
+    simulated = rng.standard_normal((draws, n, seeds)) * np.sqrt(variances)[None, :, None]
+    draw_variances = seed_variances(simulated).T  # (n, draws)
+    draw_errors = simulated.mean(axis=2).T + spread[:, np.arange(draws) % resamples]  # (n, draws)
+    worst = np.full((n, draws), -np.inf)  # [i, b]: the largest studentised error of the pairs (·, i) in draw b
     beaten = np.full((n, n), -np.inf)  # [i, j]: by how many standard errors j beats i
     for i in range(n):
-        differences = drawn_points - drawn_points[i]  # (candidates, resamples, seeds): j − i
-        replicate_var = (noise - noise[i]).var(axis=1)
         gap = mean - mean[i]
-        errors = differences.mean(axis=2) + (noise - noise[i]) - gap[:, None]
-        draw_seed_var = differences.var(axis=2, ddof=1) / seeds if seeds > 1 else np.zeros_like(errors)
-        draw_se = np.sqrt(draw_seed_var + replicate_var[:, None])
-        seed_var = (points - points[i]).var(axis=1, ddof=1) / seeds if seeds > 1 else np.zeros(n)
-        se = np.sqrt(seed_var + replicate_var)
-        varies = se > 1e-12 * max(1.0, float(np.abs(gap).max()))
+        varies = se[:, i] > 1e-12 * max(1.0, float(np.abs(gap).max()))
         varies[i] = False
         if varies.any():
-            worst[i] = _studentised(errors[varies], draw_se[varies]).max(axis=0)
-        beaten[i] = _studentised(gap, np.where(varies, se, 0.0))
+            draw_se = np.sqrt((draw_variances[varies] + draw_variances[i]) / seeds + replicate_var[varies, i, None])
+            worst[i] = _studentised(draw_errors[varies] - draw_errors[i], draw_se).max(axis=0)
+        beaten[i] = _studentised(gap, np.where(varies, se[:, i], 0.0))
         beaten[i, i] = -np.inf
     inside = np.ones(n, dtype=bool)
     while True:
-        largest = worst[inside].max(axis=0)  # (resamples,); -inf when no pair left varies
+        largest = worst[inside].max(axis=0)  # (draws,); -inf when no pair left varies
         critical = max(0.0, float(np.quantile(largest, level, method="higher"))) if np.isfinite(largest).any() else 0.0
         out = inside & (beaten > critical).any(axis=1)
         if not out.any():
@@ -372,7 +417,8 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
     eligible = np.array([d not in passed_over for d in ids], dtype=bool)
     tied = np.zeros(len(ids), dtype=bool)
     if eligible.any():
-        tied[eligible] = best_set(_point_matrix(complete, ids, seeds)[eligible], cube[eligible], drawn, level)
+        tied[eligible] = best_set(_point_matrix(complete, ids, seeds)[eligible], cube[eligible], level,
+                                  np.random.default_rng([seed, 1]))
     return summary.with_columns(
         pl.lit(proxy).alias("proxy"), pl.Series("rank", point),
         pl.Series("rank_low", np.minimum(low, point)), pl.Series("rank_high", np.maximum(high, point)),

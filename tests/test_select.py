@@ -114,7 +114,7 @@ def test_bad_input_is_one_line_and_writes_nothing(scored_run, capsys, tmp_path):
            "a yes/no SIGNAL alone, e.g. p_synthetic>0.9", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "loss>1", *base],
            f"--drop-rows: unknown signal 'loss' ({folder}/row_scores.parquet has: p_synthetic, nearest_real_distance, "
-           "copies_real, text_chars)", out)
+           "copies_real, copies_eval, text_chars)", out)
     _fails(capsys, run, ["--by", "pad", "--top", "1", "--drop-rows", "p_synthetic>0.5",
                          "--drop-rows", "duplicate_group", *base],
            "--drop-rows 'duplicate_group': duplicate_group is a group id, not a signal; use --dedupe to keep one "
