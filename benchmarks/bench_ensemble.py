@@ -1,4 +1,4 @@
-"""The ensemble and the best set on a scored benchmark (issue 13 §3, §6).
+"""The ensemble and the best set on a scored benchmark.
 
     python benchmarks/bench_ensemble.py CONFIG --performance CSV --id-column NAME --metric COLUMN
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# A re-run with nothing to compute, two checkouts side by side (issue 16 §4):
+# A re-run with nothing to compute, two checkouts side by side:
 #   benchmarks/bench_noop.sh OLD_CHECKOUT NEW_CHECKOUT DEMO_FOLDER
 # DEMO_FOLDER: where `synque demo` ran once (it holds demo-data/ and results/demo). The two
 # checkouts alternate five times, so load that comes and goes hits both alike; prints wall s.

@@ -9,8 +9,8 @@ which another process on the machine disturbs far less than wall time. Prints a
 Markdown table: CPU seconds per (candidate, seed), the ratio to today's (the paper's)
 PAD, Spearman/Pearson with the measured metric averaged over seeds, and the spread
 over seeds. The classifier settings are swapped through `pad.XGBOOST`, the module's
-one table of them. Since issue 13 "balanced" also balances the probabilities (the
-figures of issue 8 in BENCHMARKS.md were taken with raw ones); `bench_pad_fair.py`
+one table of them. Since then "balanced" also balances the probabilities (the
+earlier figures in BENCHMARKS.md were taken with raw ones); `bench_pad_fair.py`
 compares the two. Every variant trains on every row of its folds (`train_rows: all`, PAD
 before one training size per run), as when these figures were taken.
 """

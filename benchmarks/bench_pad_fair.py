@@ -1,4 +1,4 @@
-"""PAD fair to size: issue 8's PAD beside balanced probabilities, both classifiers, and (part
+"""PAD fair to size: the first fair PAD beside balanced probabilities, both classifiers, and (part
 `text`) every training row beside one training size per side for the whole run.
 
     python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
@@ -54,7 +54,7 @@ from synque_ray.evaluate import read_performance
 from synque_ray.proxies.pad import PROXY, PadParams, fixed_train_rows, pad_from_probabilities, pad_probabilities
 
 VARIANTS = {  # name: (classifier, balanced probabilities); the error is class-balanced in all
-    "issue 8 default: xgboost, raw probabilities": ("xgboost", False),
+    "first fair default: xgboost, raw probabilities": ("xgboost", False),
     "xgboost, balanced probabilities": ("xgboost", True),
     "logistic, raw probabilities": ("logistic", False),
     "**logistic, balanced probabilities (new default)**": ("logistic", True),

@@ -1,4 +1,4 @@
-"""embedding.precision int8 against fp32 (issue 15 §1): speed side by side, and what it does to rankings.
+"""embedding.precision int8 against fp32: speed side by side, and what it does to rankings.
 
     python benchmarks/bench_precision.py speed CONFIG [--candidates N] [--repeat R] [--workdir DIR]
     python benchmarks/bench_precision.py agreement FP32_OUTPUT INT8_OUTPUT --performance CSV \

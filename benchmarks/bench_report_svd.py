@@ -1,5 +1,5 @@
 """The report's PCA projections on a busy machine: one BLAS thread against the default, and
-projections reused from the embedding cache (issue 14 §8).
+projections reused from the embedding cache.
 
 Real embeddings: the first cached entry of an embedding cache stands for U_r and the next
 20 for candidates (as `synque report` would project them: at most 400 rows a side, 2

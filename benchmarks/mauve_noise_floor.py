@@ -1,5 +1,5 @@
 """MAUVE's own noise floor: how far MAUVE reorders the candidates when only its k-means start
-changes, on the same fp32 embeddings (issue 15 §1: the bar for int8 is agreement ≥ .98 with fp32).
+changes, on the same fp32 embeddings (the bar for int8: agreement ≥ .98 with fp32).
 
     python benchmarks/mauve_noise_floor.py CONFIG SEED [SEED ...]
 

@@ -43,7 +43,7 @@ from test_best_set import difference_se, simulated_arrays, unequal_sizes  # the 
 
 from synque_ray.proxies import REGISTRY
 from synque_ray.reduce import add_ensemble, best_set, rank
-from synque_ray.scoring import TaskSpec, score_pair
+from synque_ray.proxy_task import TaskSpec, score_pair
 
 LEVEL = 0.9
 SEED_COUNTS = (2, 3, 5, 10)

@@ -1,5 +1,4 @@
-"""Which label-free ensemble rule to default to, judged where the truth is set by construction
-(issue 13 §6).
+"""Which label-free ensemble rule to default to, judged where the truth is set by construction.
 
     python benchmarks/sim_ensemble.py [--groups 300] [--candidates 8 32]
 

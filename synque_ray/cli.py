@@ -1,4 +1,4 @@
-"""`synque` command line (SPEC §4). User mistakes end in one line and exit code 2."""
+"""`synque` command line (docs/architecture.md). User mistakes end in one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from synque_ray.verdict import legend_text
+    from synque_ray.legend import legend_text
 
     print(legend_text())
 

@@ -1,4 +1,4 @@
-"""The job config (SPEC §5): typed, validated once when it is loaded.
+"""The job config: typed, validated once when it is loaded.
 
 Everything downstream takes a `JobConfig` and never re-checks a value. Relative
 paths are resolved against the working directory, as a shell user expects and as
@@ -117,7 +117,7 @@ class EmbeddingConfig(_Strict):
 
 
 class RankingConfig(_Strict):
-    """Rank intervals (SPEC §6): `resamples` bootstrap draws of rows and seeds; a `level` interval and
+    """Rank intervals (docs/statistics.md): `resamples` bootstrap draws of rows and seeds; a `level` interval and
     best set; `p_top` counts the draws in the `top` best; the ensemble combines the proxies' ranks
     with `decorrelated` weights (the proxies that agree, a block that moves together counting about
     as one), `robust` weights (agreement with the other proxies) or as their plain `mean`."""
@@ -145,7 +145,7 @@ class LensCandidates(_Strict):
 
 
 class LensConfig(_Strict):
-    """LENS (SPEC §8). The writer is a model name like the scorer, or an OpenAI-compatible
+    """LENS (docs/proxies.md, LENS). The writer is a model name like the scorer, or an OpenAI-compatible
     endpoint: {openai_base_url, model, api_key_env (default OPENAI_API_KEY), timeout_s,
     context_tokens (default 8192)}."""
 

@@ -127,7 +127,7 @@ def _onnx_encoder(quantize: bool) -> Callable[[str, int], Callable[[list[str], i
 # sentiment rows), 1.7-1.9× its rows/s, and an actor that starts in 0.3 s instead of 6-7 s of
 # torch and transformers imports (BENCHMARKS.md). sentence-transformers stays for GPUs and for
 # models whose head the export does not reproduce. int8 is a CPU choice; it becomes the CPU
-# default once it keeps the rankings and embeds at ≥ 2× the bare fp32 encode (issue 15).
+# default once it keeps the rankings and embeds at ≥ 2× the bare fp32 encode.
 ENCODERS = {
     ("fp32", "sentence-transformers"): _torch_encoder,
     ("fp32", "onnxruntime"): _onnx_encoder(quantize=False),

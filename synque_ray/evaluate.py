@@ -1,4 +1,4 @@
-"""How well each proxy's ranking agrees with measured downstream performance (SPEC §9).
+"""How well each proxy's ranking agrees with measured downstream performance (docs/statistics.md, evaluation).
 
 Correlations are computed per seed across candidates and then averaged over seeds,
 the paper's protocol; top-k and decision accuracy use the mean score over seeds.
@@ -97,7 +97,7 @@ def _top_group(ranked: pl.DataFrame, performance: dict[str, float]) -> dict:
 def evaluate_scores(
     scores: pl.DataFrame, rankings: pl.DataFrame, performance: dict[str, float], top_k: int = 3
 ) -> dict:
-    """The SPEC §9 report as a dict; pure, so that tests can check it against scipy. Candidates the
+    """The evaluation report as a dict; pure, so that tests can check it against scipy. Candidates the
     performance lacks are left out of every figure and named in `missing_performance`."""
     scored = sorted(scores.get_column("dataset_id").unique().to_list())
     missing = [i for i in scored if i not in performance]

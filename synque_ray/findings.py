@@ -1,4 +1,4 @@
-"""Per-candidate findings (SPEC §6): what is wrong with a candidate, each a number with a
+"""Per-candidate findings (docs/statistics.md): what is wrong with a candidate, each a number with a
 plain name, so that a user sees *why* it ranks where it does, not only *where*.
 
 Findings are computed from `row_scores.parquet` (the per-row signals) and the ranking

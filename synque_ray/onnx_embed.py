@@ -1,6 +1,6 @@
 """Sentence embeddings on CPUs: an ONNX export of the model, run by ONNX Runtime; int8 when quantized.
 
-Every CPU embedding (SPEC §5 `embedding.precision`): fp32 runs the plain export,
+Every CPU embedding: fp32 runs the plain export,
 which gives torch's vectors without an actor importing torch; int8 the quantized
 one. The transformer is exported through
 `torch.onnx` (no optimum: its exporter pins an older transformers), and every

@@ -1,4 +1,4 @@
-"""The paper's PERPLEXITY baseline (SynQuE §5, Table 5; SPEC §7): pure functions, no Ray.
+"""The paper's PERPLEXITY baseline (SynQuE §5, Table 5; docs/proxies.md): pure functions, no Ray.
 
 A small causal LM is fine-tuned briefly on a candidate's rows; its perplexity on the
 real sample U_r is the proxy. Lower perplexity means the LM that learned from the
@@ -50,7 +50,7 @@ class PerplexityParams(Params):
     """
 
     model: str = "bundled-smollm2"
-    """`bundled-smollm2` (SPEC §3; converted once to a Hugging Face folder and cached) or a model folder."""
+    """`bundled-smollm2` (converted once to a Hugging Face folder and cached) or a model folder."""
     steps: int = Field(16, ge=0)
     """Optimiser steps; 0 scores the model as it is (no fine-tuning)."""
     batch_size: int = Field(8, ge=1)
@@ -99,7 +99,7 @@ class SampleScore:
 
     @property
     def score(self) -> float:
-        """Higher = predicted better (SPEC §7): −perplexity."""
+        """Higher = predicted better (docs/proxies.md): −perplexity."""
         return -self.perplexity
 
 

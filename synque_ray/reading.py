@@ -1,4 +1,4 @@
-"""Reading candidate and real files into lists of texts (SPEC §5, §10).
+"""Reading candidate and real files into lists of texts (docs/storage.md).
 
 Only the text that a proxy sees is kept: labels and other fields are dropped here,
 so no proxy can look at them. Every problem is a `UserError` naming file and row.
@@ -45,7 +45,7 @@ class RowSet:
     asked, so that the driver's memory does not grow with the number of candidates.
     Every re-read is hashed again and must match: `texts` raises `InputChanged` when the
     file changed since it was hashed, so every stage sees exactly the rows that were
-    hashed (the inputs are pinned for the run, SPEC §10b) and nothing computed from other
+    hashed (the inputs are pinned for the run, docs/storage.md) and nothing computed from other
     rows is ever stored under this hash.
     """
 

@@ -1,4 +1,4 @@
-"""From per-(candidate, proxy, seed) results to the ranking table (SPEC §6).
+"""From per-(candidate, proxy, seed) results to the ranking table (docs/statistics.md).
 
 Three rules make a ranking something to act on:
 - a failed or non-finite value is a recorded failure, never a number that is ranked;

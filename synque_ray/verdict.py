@@ -1,116 +1,20 @@
-"""The answer in words: the verdict line that opens the terminal summary and the report
-(SPEC §6), and the legend of what every proxy and column means.
+"""The answer in words: the verdict that opens the terminal summary and the report
+(docs/statistics.md, "Findings and the verdict").
 
 The verdict says which candidate to train on and how sure the engine is, and never
 claims more than the best set supports: when several candidates cannot be told apart
-it names them all, and it says which one merely ranked first among them.
-
-`LEGEND` is the one source of the legend: the report's `<dl>` and `synque explain`
-both read it. Pure: no Ray, no files.
+it names them all, and it says which one merely ranked first among them; a candidate
+that leaks the real sample is never named. Pure: no Ray, no files.
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 
 import polars as pl
 
-from synque_ray.findings import SHARE_NAMES, LEAKS, LIMITS, SHORT_CHARS, SYNTHETIC_P, percent
+from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, percent
 from synque_ray.reduce import lead_proxy, level_text
-from synque_ray.rowsignals import DUPLICATE_COSINE
-
-# One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
-# what it measures, which way is better, when to trust it.
-PROXY_LEGEND: dict[str, str] = {
-    "mdm": "Mean distance of the candidate's rows to their cluster medoid (k-medoids on the embeddings): how "
-           "spread out the candidate is; higher is better. It never looks at U_r, so a varied but off-topic "
-           "candidate scores well: trust it only among candidates that are all on the task.",
-    "mmd": "Squared maximum mean discrepancy between the candidate's embeddings and U_r's (score = −MMD²): how "
-           "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows, and its "
-           "scale depends on the kernel (mmd.kernel), so compare it only within one run.",
-    "pad": "Proxy A-distance (score = −PAD): how well a classifier tells the candidate's rows from U_r's; the "
-           "harder, the better. It needs tens of rows on each side, and with a small U_r its rank swings "
-           "between seeds (look at the interval).",
-    "mauve": "MAUVE between U_r and the candidate, from clustered embeddings: how much the two distributions "
-             "overlap, 0 to 1; higher is better. It needs hundreds of rows per side to be stable.",
-    "density": "How crowded U_r's neighbourhoods are with the candidate's rows (Naeem et al.'s density): "
-               "fidelity to the real data; higher is better. It rewards rows packed where U_r is common, not "
-               "variety: read it beside coverage.",
-    "coverage": "Share of U_r rows with a candidate row among their nearest neighbours: how much of the real "
-                "data the candidate reaches; higher is better, 1 at most. It says nothing of rows far from "
-                "U_r: read it beside density.",
-    "perplexity": "Perplexity of U_r under a small language model fine-tuned on the candidate (score = "
-                  "−perplexity); lower perplexity is better. The paper's baseline: slow, and it needs enough "
-                  "candidate rows to fine-tune on.",
-    "fluency": "Energy distance between the candidate's and U_r's distributions of per-row token NLL under a "
-               "small language model (score = −distance, in nats); closer to 0 is better. It sees what "
-               "embeddings miss (shuffled words, garbled characters, rows cut short) and counts such rows "
-               "in garbled_share. On CPUs it scores a sample of rows (fluency.max_rows), so read its interval.",
-    "lens": "An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is the "
-            "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
-            "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
-    "ensemble": "The candidate's weighted mean rank over the proxies, per seed; lower mean rank is better. By "
-                "default (ranking.ensemble: decorrelated) the proxies that order the candidates against or "
-                "unrelated to the others get no weight, and a block of proxies that move together (several on "
-                "one embedding model share its blind spots) counts about as one; `robust` weighs each proxy by "
-                "how well it agrees with the others; `mean` weighs all the same. The "
-                "weights are in run.json (ensemble). Its score_mean is the negated mean rank (−1 would be first "
-                "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it.",
-}
-
-# The columns and words of the ranking table, the findings and the verdict.
-TERM_LEGEND: dict[str, str] = {
-    "U_r": "The sample of unannotated real inputs the candidates are compared with, one draw per seed.",
-    "score": "The proxy's value oriented so that higher always means a better predicted candidate (−MMD², "
-             "−PAD, −perplexity, −mean rank); score_mean and score_std are its mean and spread over seeds.",
-    "raw": "The proxy's value as its paper defines it, before orientation (MMD², PAD, perplexity, the "
-           "ensemble's mean rank).",
-    "rank": "1 = best, within one proxy, by score_mean.",
-    "rank_low–high": "The range of ranks the candidate takes when its rows and the seeds are resampled "
-                     "(ranking.level of the draws fall inside it): a wide range means the data cannot place it.",
-    "best set": "The candidates that cannot be told apart from the best at ranking.level (tied_with_best): "
-                "pick among them on other grounds, or add U_r rows or seeds to separate them.",
-    "p_best / p_top": "The share of resampled draws in which the candidate ranks first / within the top "
-                      "ranking.top.",
-    "duplicate_share": "Rows that repeat an earlier row of the candidate nearly word for word (cosine of "
-                       f"embeddings ≥ {DUPLICATE_COSINE:g}): each near-duplicate group counts beyond its first row.",
-    "real_copy_share": "Rows that copy a U_r row exactly or nearly: they flatter every proxy that compares "
-                       "with U_r, and leak the real sample into training.",
-    "eval_copy_share": "Rows that copy a row of the contamination (evaluation) set exactly or nearly: training "
-                       "on them leaks the set a model will be measured on, so any such row flags the candidate "
-                       "(– when the job names no contamination set).",
-    "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
-                       f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
-    "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
-    "garbled_share": "Rows the fluency proxy scored whose token NLL is above U_r's 95th percentile: shuffled, "
-                     f"garbled or cut text (about 5% of rows like U_r's; flagged above {LIMITS['garbled_share']:.0%}).",
-    "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
-                          "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
-                          "a disagreement alone never flags a candidate.",
-    "identical_to": "The other candidates whose texts are the same (a copied file, or a BOM, CRLF or id-mapping "
-                    "variant of one): scored once and ranked under each name, so they tie. Never a flag.",
-    "flagged": "A candidate with a finding over its limit (" + ", ".join(
-        f"{SHARE_NAMES.get(name, name)} > {percent(limit)}" for name, limit in LIMITS.items()) + ").",
-    "passed over": "A candidate whose rows copy the real sample (" + ", ".join(
-        SHARE_NAMES.get(name, name) for name in LEAKS) + ", over the limit) keeps its rank in every table "
-        "but is left out of the best set and never named on `train on:`: it looks closest to the real data "
-        "because it holds it, and training on it leaks the rows a model is later judged on.",
-}
-
-LEGEND: dict[str, str] = {**PROXY_LEGEND, **TERM_LEGEND}
-
-
-def legend_text(width: int = 100) -> str:
-    """The legend for a terminal: a term, then its sentence indented under it."""
-    lines = []
-    for title, entries in (("proxies", PROXY_LEGEND), ("terms", TERM_LEGEND)):
-        lines.append(f"{title}:")
-        for name, text in entries.items():
-            lines.append(f"  {name}")
-            lines.extend(textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      "))
-    return "\n".join(lines)
-
 
 def _names(ids: list[str], most: int = 8) -> str:
     return ", ".join(ids) if len(ids) <= most else ", ".join(ids[:most]) + f" and {len(ids) - most} more"

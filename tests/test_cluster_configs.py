@@ -1,4 +1,4 @@
-"""The cluster configs in cluster/ (issue 4, item 3), validated as far as this machine can.
+"""The cluster configs in cluster/, validated as far as this machine can.
 
 - The Ray cluster launcher YAML against Ray's own schema (the one `ray up` applies).
 - Every standard Kubernetes object, and the pod templates inside the RayCluster and

@@ -1,4 +1,4 @@
-"""Config validation and file reading, with the exact one-line messages of SPEC §10."""
+"""Config validation and file reading, with their exact one-line messages."""
 
 import json
 
@@ -181,7 +181,7 @@ def test_content_hash_separates_rows():
     assert content_hash(["x"]) == content_hash(["x"])
 
 
-# ---------------------------------------------------------------- valid input once refused (issue 14 §6)
+# ---------------------------------------------------------------- valid input once refused
 
 
 def test_csv_quoted_text_may_hold_newlines(tmp_path):
@@ -235,7 +235,7 @@ def test_lone_surrogate_names_row_and_field(tmp_path):
                                  "valid Unicode text")
 
 
-# ---------------------------------------------------------------- a clean first screen (issue 16 §2)
+# ---------------------------------------------------------------- a clean first screen
 
 
 def test_template_formats_numbers_and_bools(tmp_path):

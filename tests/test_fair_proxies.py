@@ -1,4 +1,4 @@
-"""Proxies fair to size when distributions differ, and replicates that centre on the point (issue 13).
+"""Proxies fair to size when distributions differ, and replicates that centre on the point.
 
 Simulations whose truth is set by construction: Gaussian embeddings, a candidate shifted
 by a known number of standard deviations, candidates of known size and distinct rows.

@@ -1,4 +1,4 @@
-"""Findings, the verdict and the legend (SPEC §6): pure functions over constructed tables,
+"""Findings, the verdict and the legend (docs/statistics.md): pure functions over constructed tables,
 checked against counts made by hand."""
 
 import math
@@ -13,7 +13,8 @@ from synque_ray.proxies import REGISTRY
 from synque_ray.reduce import ENSEMBLES, lead_proxy, rank, ranking_table_text
 from synque_ray.report import render
 from synque_ray.report.view import ranking_view
-from synque_ray.verdict import LEGEND, PROXY_LEGEND, legend_text, verdict
+from synque_ray.legend import LEGEND, PROXY_LEGEND, legend_text
+from synque_ray.verdict import verdict
 
 
 def rows_of(dataset_id, seed, **signals):

@@ -18,7 +18,7 @@ from synque_ray import __version__, cli
 from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
 from synque_ray.pipeline import read_candidates
-from synque_ray.verdict import LEGEND
+from synque_ray.legend import LEGEND
 
 REPO = Path(__file__).resolve().parent.parent
 NOISE = [
@@ -157,7 +157,7 @@ def test_the_stderr_filter_drops_only_rays_restart_notice():
         "a real warning\nafter the filter\n")
 
 
-# ---------------------------------------------------------------- what a newcomer's own files meet (issue 16 §2)
+# ---------------------------------------------------------------- what a newcomer's own files meet
 
 
 def newcomer_job(root, candidates, text, **extra):

@@ -1,4 +1,4 @@
-"""The shape of synque_ray's imports (issue 15 §3): no circle between its modules, Ray only at
+"""The shape of synque_ray's imports: no circle between its modules, Ray only at
 the edges, and no arrow from a lower module back up into the stages, LENS or the job.
 
 Read from the source with `ast`, function-local imports included, so an import hidden in a
@@ -24,7 +24,7 @@ LENS_LEAVES = {"synque_ray.lens.prompts", "synque_ray.lens.debias"}
 LOWER = ("synque_ray.proxies", "synque_ray.reduce", "synque_ray.findings", "synque_ray.rowsignals",
          "synque_ray.rowschema", "synque_ray.proxy_task", "synque_ray.embed", "synque_ray.onnx_embed",
          "synque_ray.perplexity", "synque_ray.models", "synque_ray.raycluster", "synque_ray.reading",
-         "synque_ray.storage", "synque_ray.errors", "synque_ray.verdict", "synque_ray.evaluate")
+         "synque_ray.storage", "synque_ray.errors", "synque_ray.verdict", "synque_ray.legend", "synque_ray.evaluate")
 
 
 def modules(package: Path = PACKAGE) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""embedding.precision (SPEC §5): int8 through an ONNX export of the real bundled model, beside fp32."""
+"""embedding.precision: int8 through an ONNX export of the real bundled model, beside fp32."""
 
 import json
 import threading

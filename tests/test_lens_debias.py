@@ -1,4 +1,4 @@
-"""LENS debiasing (SPEC §8 step 3) against hand computations."""
+"""LENS debiasing (docs/proxies.md, LENS) against hand computations."""
 
 from __future__ import annotations
 

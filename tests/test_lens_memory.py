@@ -1,4 +1,4 @@
-"""The CPU KV cache is sized in bytes from the job, never as a share of the machine (SPEC §3)."""
+"""The CPU KV cache is sized in bytes from the job, never as a share of the machine."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pipeline on a two-node Ray cluster on this machine (issue 4, item 2).
+"""The pipeline on a two-node Ray cluster on this machine.
 
 A driver process (isolated: its own session, private Ray temp dir, see
 tests/_ray_procs.py) builds a `ray.cluster_utils.Cluster` with a head and one worker

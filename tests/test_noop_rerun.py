@@ -1,5 +1,5 @@
 """A re-run with nothing to compute answers without Ray, and a local cluster starts without
-its dashboard unless asked (issue 16 §4)."""
+its dashboard unless asked."""
 
 import json
 import os
@@ -25,7 +25,7 @@ from synque_ray import cli
 code = cli.main(["score", sys.argv[1]])
 assert code == 0, code
 assert not ray.is_initialized()
-# what a re-run never needs, each a quarter second or more of start-up (BENCHMARKS.md, issue 16 §4)
+# what a re-run never needs, each a quarter second or more of start-up (BENCHMARKS.md)
 heavy = [m for m in ("scipy.stats", "scipy.special", "scipy.sparse", "pandas", "torch") if m in sys.modules]
 assert not heavy, heavy
 """

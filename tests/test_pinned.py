@@ -1,4 +1,4 @@
-"""Inputs pinned for a run (SPEC §10b), skipped files said (issue 14 §1, §7)."""
+"""Inputs pinned for a run (docs/storage.md), skipped files said."""
 
 import json
 import os

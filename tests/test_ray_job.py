@@ -1,4 +1,4 @@
-"""The `ray job` path end to end (issue 4, item 1).
+"""The `ray job` path end to end.
 
 A real Ray head (`ray start --head`, dashboard, token auth) on 127.0.0.1 with free
 ports and a private temp dir; a job submitted with the Jobs CLI exactly as a user

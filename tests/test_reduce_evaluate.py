@@ -151,7 +151,7 @@ def test_performance_with_a_repeated_or_empty_id_is_a_one_line_error(tmp_path):
     assert str(err.value) == f"{csv}: row 3 column 'name' is empty"
 
 
-# ---------------------------------------------------------------- the robust ensemble (issue 13 §6)
+# ---------------------------------------------------------------- the robust ensemble
 
 
 def _proxies_of(truth: np.ndarray, rng: np.random.Generator, noise: float, bad: tuple[str, ...],

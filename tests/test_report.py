@@ -18,7 +18,8 @@ from synque_ray.findings import FINDING_COLUMNS, with_findings
 from synque_ray.reading import read_texts
 from synque_ray.report import build_page, candidate_view, load, render, view, write_report
 from synque_ray.runfiles import candidate_paths, published
-from synque_ray.verdict import PROXY_LEGEND, verdict
+from synque_ray.legend import PROXY_LEGEND
+from synque_ray.verdict import verdict
 from tests._scored_run import ROWS, SEEDS
 
 pytestmark = pytest.mark.ray

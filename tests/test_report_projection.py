@@ -1,4 +1,4 @@
-"""The report's projections (issue 14 §8): small SVDs on one BLAS thread, reused while the
+"""The report's projections: small SVDs on one BLAS thread, reused while the
 candidate's and U_r's embeddings are unchanged."""
 
 import numpy as np

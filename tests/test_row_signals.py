@@ -1,4 +1,4 @@
-"""Declared row signals (issue 15 §3): each per-row signal is declared once by what makes it;
+"""Declared row signals: each per-row signal is declared once by what makes it;
 row_scores.parquet's schema, the report's titles and `select`'s rule signals are read from the
 declarations, and a signal returned without one is an error, never a column dropped silently."""
 

@@ -1,4 +1,4 @@
-"""A candidate's size must not buy or cost it rank (issue 8 §3, SPEC §7).
+"""A candidate's size must not buy or cost it rank (docs/proxies.md).
 
 Samples of one distribution at very different sizes: under the new defaults
 (cross-fitted, class-balanced PAD; unbiased MMD²) the expected score does not move

@@ -1,4 +1,4 @@
-"""Stages by registry (issue 15 §3): `build_stages`, the proxy → stage mapping and the CLI's
+"""Stages by registry: `build_stages`, the proxy → stage mapping and the CLI's
 wall times are read from `stage.registry.STAGES`, and the config's names agree with it."""
 
 from types import SimpleNamespace

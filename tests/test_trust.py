@@ -1,4 +1,4 @@
-"""Issue 8: no score is silently wrong, and every rank says how sure it is.
+"""No score is silently wrong, and every rank says how sure it is.
 
 Each test here failed before its fix: a NaN ranked first, the ensemble ranked partial
 proxy sets, one constant seed made evaluate's averages null, nan/inf performance was

@@ -1,4 +1,4 @@
-"""LENS, the LLM-judged proxy (SPEC §8): `Lens(config.lens, config.resources)`.
+"""LENS, the LLM-judged proxy (docs/proxies.md, LENS): `Lens(config.lens, config.resources)`.
 
 The package's names load on first use, so that reading a config (which needs only the
 prompt families of `synque_ray.lens.prompts`) does not import the engine's stack.

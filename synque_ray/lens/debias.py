@@ -1,4 +1,4 @@
-"""From the four LENS judgements per row to one score per candidate (SPEC §8, step 3).
+"""From the four LENS judgements per row to one score per candidate (docs/proxies.md, LENS).
 
 Pure functions over tables, no LLM. Columns, each a judgement in 0..4 (or an expected
 score in [0, 4]) for one (label, differences) permutation:

@@ -1,4 +1,4 @@
-"""LENS step 2: every row judged four times by a vLLM scorer on Ray Data (SPEC §8).
+"""LENS step 2: every row judged four times by a vLLM scorer on Ray Data (docs/proxies.md, LENS).
 
 Rows (of the candidates and of U_r, one copy per (candidate, seed) rubric) are
 sharded across `JudgeActor`s, each holding one vLLM engine. A row becomes four

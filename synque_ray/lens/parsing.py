@@ -1,4 +1,4 @@
-"""How a rubric writer's answer becomes a list of points (SPEC §8, step 1).
+"""How a rubric writer's answer becomes a list of points (docs/proxies.md, LENS).
 
 `parse_points` digs a list of strings out of code fences, prose around the JSON, an
 object wrapping the list, or a plain bulleted list. `points_schema` is the JSON

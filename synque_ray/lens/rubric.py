@@ -1,4 +1,4 @@
-"""LENS step 1: the rubric of one (candidate, seed) pair (SPEC §8).
+"""LENS step 1: the rubric of one (candidate, seed) pair (docs/proxies.md, LENS).
 
 A writer model sees up to `rubric_sample_size` rows of U_r and of the candidate and
 writes three lists of `rubric_points` short statements: what both share (C), how the

@@ -1,4 +1,4 @@
-"""The embedding proxies of SPEC §7: a registry of pure functions, numpy arrays in.
+"""The embedding proxies (docs/proxies.md): a registry of pure functions, numpy arrays in.
 
 Each module declares a `Proxy` (name, parameters, orientation, fewest rows, function);
 config sections, dispatch and size checks are read from `REGISTRY`. Adding a proxy is

@@ -1,4 +1,4 @@
-"""`synque report`: a run folder → one self-contained HTML page (SPEC §4, §6).
+"""`synque report`: a run folder → one self-contained HTML page (docs/architecture.md; docs/statistics.md).
 
 Split by concern: `load` reads the run (optional pieces become notes), `view` computes
 what is shown (pure), `plots` draws it, `render` lays out the HTML. This module wires

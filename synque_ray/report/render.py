@@ -11,7 +11,7 @@ from synque_ray.findings import LEAKS, LIMITS, SHARES, percent
 from synque_ray.reduce import level_text
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
-from synque_ray.verdict import PROXY_LEGEND, TERM_LEGEND
+from synque_ray.legend import PROXY_LEGEND, TERM_LEGEND
 
 
 

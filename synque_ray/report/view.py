@@ -24,7 +24,7 @@ from synque_ray.rowschema import SHOWN_SIGNALS
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
 PROJECTION_POINTS = 400  # rows per side drawn in a projection (a seeded sample beyond that)
-PERMUTATIONS = [  # (column, question asked, differences shown): SPEC §8's four judgements
+PERMUTATIONS = [  # (column, question asked, differences shown): LENS's four judgements
     ("g_real_csr", "from the real data?", "C_{s,r}"), ("g_synth_csr", "from the synthetic data?", "C_{s,r}"),
     ("g_real_crs", "from the real data?", "C_{r,s}"), ("g_synth_crs", "from the synthetic data?", "C_{r,s}"),
 ]
@@ -61,7 +61,7 @@ def ranking_view(rankings: pl.DataFrame, candidates: list[str]) -> RankingView:
     lead_rank = {i: (cells.get(i, {}).get(lead) or {}).get("rank") for i in ids}
     ids.sort(key=lambda i: (lead_rank[i] is None, lead_rank[i] or 0, i))
     proxies = proxy_order(rankings)
-    found = {r["dataset_id"]: r for r in per_candidate(rankings).iter_rows(named=True)}  # SPEC §6 findings
+    found = {r["dataset_id"]: r for r in per_candidate(rankings).iter_rows(named=True)}
     rows = [{"dataset_id": i, "anchor": anchor(i), "cells": {p: cells.get(i, {}).get(p) for p in proxies},
              "findings": found.get(i)} for i in ids]
     return RankingView(proxies, lead, rows)

@@ -41,7 +41,7 @@ def score_candidate(dataset_id: str, model_path: str, train_texts: list[str], re
 
 
 class PerplexityStage(TaskStage):
-    """SPEC §7's perplexity: lower perplexity on U_r after fine-tuning on the candidate is better."""
+    """The perplexity proxy (docs/proxies.md): lower perplexity on U_r after fine-tuning on the candidate is better."""
 
     name = "perplexity"
 
