@@ -129,6 +129,15 @@ def _robust_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str, float
 DECORRELATION_SHRINK = 0.5  # correlations of 8-32 ranks are noisy: solve with R shrunk halfway to the identity
 
 
+def _rank_correlations(ranks: np.ndarray) -> np.ndarray:
+    """Shape (proxies, proxies): the correlations of the rows of ranks (proxies, candidates), 1 on the
+    diagonal; a proxy that ranks every candidate alike correlates with nothing (0), not NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.nan_to_num(np.corrcoef(ranks))
+    np.fill_diagonal(correlation, 1.0)
+    return correlation
+
+
 def _decorrelated_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str, float]:
     """Among the proxies with a positive robust weight (the others, which order the candidates against
     or unrelated to the consensus, get 0), minimum-variance weights: (R + s·I)⁻¹·1 clipped at 0 and
@@ -139,11 +148,11 @@ def _decorrelated_weights(scores: pl.DataFrame, proxies: list[str]) -> dict[str,
     has 3 complete candidates."""
     robust = _robust_weights(scores, proxies)
     keep = [p for p in proxies if robust[p] > 0]
-    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+    per_seed = [_rank_correlations(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
                 if (ranks := _complete_ranks(group, keep)) is not None] if len(keep) > 1 else []
     if not per_seed:
         return robust
-    correlation = np.nan_to_num(np.mean(per_seed, axis=0))  # a constant ranking correlates with nothing
+    correlation = np.mean(per_seed, axis=0)
     raw = np.clip(np.linalg.solve(correlation + DECORRELATION_SHRINK * np.eye(len(keep)), np.ones(len(keep))), 0, None)
     if raw.sum() <= 0:
         return robust

@@ -50,3 +50,14 @@ def test_decorrelated_gives_a_reversed_proxy_no_weight():
     assert weights["reversed"] == 0 and sum(weights.values()) == pytest.approx(1.0)
     ranked = add_ensemble(scores_of(values), method="decorrelated")
     assert ranked.filter(pl.col("proxy") == "ensemble").height == 24
+
+
+def test_a_proxy_that_ranks_everyone_alike_is_no_nan(recwarn):
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=8)
+    values = {f"good{i}": np.stack([truth + 0.3 * rng.normal(size=8) for _ in range(2)]) for i in range(3)}
+    values["flat"] = np.ones((2, 8))  # every candidate alike: its rank correlation is undefined
+    weights = ensemble_weights(scores_of(values), "decorrelated")
+    assert all(np.isfinite(w) for w in weights.values()) and weights["flat"] == 0
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
