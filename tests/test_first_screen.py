@@ -83,6 +83,18 @@ def test_the_verdict_comes_first(cli_run):
 
 
 @pytest.mark.ray
+def test_the_verdict_is_also_the_last_thing_said(cli_run):
+    """About 45 lines follow the verdict; a 24-line terminal would scroll it off, so it comes again
+    just before the report's path."""
+    lines = cli_run.stdout.rstrip("\n").splitlines()
+    opening = lines[: lines.index("")] if "" in lines else lines
+    block = [line for line in opening if not line.startswith("flagged:")]
+    tail = lines[-len(block) - 1:-1]
+    assert block[0].startswith("train on: ") and tail == block, cli_run.stdout
+    assert lines[-1].startswith("report: ")
+
+
+@pytest.mark.ray
 def test_embedding_progress_counts_rows_with_their_own_rate(cli_run):
     bars = re.split(r"[\r\n]+", cli_run.stderr)
     embedded = [b for b in bars if b.startswith("embedded:")]
