@@ -108,12 +108,16 @@ def part_one(runs: int) -> None:
 def scored_run(k: int, seeds: int, rng: np.random.Generator, dims: int = 16, real_rows: int = 60) -> pl.DataFrame:
     """The results table (dataset_id, proxy, seed, raw, score, replicates) of k tied candidates of
     40-300 rows on `seeds` U_r samples, every row drawn from one standard normal in `dims` dims."""
-    spec = TaskSpec(params={name: {} for name in REGISTRY}, sample_size=None, resamples=200)
     reals = {seed: rng.normal(size=(real_rows, dims)) for seed in range(seeds)}
+    sizes = [int(rng.integers(40, 301)) for _ in range(k)]
+    # Resolved for the run as the pipeline does (pipeline.resolve_for_run): PAD's training size and
+    # MDM's rows are the same for every candidate of the run.
+    params = {name: proxy.params().for_run(sizes, [real_rows] * seeds).model_dump() for name, proxy in REGISTRY.items()}
+    spec = TaskSpec(params=params, sample_size=None, resamples=200)
     rows = []
-    for i in range(k):
+    for i, size in enumerate(sizes):
         dataset_id = f"c{i:02d}"
-        candidate = rng.normal(size=(int(rng.integers(40, 301)), dims))
+        candidate = rng.normal(size=(size, dims))
         alone = score_pair(dataset_id, None, candidate, None, spec)["scores"]
         rows += [{**row, "seed": seed} for row in alone for seed in reals]
         for seed, real in reals.items():

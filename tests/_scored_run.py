@@ -15,6 +15,7 @@ import yaml
 
 from synque_ray import cli
 from synque_ray.demo import write_demo_data
+from synque_ray.reading import sample_pool
 
 ROWS, POOL, SAMPLE, SEEDS = 40, 80, 30, [1, 2]
 FORMATS = [".json", ".jsonl", ".parquet", ".csv"]  # candidate i is written as FORMATS[i]
@@ -46,6 +47,17 @@ def _rewrite(path: Path, suffix: str) -> Path:
     return target
 
 
+def _leak_one_real_row(data: Path) -> None:
+    """The most degraded candidate's first row becomes a row of seed 1's U_r sample, so that the
+    `copies_real` rule has a row to find (the demo grammar writes no copies of the pool). The
+    candidate is last under every proxy, so the verdict names it nowhere."""
+    pool = [json.loads(line)["text"] for line in (data / "real" / "pool.jsonl").read_text().splitlines()]
+    worst = sorted((data / "candidates").iterdir())[-1]
+    records = [json.loads(line) for line in worst.read_text().splitlines()]
+    records[0]["text"] = sample_pool(pool, SAMPLE, SEEDS[0], "pool")[0]
+    worst.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
 def run_cli(*args: str) -> str:
     """`synque ARGS` in this process (so it joins the test session's Ray); returns its stdout."""
     out = io.StringIO()
@@ -58,6 +70,7 @@ def run_cli(*args: str) -> str:
 def make_scored_run(root: Path) -> ScoredRun:
     data = root / "data"
     quality = write_demo_data(data, n_candidates=len(FORMATS), rows=ROWS, pool_rows=POOL)
+    _leak_one_real_row(data)
     for path, suffix in zip(sorted((data / "candidates").iterdir()), FORMATS, strict=True):
         _rewrite(path, suffix)
     output = root / "out"

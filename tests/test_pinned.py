@@ -427,7 +427,7 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
     assert len(load_run(str(output)).history) == 2
     # evaluated again, as `synque evaluate` did, and said; its report shows it and counts it in its history
     assert (f"note: evaluated against {performance} (id column 'id', metric 'f1'), as the last `synque evaluate` "
-            "did: evaluation.json\n") in capsys.readouterr().out
+            "did: evaluation.json\n") in capsys.readouterr().err  # notes go to stderr
     assert json.loads((output / "evaluation.json").read_text())["run"] == third
     page = (output / "report.html").read_text()
     assert "no evaluation.json" not in page and "history needs at least two" not in page

@@ -59,7 +59,7 @@ def test_outputs_have_the_spec_schema(first_run):
                                      "rank_high", "tied_with_best", "p_best", "p_top"]
     assert set(FINDING_COLUMNS) <= set(rankings.columns)  # each candidate's findings, on every row of it
     ensemble = json.loads(Path(config.output, "run.json").read_text())["ensemble"]
-    assert ensemble["method"] == "robust" and sum(ensemble["weights"].values()) == pytest.approx(1.0)
+    assert ensemble["method"] == "decorrelated" and sum(ensemble["weights"].values()) == pytest.approx(1.0)
     assert set(scores["proxy"]) == {"mdm", "mmd", "pad", "mauve", "ensemble"}
     assert scores.height == 4 * 5 * len(SEEDS)
     for proxy, sign in [("mdm", 1), ("mmd", -1), ("pad", -1), ("mauve", 1)]:
