@@ -26,8 +26,8 @@ import numpy as np
 import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
-from synque_ray.reduce import (DECORRELATION_SHRINK, SCORE_SCHEMA, _complete_ranks, _loo_agreement, add_ensemble,
-                               ensemble_weights)
+from synque_ray.reduce import (DECORRELATION_SHRINK, SCORE_SCHEMA, _complete_ranks, _loo_agreement, _rank_correlations,
+                               add_ensemble, ensemble_weights)
 
 SEEDS = 5
 # Each proxy: (noise sd, sign of the truth, weight of the shared error).
@@ -81,18 +81,25 @@ def _blend(scores: pl.DataFrame) -> dict[str, float]:
     return {p: (robust[p] + equal[p]) / 2 for p in equal}
 
 
-def _decorrelated_agreement(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
-    """The minimum-variance weights times each proxy's robust agreement (so an unrelated proxy, which
-    the minimum variance alone would favour for being uncorrelated, weighs its agreement: about 0)."""
+def _solved(scores: pl.DataFrame, target: str) -> dict[str, float]:
+    """Among the proxies with a positive robust weight a, weights from their rank correlations R (per
+    seed, averaged; `reduce._rank_correlations`), clipped at 0 and normalised: "agreement",
+    (R + sI)⁻¹·a, the factor-score weights (Ψ⁻¹λ under a one-factor model R = λλᵀ + Ψ, a proxy
+    weighed by its signal over its own error); "min-variance x a", ((R + sI)⁻¹·1)·a (an
+    unrelated proxy, which minimum variance alone favours for being uncorrelated, weighs its
+    agreement: about 0). s = DECORRELATION_SHRINK; robust weights where nothing can be solved."""
     robust = ensemble_weights(scores, "robust")
     keep = sorted(p for p, w in robust.items() if w > 0)
-    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
+    per_seed = [_rank_correlations(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
                 if (ranks := _complete_ranks(group, keep)) is not None]
     if len(keep) < 2 or not per_seed:
         return robust
-    r = np.nan_to_num(np.mean(per_seed, axis=0))
-    m = np.clip(np.linalg.solve(r + shrink * np.eye(len(keep)), np.ones(len(keep))), 0, None)
-    w = m * np.array([robust[p] for p in keep])
+    shrunk = np.mean(per_seed, axis=0) + DECORRELATION_SHRINK * np.eye(len(keep))
+    agreement = np.array([robust[p] for p in keep])
+    if target == "agreement":
+        w = np.clip(np.linalg.solve(shrunk, agreement), 0, None)
+    else:
+        w = np.clip(np.linalg.solve(shrunk, np.ones(len(keep))), 0, None) * agreement
     if w.sum() <= 0:
         return robust
     return {**dict.fromkeys(robust, 0.0), **{p: float(v) for p, v in zip(keep, w / w.sum(), strict=True)}}
@@ -110,31 +117,15 @@ def _decorrelated_capped(scores: pl.DataFrame) -> dict[str, float]:
     return {p: w / total for p, w in capped.items()}
 
 
-def _factor_score(scores: pl.DataFrame, shrink: float = DECORRELATION_SHRINK) -> dict[str, float]:
-    """Factor-score weights (R + shrink·I)⁻¹·a among the proxies with a positive robust weight a: Ψ⁻¹λ
-    under a one-factor model (R = λλᵀ + Ψ), a proxy weighed by its signal over its own error."""
-    robust = ensemble_weights(scores, "robust")
-    keep = sorted(p for p, w in robust.items() if w > 0)
-    per_seed = [np.corrcoef(ranks) for _, group in scores.group_by(["seed"], maintain_order=True)
-                if (ranks := _complete_ranks(group, keep)) is not None]
-    if len(keep) < 2 or not per_seed:
-        return robust
-    r = np.nan_to_num(np.mean(per_seed, axis=0))
-    w = np.clip(np.linalg.solve(r + shrink * np.eye(len(keep)), np.array([robust[p] for p in keep])), 0, None)
-    if w.sum() <= 0:
-        return robust
-    return {**dict.fromkeys(robust, 0.0), **{p: float(v) for p, v in zip(keep, w / w.sum(), strict=True)}}
-
-
 RULES = {
     "mean": lambda scores: add_ensemble(scores, method="mean"),
     "robust": lambda scores: add_ensemble(scores, method="robust"),
     "half robust": lambda scores: add_ensemble(scores, weights=_blend(scores)),
     "capped .2": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.2))(scores)),
     "decorrelated": lambda scores: add_ensemble(scores, method="decorrelated"),
-    "factor score": lambda scores: add_ensemble(scores, weights=_factor_score(scores)),
+    "factor score": lambda scores: add_ensemble(scores, weights=_solved(scores, "agreement")),
     "decorrelated, capped": lambda scores: add_ensemble(scores, weights=_decorrelated_capped(scores)),
-    "decorrelated x agreement": lambda scores: add_ensemble(scores, weights=_decorrelated_agreement(scores)),
+    "decorrelated x agreement": lambda scores: add_ensemble(scores, weights=_solved(scores, "min-variance x a")),
     "capped .4": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: min(a, 0.4))(scores)),
     "squared agreement": lambda scores: add_ensemble(scores, weights=_sharpened(lambda a: a * a)(scores)),
     "a/(1-a^2)": lambda scores: add_ensemble(
