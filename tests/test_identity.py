@@ -261,8 +261,7 @@ def test_twins_variants_renames_and_a_tiny_candidate_through_the_engine(ray_sess
     for table in ("scores", "rankings", "row_scores"):
         assert set(pl.read_parquet(tmp_path / "out" / f"{table}.parquet")["dataset_id"]) == renamed, table
     report = (tmp_path / "out" / "report.html").read_text()
-    now = report[:report.index('<h2 id="history">')]  # the History lists earlier runs as they were named then
-    assert "renamed" in now and c2 not in now and c2 not in printed
+    assert "renamed" in report and c2 not in report and c2 not in printed  # the History names it as it is now
     second = SimpleNamespace(scores=pl.read_parquet(tmp_path / "out" / "scores.parquet"),
                              rankings=pl.read_parquet(tmp_path / "out" / "rankings.parquet"))
     before = first.scores.filter(pl.col("dataset_id") == c2).drop("dataset_id")
@@ -318,3 +317,14 @@ def test_a_rubric_is_reused_by_content_under_a_new_name_and_written_once_for_twi
                            fresh=False)
     assert sorted(asked) == [("x", 1), ("x", 2)] and fresh.written == 2  # twins: one rubric, written once
     assert all(fresh.by_pair[("x", s)].digest == fresh.by_pair[("y", s)].digest for s in real)
+
+
+def test_the_history_names_earlier_runs_candidates_as_their_files_are_named_now():
+    from synque_ray.report.load import named_now
+
+    earlier = pl.DataFrame({"dataset_id": ["c1", "c2", "gone", "a"], "rank": [1, 2, 3, 4]})
+    then = {"c1": "h1", "c2": "h2", "gone": "h9", "a": "h5"}
+    now = {"c1": "h1", "renamed": "h2", "b": "h5", "a_twin": "h5"}  # c2 renamed; a's content now in two files
+    assert named_now(earlier, then, now)["dataset_id"].to_list() == ["c1", "renamed", "gone", "a_twin"]
+    assert named_now(earlier, then, {**now, "a": "h5"})["dataset_id"].to_list()[3] == "a"  # a is still there
+    assert named_now(earlier, {}, now).equals(earlier)  # an older run without hashes keeps its names

@@ -69,17 +69,42 @@ def load_run(location: str, stamp: str | None = None) -> RunData:
     run.judgements = run_table(store, "lens_judgements.parquet", required=False)
     if run.judgements is None:
         run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
-    run.history = load_history(root, upto=stamp)  # the report of a run not yet published counts it
+    run.history = load_history(root, upto=stamp, now=candidate_hashes(run.info))  # a run not yet published counts
     if len(run.history) < 2:
         run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"
     return run
 
 
-def load_history(store: Store, latest: int = HISTORY_RUNS, upto: str | None = None) -> list[tuple[str, pl.DataFrame]]:
+def candidate_hashes(info: dict) -> dict[str, str]:
+    """{candidate id: content hash} as a run's run.json recorded them (empty for older runs)."""
+    hashes = (info.get("content_hashes") or {}).get("candidates") or {}
+    return {str(k): str(v) for k, v in hashes.items()} if isinstance(hashes, dict) else {}
+
+
+def named_now(table: pl.DataFrame, then: dict[str, str], now: dict[str, str]) -> pl.DataFrame:
+    """An earlier run's rankings with each candidate named as its file is named now: the candidate
+    whose content hash (`then`: id -> hash in that run) is a current candidate's (`now`) takes the
+    current name (a renamed file is one candidate); an id that still holds the same content, or
+    whose content no current file holds, keeps its name. Where twins share the content, the
+    first current name in order is taken unless the old one is among them."""
+    by_hash: dict[str, list[str]] = {}
+    for dataset_id, digest in sorted(now.items()):
+        by_hash.setdefault(digest, []).append(dataset_id)
+    renames = {}
+    for old, digest in then.items():
+        names = by_hash.get(digest, [])
+        if names and old not in names:
+            renames[old] = names[0]
+    return table.with_columns(pl.col("dataset_id").replace(renames)) if renames else table
+
+
+def load_history(store: Store, latest: int = HISTORY_RUNS, upto: str | None = None,
+                 now: dict[str, str] | None = None) -> list[tuple[str, pl.DataFrame]]:
     """(stamp, rankings) of the latest runs under runs/ up to `upto` (the run whose report this is:
     written before its set is published, it belongs in its own history), by default up to the
     published one; oldest first. Unreadable sets are skipped, and so are newer ones (a run still
-    writing, or killed)."""
+    writing, or killed). With `now` (the current candidates' content hashes), each earlier run's
+    candidates are named as their files are named now (`named_now`)."""
     entries = store.listing("runs") or []
     newest = upto or latest_stamp(store)
     stamps = [name for name, is_folder in entries if is_folder and (newest is None or name <= newest)]
@@ -87,6 +112,10 @@ def load_history(store: Store, latest: int = HISTORY_RUNS, upto: str | None = No
     for stamp in stamps:
         table = run_table(store, f"runs/{stamp}/rankings.parquet", required=False)
         if table is not None:
+            if now:
+                info = store.child(f"runs/{stamp}").read_json("run.json")
+                then = candidate_hashes(info if isinstance(info, dict) else {})
+                table = named_now(table, then, now)
             found.append((stamp, table))
     return found[-latest:]
 
