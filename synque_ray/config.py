@@ -35,7 +35,7 @@ from synque_ray.proxies.pad import PadParams
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
 STAGE_PROXY_NAMES = ("lens", "perplexity", "fluency")  # each computed by a stage of its own (synque_ray/stage)
 PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
-DEFAULT_PROXIES = ["mdm", "mmd", "pad", "mauve"]
+DEFAULT_PROXIES = [name for name, proxy in REGISTRY.items() if proxy.default]  # each proxy says
 
 
 class _Strict(BaseModel):

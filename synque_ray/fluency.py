@@ -50,8 +50,15 @@ from pydantic import Field
 
 from synque_ray.models import resolve_llm
 from synque_ray.perplexity import PLACEHOLDER, load, text_nll
-from synque_ray.proxies.base import Params, centred, resample_weights
+from synque_ray.proxies.base import About, Params, centred, resample_weights
 from synque_ray.rowsignals import Signal
+
+
+ABOUT = About("fluency", "fluency",
+              ("Energy distance between the candidate's and U_r's distributions of per-row token NLL under a"
+               " small language model (score = −distance, in nats); closer to 0 is better. It sees what "
+               "embeddings miss (shuffled words, garbled characters, rows cut short) and counts such rows in"
+               " garbled_share. On CPUs it scores a sample of rows (fluency.max_rows), so read its interval."))
 
 # The row signals the fluency stage adds to row_scores.parquet (null on rows it did not score).
 TOKEN_NLL = Signal("token_nll", pl.Float64, "token NLL (fluency)",

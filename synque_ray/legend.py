@@ -9,38 +9,20 @@ from __future__ import annotations
 import textwrap
 
 from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, SHORT_CHARS, SYNTHETIC_P, percent
+from synque_ray.fluency import ABOUT as FLUENCY
+from synque_ray.lens.debias import ABOUT as LENS
+from synque_ray.perplexity import ABOUT as PERPLEXITY
+from synque_ray.proxies import REGISTRY
+from synque_ray.proxies.base import About
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
-# One entry per proxy (every name in synque_ray.proxies.REGISTRY, lens, perplexity, ensemble):
-# what it measures, which way is better, when to trust it.
-PROXY_LEGEND: dict[str, str] = {
-    "mdm": "Mean distance of the candidate's rows to their cluster medoid (k-medoids on the embeddings): how "
-           "spread out the candidate is; higher is better. It never looks at U_r, so a varied but off-topic "
-           "candidate scores well: trust it only among candidates that are all on the task.",
-    "mmd": "Squared maximum mean discrepancy between the candidate's embeddings and U_r's (score = −MMD²): how "
-           "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows, and its "
-           "scale depends on the kernel (mmd.kernel), so compare it only within one run.",
-    "pad": "Proxy A-distance (score = −PAD): how well a classifier tells the candidate's rows from U_r's; the "
-           "harder, the better. It needs tens of rows on each side, and with a small U_r its rank swings "
-           "between seeds (look at the interval).",
-    "mauve": "MAUVE between U_r and the candidate, from clustered embeddings: how much the two distributions "
-             "overlap, 0 to 1; higher is better. It needs hundreds of rows per side to be stable.",
-    "density": "How crowded U_r's neighbourhoods are with the candidate's rows (Naeem et al.'s density): "
-               "fidelity to the real data; higher is better. It rewards rows packed where U_r is common, not "
-               "variety: read it beside coverage.",
-    "coverage": "Share of U_r rows with a candidate row among their nearest neighbours: how much of the real "
-                "data the candidate reaches; higher is better, 1 at most. It says nothing of rows far from "
-                "U_r: read it beside density.",
-    "perplexity": "Perplexity of U_r under a small language model fine-tuned on the candidate (score = "
-                  "−perplexity); lower perplexity is better. The paper's baseline: slow, and it needs enough "
-                  "candidate rows to fine-tune on.",
-    "fluency": "Energy distance between the candidate's and U_r's distributions of per-row token NLL under a "
-               "small language model (score = −distance, in nats); closer to 0 is better. It sees what "
-               "embeddings miss (shuffled words, garbled characters, rows cut short) and counts such rows "
-               "in garbled_share. On CPUs it scores a sample of rows (fluency.max_rows), so read its interval.",
-    "lens": "An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is the "
-            "mean debiased probability that the candidate's rows are real; higher is better. Only as good as "
-            "its scorer model: the bundled 135M model is for trying it out, not for decisions.",
+# What each proxy is, declared beside it: the embedding proxies in their `Proxy`, the proxies of a
+# stage of their own in their module's `ABOUT`; the ensemble is the one entry written here.
+ABOUTS: tuple[About, ...] = (*(proxy.about for proxy in REGISTRY.values()), PERPLEXITY, FLUENCY, LENS)
+PROXY_TITLES: dict[str, str] = {about.name: about.title for about in ABOUTS} | {"ensemble": "mean rank over proxies"}
+
+# One entry per proxy and the ensemble: what it measures, which way is better, when to trust it.
+PROXY_LEGEND: dict[str, str] = {about.name: about.legend for about in ABOUTS} | {
     "ensemble": "The candidate's weighted mean rank over the proxies, per seed; lower mean rank is better. By "
                 "default (ranking.ensemble: decorrelated) the proxies that order the candidates against or "
                 "unrelated to the others get no weight, and a block of proxies that move together (several on "

@@ -28,8 +28,14 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from synque_ray.models import resolve_llm
-from synque_ray.proxies.base import Params, resample_weights
+from synque_ray.proxies.base import About, Params, resample_weights
 from synque_ray.reading import seeded_indices
+
+
+ABOUT = About("perplexity", "perplexity",
+              ("Perplexity of U_r under a small language model fine-tuned on the candidate (score = "
+               "−perplexity); lower perplexity is better. The paper's baseline: slow, and it needs enough "
+               "candidate rows to fine-tune on."))
 
 IGNORE = -100  # the label that cross-entropy leaves out (torch's and transformers' convention)
 PLACEHOLDER = "{text}"

@@ -20,7 +20,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from synque_ray.proxies.base import About
 from synque_ray.rowsignals import Signal
+
+ABOUT = About("lens", "LENS",
+              ("An LLM judges every row against a rubric of how real and synthetic rows differ, and LENS is "
+               "the mean debiased probability that the candidate's rows are real; higher is better. Only as "
+               "good as its scorer model: the bundled 135M model is for trying it out, not for decisions."))
 
 EPSILON = 1e-6
 COLUMNS = ("g_real_csr", "g_synth_csr", "g_real_crs", "g_synth_crs")

@@ -66,11 +66,25 @@ P = TypeVar("P", bound=Params)
 
 
 @dataclass(frozen=True)
+class About:
+    """What a reader is told of a proxy, declared once beside it: name (its config key and `proxy`
+    column), title (the report's headers and axes), legend (what it measures, which way is better,
+    when to trust it: `synque explain` and the report's legend). The legend and the titles are
+    built from these (`synque_ray.legend`); a proxy computed by a stage of its own (perplexity,
+    fluency, LENS) declares one in its module."""
+
+    name: str
+    title: str
+    legend: str
+
+
+@dataclass(frozen=True)
 class Proxy(Generic[P]):
     """name: config key and `proxy` column; orientation: +1 when a higher raw value predicts
     a better candidate, -1 when lower does; uses_real: False for proxies of the candidate
     alone (computed once per candidate, not once per seed); signals: the per-row signals its
-    `ProxyOutput.rows` may hold (row_scores.parquet's columns are built from them). Generic in its
+    `ProxyOutput.rows` may hold (row_scores.parquet's columns are built from them); title and legend:
+    what a reader is told of it (`About`). Generic in its
     parameters model, so that `compute` may take its own (an `MdmParams`, not any `Params`)."""
 
     name: str
@@ -79,6 +93,13 @@ class Proxy(Generic[P]):
     compute: Callable[[np.ndarray, np.ndarray | None, P, int, int], ProxyOutput]
     uses_real: bool = True
     signals: tuple[Signal, ...] = ()
+    title: str = ""
+    legend: str = ""
+    default: bool = False  # in the proxies a config gets when it names none
+
+    @property
+    def about(self) -> About:
+        return About(self.name, self.title or self.name, self.legend)
 
 
 def _checked(name: str, value: np.ndarray) -> np.ndarray:

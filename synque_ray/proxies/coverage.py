@@ -100,5 +100,13 @@ def _coverage(synthetic, real, params: NeighbourParams, seed: int, resamples: in
     return _with_halves(_coverage_of, synthetic, real, params, seed, resamples)
 
 
-DENSITY = Proxy("density", NeighbourParams, orientation=1.0, compute=_density)
-COVERAGE = Proxy("coverage", NeighbourParams, orientation=1.0, compute=_coverage)
+DENSITY_LEGEND = ("How crowded U_r's neighbourhoods are with the candidate's rows (Naeem et al.'s density): fidelity to"
+                  " the real data; higher is better. It rewards rows packed where U_r is common, not variety: read it "
+                  "beside coverage.")
+DENSITY = Proxy("density", NeighbourParams, orientation=1.0, compute=_density, title="density",
+                legend=DENSITY_LEGEND)
+COVERAGE_LEGEND = ("Share of U_r rows with a candidate row among their nearest neighbours: how much of the "
+                   "real data the candidate reaches; higher is better, 1 at most. It says nothing of rows far "
+                   "from U_r: read it beside density.")
+COVERAGE = Proxy("coverage", NeighbourParams, orientation=1.0, compute=_coverage, title="coverage",
+                 legend=COVERAGE_LEGEND)

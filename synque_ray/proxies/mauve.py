@@ -127,4 +127,7 @@ def _compute(synthetic, real, params: MauveParams, seed: int, resamples: int) ->
     return ProxyOutput(value, split_replicates(first, second, value, resamples))
 
 
-PROXY = Proxy("mauve", MauveParams, orientation=1.0, compute=_compute)
+LEGEND = ("MAUVE between U_r and the candidate, from clustered embeddings: how much the two distributions "
+          "overlap, 0 to 1; higher is better. It needs hundreds of rows per side to be stable.")
+PROXY = Proxy("mauve", MauveParams, orientation=1.0, compute=_compute, title="MAUVE", legend=LEGEND,
+              default=True)

@@ -58,4 +58,8 @@ def _compute(synthetic, real, params: MdmParams, seed: int, resamples: int) -> P
     return ProxyOutput(value, centred(replicates, value))
 
 
-PROXY = Proxy("mdm", MdmParams, orientation=1.0, compute=_compute, uses_real=False)
+LEGEND = ("Mean distance of the candidate's rows to their cluster medoid (k-medoids on the embeddings): how "
+          "spread out the candidate is; higher is better. It never looks at U_r, so a varied but off-topic "
+          "candidate scores well: trust it only among candidates that are all on the task.")
+PROXY = Proxy("mdm", MdmParams, orientation=1.0, compute=_compute, uses_real=False, title="MDM", default=True,
+              legend=LEGEND)

@@ -175,4 +175,8 @@ def _compute(synthetic, real, params: MmdParams, seed: int, resamples: int) -> P
     return ProxyOutput(value, split_replicates(first[:used], second[:used], value, resamples, scale))
 
 
-PROXY = Proxy("mmd", MmdParams, orientation=-1.0, compute=_compute)
+LEGEND = ("Squared maximum mean discrepancy between the candidate's embeddings and U_r's (score = −MMD²): how "
+          "far the two distributions are apart; closer to 0 is better. Noisy when U_r has few rows, and its "
+          "scale depends on the kernel (mmd.kernel), so compare it only within one run.")
+PROXY = Proxy("mmd", MmdParams, orientation=-1.0, compute=_compute, title="MMD²", legend=LEGEND,
+              default=True)

@@ -297,4 +297,8 @@ def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> P
 P_SYNTHETIC = Signal("p_synthetic", pl.Float64, "p synthetic (PAD)",
                      "the classifier's out-of-fold, class-balanced probability that the row is synthetic: "
                      "high = looks synthetic", shown=True)
-PROXY = Proxy("pad", PadParams, orientation=-1.0, compute=_compute, signals=(P_SYNTHETIC,))
+LEGEND = ("Proxy A-distance (score = −PAD): how well a classifier tells the candidate's rows from U_r's; the "
+          "harder, the better. It needs tens of rows on each side, and with a small U_r its rank swings between"
+          " seeds (look at the interval).")
+PROXY = Proxy("pad", PadParams, orientation=-1.0, compute=_compute, signals=(P_SYNTHETIC,), title="PAD",
+              legend=LEGEND, default=True)

@@ -17,6 +17,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from synque_ray.findings import per_candidate
+from synque_ray.legend import PROXY_TITLES
 from synque_ray.ranks import spearman
 from synque_ray.reduce import lead_proxy
 from synque_ray.reading import row_hashes
@@ -73,8 +74,6 @@ def anchor(dataset_id: str) -> str:
     return f"c-{safe}-{row_hashes([dataset_id])[0][:6]}"
 
 
-PROXY_TITLES = {"mdm": "MDM", "mmd": "MMD²", "pad": "PAD", "mauve": "MAUVE", "lens": "LENS",
-                "ensemble": "mean rank over proxies"}  # the rest are shown by their own name
 
 
 def orientations(scores: pl.DataFrame) -> dict[str, float]:
