@@ -16,12 +16,12 @@ TERMINAL_FLAGGED = 5  # flagged candidates the terminal lists; the report lists 
 def _print_summary(summary, level: float, quiet: bool = False) -> None:
     """The verdict and each flagged candidate's findings, the ranking table, then what the run
     did (counts, failures, times, where the outputs are). `quiet`: the table only."""
-    from synque_ray.findings import flagged_lines
+    from synque_ray.findings import flagged_lines, leaked_by_flags
     from synque_ray.reduce import ranking_table_text
     from synque_ray.stage.registry import STAGES, wall_times
-    from synque_ray.verdict import leaks, verdict
+    from synque_ray.verdict import verdict
 
-    table = ranking_table_text(summary.rankings, level, passed_over=leaks(summary.rankings))
+    table = ranking_table_text(summary.rankings, level, passed_over=leaked_by_flags(summary.rankings))
     for note in summary.notes:  # the output's state (a stale lock taken over): said whatever --quiet says
         print(f"note: {note}", file=sys.stderr)
     if quiet:

@@ -136,6 +136,20 @@ def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
     return table.with_columns(pl.concat_list(crossed).list.drop_nulls().alias("flags"))
 
 
+def leak_flags(flags: list[str] | None) -> list[str]:
+    """The findings of `LEAKS` among a candidate's `flags`: what passes it over, if anything."""
+    return [name for name in flags or [] if name in LEAKS]
+
+
+def leaked_by_flags(rankings: pl.DataFrame) -> dict[str, list[str]]:
+    """Per candidate passed over, its leak findings, read from a ranking table's `flags` (a published
+    run's; `passed_over` computes the same from the row signals before the ranking exists)."""
+    if "flags" not in rankings.columns:
+        return {}
+    table = rankings.select("dataset_id", "flags").unique("dataset_id", keep="first")
+    return {row["dataset_id"]: names for row in table.iter_rows(named=True) if (names := leak_flags(row["flags"]))}
+
+
 def passed_over(row_scores: pl.DataFrame | None) -> dict[str, list[str]]:
     """Per candidate whose rows leak the real sample (a finding of `LEAKS` over its limit), the
     names of those findings; computed from the row signals alone, so that the ranking can keep

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, percent
+from synque_ray.findings import LIMITS, SHARE_NAMES, leaked_by_flags, percent
 from synque_ray.reduce import lead_proxy, level_text
 
 def _names(ids: list[str], most: int = 8) -> str:
@@ -48,15 +48,6 @@ def _chance(row: dict, alone: bool) -> str:
         return f"; first in {p:.0%} of draws"
     return (f"; first in {p:.0%} of resampled draws, a share of single comparisons, while the best set "
             "allows for every comparison at once and for a spread estimated from few seeds")
-
-
-def leaks(rankings: pl.DataFrame) -> dict[str, list[str]]:
-    """Per candidate passed over for leaking the real sample, its leak findings (from `flags`)."""
-    if "flags" not in rankings.columns:
-        return {}
-    table = rankings.select("dataset_id", "flags").unique("dataset_id", keep="first")
-    return {row["dataset_id"]: names for row in table.iter_rows(named=True)
-            if (names := [f for f in row["flags"] or [] if f in LEAKS])}
 
 
 def _passed_over_line(row: dict, names: list[str]) -> str:
@@ -95,9 +86,10 @@ def choose(rankings: pl.DataFrame) -> Choice:
     existed leaves no member, the best-ranked of the others."""
     lead = lead_proxy(rankings) if rankings.height else "ensemble"
     every = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"]).to_dicts() if rankings.height else []
-    leaked = leaks(rankings)
+    leaked = leaked_by_flags(rankings)
     rows = [r for r in every if r["dataset_id"] not in leaked]
-    best = [r for r in rows if r["tied_with_best"]] or [r for r in rows if r["rank"] == rows[0]["rank"]] if rows else []
+    tied = [r for r in rows if r["tied_with_best"]]
+    best = tied if tied or not rows else [r for r in rows if r["rank"] == rows[0]["rank"]]
     outside = [r for r in rows if r not in best]
     return Choice(lead, best, outside[0] if outside else None, leaked, rows, every)
 
@@ -123,9 +115,10 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
                 *(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every)]
     best_ids = choice.train_on
     first = best[0]  # the best set's highest-ranked member
-    under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if first["rank"] != 1:
         under = f"rank {first['rank']}, the best of the candidates that do not copy the real sample"
+    else:
+        under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if len(best) == 1:
         lines = [f"train on: {first['dataset_id']} ({under}{_chance(first, True)}; best set at {level_text(level)}: "
                  f"{first['dataset_id']})"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
-from synque_ray.findings import LEAKS, LIMITS, SHARES, percent
+from synque_ray.findings import LIMITS, SHARES, leak_flags, percent
 from synque_ray.reduce import level_text
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
@@ -105,7 +105,7 @@ def ranking_section(view: RankingView, level: float = 0.9) -> str:
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        leaked = any(f in LEAKS for f in (row.get("findings") or {}).get("flags") or [])
+        leaked = bool(leak_flags((row.get("findings") or {}).get("flags")))
         best = "yes" if tied else "passed over: copies U_r" if leaked else "no"
         best_cell = _cell(best, int(tied), "flag" if leaked else "")
         rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{best_cell}"
