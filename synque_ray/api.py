@@ -1,10 +1,12 @@
 """The engine as a library: `score` a job and `open_run` a published one, as `synque` does.
 
-The command line is a thin layer over these: the same validation, the same files, the same
-report. A mistake in the input raises `UserError`, whose message is the one line the CLI prints
-before exiting 2; a run that computed but has nothing honest to publish raises `RunFailed` (the
-CLI's exit 1). A run in which some candidates failed is still returned, with `Run.failed`
-naming them (the CLI prints the run, then exits 1).
+The command line is a thin layer over this module: each command parses its arguments, makes
+one call here (`score`, `demo`, `explain`, or a `Run`'s `evaluate`, `select`, `write_report`)
+and prints what comes back, so that the library and the CLI cannot drift apart: the same
+validation, the same files, the same report. A mistake in the input raises `UserError`, whose
+message is the one line the CLI prints before exiting 2; a run that computed but has nothing
+honest to publish raises `RunFailed` (the CLI's exit 1). A run in which some candidates failed
+is still returned, with `Run.failed` naming them (the CLI prints the run, then exits 1).
 
     import synque_ray
     run = synque_ray.score("configs/demo.yaml")       # or a dict shaped like the YAML
@@ -18,6 +20,7 @@ Heavy modules (Ray, the models, the pipeline) are imported when a function needs
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,26 +67,29 @@ def verdict_of(rankings: pl.DataFrame, level: float) -> Verdict:
 class Run:
     """One published run: its tables (polars, read when first asked for), its verdict and report.
 
-    output: the output folder it was published under; stamp: its set, `runs/<stamp>/` (None: the
-    set `LATEST` names when the run was opened). `failed` names the candidates whose tasks failed
-    in the `score` call that made it (empty for a run opened from disk: read `run.json`)."""
+    `Run(location)` opens the run published under an output folder (the set its `LATEST` names)
+    or a run's own folder, reading nothing yet: a file the run lacks is named, as a `UserError`,
+    by the first call that needs it (`open_run` checks up front that a run is there).
 
-    def __init__(self, output: str, stamp: str | None = None, failed: dict[str, str] | None = None) -> None:
-        from synque_ray.errors import UserError
-        from synque_ray.runfiles import latest_stamp, run_info
+    output: the output folder it was published under; stamp: its set, `runs/<stamp>/` (None: the
+    location is a run's own folder, or outputs written before sets had stamps). `summary`: what
+    the `score` call that made it did (a `pipeline.RunSummary`: counts, timings, failures, notes;
+    None for a run opened from disk, whose run.json records the same but the notes). `failed`
+    names the candidates whose tasks failed in that call (empty for a run opened from disk: read
+    `info["failed"]`)."""
+
+    def __init__(self, output: str, stamp: str | None = None, summary: RunSummary | None = None) -> None:
+        from synque_ray.runfiles import latest_stamp
         from synque_ray.storage import Store
 
         root = Store(output)
         stamp = stamp if stamp is not None else latest_stamp(root)
         folder = root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/run.json") else root
-        if not folder.exists("run.json"):
-            raise UserError(f"{folder.display('run.json')}: not found: not a published run (run `synque score` "
-                            "first, or give the output folder)")
         self.output = root.display()
         self.stamp = stamp if folder is not root else None
         self._root, self._folder = root, folder
-        self.info: dict[str, Any] = run_info(folder)
-        self.failed: dict[str, str] = dict(failed or {})
+        self.summary = summary
+        self.failed: dict[str, str] = dict(summary.failed) if summary is not None else {}
 
     def __repr__(self) -> str:
         return f"Run({self.output!r}, stamp={self.stamp!r})"
@@ -93,10 +99,22 @@ class Run:
         """The folder of this run's own output set (`<output>/runs/<stamp>`)."""
         return self._folder.display()
 
+    @functools.cached_property
+    def info(self) -> dict[str, Any]:
+        """run.json: what was run, on what, with which models, and what came of it."""
+        from synque_ray.runfiles import run_info
+
+        return run_info(self._folder)
+
     @property
     def config(self) -> dict[str, Any]:
         """The job's checked config as the run recorded it (run.json's `config`)."""
         return dict(self.info.get("config") or {})
+
+    @property
+    def level(self) -> float:
+        """`ranking.level`: the confidence the run's rank intervals and best set are stated at."""
+        return float(self.config.get("ranking", {}).get("level", 0.9))
 
     @property
     def report_path(self) -> str:
@@ -128,33 +146,73 @@ class Run:
         return self._table("row_scores.parquet", required=False)
 
     @functools.cached_property
+    def evaluation(self) -> dict | None:
+        """evaluation.json: how the proxies agree with measured (or, for the demo, known) performance,
+        per proxy; None where the run has not been evaluated."""
+        found = self._folder.read_json("evaluation.json")
+        return found if isinstance(found, dict) else None
+
+    @functools.cached_property
     def verdict(self) -> Verdict:
-        level = float(self.config.get("ranking", {}).get("level", 0.9))
-        return verdict_of(self.rankings, level)
+        """The run's answer: what to train on, what comes next, what was passed over or flagged."""
+        return verdict_of(self.rankings, self.level)
 
     def _location(self) -> str:
-        """Where evaluate and select read: the output folder while this run is the one published
-        there (so that its top-level copies follow), else this run's own folder."""
+        """Where evaluate, select and the report read: the output folder while this run is the one
+        published there (so that its top-level copies follow), else this run's own folder."""
         from synque_ray.runfiles import latest_stamp
 
         return self.output if self.stamp is None or latest_stamp(self._root) == self.stamp else self.path
 
-    def evaluate(self, performance: str, id_column: str, metric: str, top_k: int = 3) -> dict:
-        """Score the proxies against measured performance (a CSV of `id_column`, `metric`), as
-        `synque evaluate` does: writes evaluation.json into the run's set and rewrites its report.
+    def write_report(self, out: str | None = None) -> str:
+        """Render this run's report.html again, as `synque report` does (after an evaluation, say).
+
+        Args:
+            out: a file path or URI to write it to; None: into the run's set (and the top-level
+                copy while the run is the published one).
+
+        Returns: where it was written: `out`, else the top-level report.html while this run is the
+        published one, else its own (`report_path`)."""
+        from synque_ray.report import write_report
+
+        return write_report(self.output, [out] if out else None, stamp=self.stamp)[0]
+
+    def evaluate(self, performance: str, id_column: str, metric: str, top_k: int = 3, report: bool = True) -> dict:
+        """Score the proxies against measured performance, as `synque evaluate` does: writes
+        evaluation.json into the run's set; later runs on the same output re-read the CSV and
+        carry the evaluation forward.
+
+        Args:
+            performance: a CSV with one row per candidate.
+            id_column: its column holding the candidates' ids.
+            metric: its column holding the measured performance (higher is better).
+            top_k: how many best-scored candidates the top-k performance averages.
+            report: rewrite report.html so that it shows the evaluation (False: leave that to a
+                later `write_report`).
 
         Returns: evaluation.json's content (per proxy: Spearman, Pearson, top-k, decision accuracy)."""
         from synque_ray.evaluate import evaluate_run
-        from synque_ray.report import write_report
 
-        report = evaluate_run(self._location(), performance, id_column, metric, top_k)
-        write_report(self.output, stamp=self.stamp)
-        return report
+        found = evaluate_run(self._location(), performance, id_column, metric, top_k)
+        self.__dict__.pop("evaluation", None)  # read again when next asked for
+        if report:
+            self.write_report()
+        return found
 
     def select(self, by: str, top: int, out: str, drop_rows: tuple[str, ...] | list[str] = (),
                dedupe: bool = False, allow_empty: bool = False, overwrite: bool = False) -> dict:
-        """Write the `top` candidates by `by` (a proxy or "ensemble") into `out` in their input format,
-        without the rows the `drop_rows` rules ("SIGNAL>VALUE") flag, as `synque select` does.
+        """Write the `top` candidates by `by` into `out` in their input format, as `synque select` does.
+
+        Args:
+            by: a proxy of the run, or "ensemble".
+            top: how many candidates to take, best first.
+            out: a new or empty folder (a path or URI); with `overwrite`, an earlier selection's.
+            drop_rows: rules over the row signals ("SIGNAL>VALUE", also >=, <, <=; or a yes/no
+                signal alone, such as "copies_real"): a row flagged under any seed is left out.
+            dedupe: keep one row per near-duplicate group, after the `drop_rows` rules.
+            allow_empty: list a candidate the rules leave no row, writing no file for it
+                (default: refuse).
+            overwrite: replace the earlier selection in `out` (only the files it lists).
 
         Returns: selection.json's content (what was chosen, by what, which rows were dropped)."""
         from synque_ray.selection import select
@@ -216,15 +274,74 @@ def score(config: str | Path | dict, *, fresh: bool = False, quiet: bool = True)
         fresh: recompute everything, ignoring committed results.
         quiet: False shows progress bars on the long stages.
 
-    Returns: the published `Run` (`Run.failed` names candidates whose tasks failed).
+    Returns: the published `Run` (`Run.failed` names candidates whose tasks failed, `Run.summary`
+    what the call did).
     Raises: `UserError` (one line) for a mistake in the config or the inputs; `RunFailed` when
     nothing honest can be published."""
     summary = run_summary(checked_config(config), fresh=fresh, progress=not quiet)
-    return Run(summary.output, summary.stamp, failed=summary.failed)
+    return Run(summary.output, summary.stamp, summary=summary)
+
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
+
+
+def score_demo(config: str | Path | dict = DEMO_CONFIG, *, fresh: bool = False, quiet: bool = True,
+         on_data: Callable[[str, dict[str, float]], None] | None = None) -> Run:
+    """Score the embedded demo, as `synque demo` does: write candidates whose quality order is set
+    by construction (`synque_ray.demo`) where the config reads them, score them, and evaluate the
+    proxies against that order into the run's set before it is published (its report shows it).
+
+    Args:
+        config: the demo's job config (a YAML path or a dict); its candidates' parent folder
+            receives the data (`candidates/` and `real/pool.jsonl`).
+        fresh: recompute everything, ignoring committed results.
+        quiet: False shows progress bars on the long stages.
+        on_data: called with the data's folder and the known quality per candidate once the data
+            is written, before scoring starts (the CLI says there what it wrote).
+
+    Returns: the published `Run`; `Run.evaluation` holds the agreement with the known order.
+    Raises: as `score`."""
+    from synque_ray.demo import write_demo_data
+    from synque_ray.evaluate import evaluate_scores
+    from synque_ray.storage import Store
+
+    checked = checked_config(config, check_inputs=False)  # the data is written next
+    data_dir = Path(checked.candidates.path).parent
+    quality = write_demo_data(data_dir)
+    if on_data is not None:
+        on_data(str(data_dir), quality)
+
+    def evaluate_known(summary: RunSummary) -> None:  # into the run's set, before it is published
+        found = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
+        found["run"] = summary.stamp  # the run it evaluated
+        found["metric"] = "quality (set by construction)"
+        Store(summary.run_dir).write_json("evaluation.json", found)
+
+    summary = run_summary(checked, fresh=fresh, progress=not quiet, finish=evaluate_known)
+    return Run(summary.output, summary.stamp, summary=summary)
 
 
 def open_run(path: str | Path) -> Run:
     """The run published under an output folder (the set its `LATEST` names), or a run's own folder.
 
+    Args:
+        path: the output folder (the config's `output:`, a path or a URI) or a `runs/<stamp>/` folder.
+
+    Returns: the `Run`, its tables read when first used.
     Raises: `UserError` when there is no published run there."""
-    return Run(str(path))
+    from synque_ray.errors import UserError
+
+    run = Run(str(path))
+    if not run._folder.exists("run.json"):
+        raise UserError(f"{run._folder.display('run.json')}: not found: not a published run (run `synque score` "
+                        "first, or give the output folder)")
+    return run
+
+
+def explain() -> str:
+    """What every proxy, column and finding means, as `synque explain` prints it (the report's legend).
+
+    Returns: the legend as text for a terminal: each term, then its meaning indented under it."""
+    from synque_ray.legend import legend_text
+
+    return legend_text()

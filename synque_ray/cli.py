@@ -1,34 +1,48 @@
-"""`synque` command line (docs/architecture.md). User mistakes end in one line and exit code 2."""
+"""`synque` command line (docs/architecture.md), a thin layer over the library (`api.py`).
+
+Each command parses its arguments, makes one call to the library and prints what it returns.
+User mistakes (the library's `UserError`) end in one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
+from synque_ray.api import DEMO_CONFIG
 from synque_ray.errors import RunFailed, UserError
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
+if TYPE_CHECKING:
+    from synque_ray.api import Run
+    from synque_ray.pipeline import RunSummary
+
 TERMINAL_FLAGGED = 5  # flagged candidates the terminal lists; the report lists them all
 
 
-def _print_summary(summary, level: float, quiet: bool = False) -> None:
-    """The verdict and each flagged candidate's findings, the ranking table, then what the run
-    did (counts, failures, times, where the outputs are). `quiet`: the table only."""
-    from synque_ray.findings import flagged_lines, leaked_by_flags
+def _print_run(run: Run, quiet: bool = False) -> None:
+    """What `_print_summary` prints, for a run this process scored."""
+    assert run.summary is not None  # `score` and `score_demo` return their call's summary
+    _print_summary(run.summary, run.level, quiet)
+
+
+def _print_summary(summary: RunSummary, level: float, quiet: bool = False) -> None:
+    """The verdict (the library's, `Verdict`) and each flagged candidate's findings, the ranking
+    table, then what the `score` call did (counts, failures, times, where the outputs are).
+    `quiet`: the table only."""
+    from synque_ray.api import verdict_of
+    from synque_ray.findings import flagged_lines
     from synque_ray.reduce import ranking_table_text
     from synque_ray.stage.registry import STAGES, wall_times
-    from synque_ray.verdict import verdict
 
-    table = ranking_table_text(summary.rankings, level, passed_over=leaked_by_flags(summary.rankings))
+    answer = verdict_of(summary.rankings, level)
+    table = ranking_table_text(summary.rankings, level, passed_over=answer.passed_over)
     for note in summary.notes:  # the output's state (a stale lock taken over): said whatever --quiet says
         print(f"note: {note}", file=sys.stderr)
     if quiet:
         print(table)
         return
-    answer = verdict(summary.rankings, level)
-    print("\n".join([*answer, *flagged_lines(summary.rankings, most=TERMINAL_FLAGGED)]) + "\n")
+    print("\n".join([*answer.lines, *flagged_lines(summary.rankings, most=TERMINAL_FLAGGED)]) + "\n")
     print(table)
     c, t = summary.counts, summary.timings
     print(
@@ -53,82 +67,75 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     compute = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES["embedding"].proxies if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
-    print("\n" + "\n".join(answer))  # again, last: the lines above scroll the first one off a small terminal
+    print("\n" + "\n".join(answer.lines))  # again, last: the lines above scroll the first one off a small terminal
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from synque_ray.api import checked_config, run_summary
+    from synque_ray.api import score
 
-    config = checked_config(args.config)
-    summary = run_summary(config, args.fresh, progress=not args.quiet)
-    _print_summary(summary, config.ranking.level, args.quiet)
+    run = score(args.config, fresh=args.fresh, quiet=args.quiet)
+    _print_run(run, args.quiet)
     if not args.quiet:
-        print(f"report: {summary.output.rstrip('/')}/report.html")
-    if summary.failed:
-        print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
+        print(f"report: {run.output.rstrip('/')}/report.html")
+    if run.failed:
+        print(f"error: {len(run.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from synque_ray.evaluate import evaluate_run, report_text
+    from synque_ray.api import Run
+    from synque_ray.evaluate import report_text
 
-    report = evaluate_run(args.run_dir, args.performance, args.id_column, args.metric, args.top_k)
-    print(report_text(report))
+    run = Run(args.run_dir)  # opened lazily: the first file the evaluation lacks is the one named
+    print(report_text(run.evaluate(args.performance, args.id_column, args.metric, args.top_k, report=False)))
     if not args.quiet:
         print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
-    cmd_report(argparse.Namespace(run_dir=args.run_dir, out=None, quiet=args.quiet))  # it gains the evaluation
+    _print_report(run.write_report(), args.quiet)  # it gains the evaluation
 
 
-def cmd_report(args: argparse.Namespace) -> None:
-    from synque_ray.report import write_report
-
-    written = write_report(args.run_dir, [args.out] if args.out else None)[0]
-    if not args.quiet:
+def _print_report(written: str, quiet: bool) -> None:
+    if not quiet:
         print(f"report: {written}")
 
 
-def cmd_select(args: argparse.Namespace) -> None:
-    from synque_ray.selection import choice_line, select
+def cmd_report(args: argparse.Namespace) -> None:
+    from synque_ray.api import Run
 
-    result = select(args.run_dir, args.by, args.top, args.out, args.drop_rows, dedupe=args.dedupe,
-                    allow_empty=args.allow_empty, overwrite=args.overwrite)
+    _print_report(Run(args.run_dir).write_report(args.out), args.quiet)
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from synque_ray.api import Run
+    from synque_ray.selection import choice_line
+
+    result = Run(args.run_dir).select(args.by, args.top, args.out, args.drop_rows or (), dedupe=args.dedupe,
+                                      allow_empty=args.allow_empty, overwrite=args.overwrite)
     for chosen in result["chosen"]:
         print(choice_line(chosen, result["by"], args.out))
     print(f"written: {args.out.rstrip('/')}/selection.json")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from synque_ray.api import checked_config, run_summary
-    from synque_ray.demo import write_demo_data
-    from synque_ray.evaluate import evaluate_scores, report_text
-    from synque_ray.storage import Store
+    from synque_ray.api import score_demo
+    from synque_ray.evaluate import report_text
 
-    config = checked_config(args.config, check_inputs=False)  # the demo writes its inputs next
-    data_dir = Path(config.candidates.path).parent
-    quality = write_demo_data(data_dir)
-    if not args.quiet:
-        print(f"demo data: {len(quality)} candidates graded by construction under {data_dir}/")
-    reports = []
+    def said(folder: str, quality: dict[str, float]) -> None:
+        if not args.quiet:
+            print(f"demo data: {len(quality)} candidates graded by construction under {folder}/")
 
-    def finish(summary) -> None:  # into the run's set, before it is published: the report shows it
-        report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
-        report["run"] = summary.stamp  # the run it evaluated
-        report["metric"] = "quality (set by construction)"
-        Store(summary.run_dir).write_json("evaluation.json", report)
-        reports.append(report)
-
-    summary = run_summary(config, args.fresh, progress=not args.quiet, finish=finish)
-    _print_summary(summary, config.ranking.level, args.quiet)
+    run = score_demo(args.config, fresh=args.fresh, quiet=args.quiet, on_data=said)
+    _print_run(run, args.quiet)
+    assert run.evaluation is not None  # the demo evaluates into its set before publishing it
     print("\nagreement with the known quality order:")
-    print(report_text(reports[0]))
+    print(report_text(run.evaluation))
     if not args.quiet:
-        print(f"report: {summary.output.rstrip('/')}/report.html")
+        print(f"report: {run.output.rstrip('/')}/report.html")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from synque_ray.legend import legend_text
+    from synque_ray.api import explain
 
-    print(legend_text())
+    print(explain())
 
 
 def _version() -> str:

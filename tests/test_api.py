@@ -16,9 +16,62 @@ from synque_ray.demo import write_demo_data
 
 
 def test_the_package_exports_its_entry_points():
-    assert set(synque_ray.__all__) == {"Run", "RunFailed", "UserError", "Verdict", "__version__", "open_run", "score"}
-    for name in ("score", "open_run"):
-        assert "Returns" in (getattr(synque_ray, name).__doc__ or "") or "Raises" in getattr(synque_ray, name).__doc__
+    assert set(synque_ray.__all__) == {"Run", "RunFailed", "UserError", "Verdict", "__version__", "explain",
+                                       "open_run", "score", "score_demo"}
+    documented = [synque_ray.score, synque_ray.score_demo, synque_ray.open_run, synque_ray.explain,
+                  synque_ray.Run.evaluate, synque_ray.Run.select, synque_ray.Run.write_report]
+    for function in documented:
+        assert "Returns:" in (function.__doc__ or ""), function.__name__
+    for function in documented[:3] + documented[4:]:
+        assert "Args:" in (function.__doc__ or ""), function.__name__
+
+
+def test_the_cli_reaches_the_engine_only_through_the_library():
+    """Every command calls api.py; what the CLI imports from elsewhere only formats what it returns."""
+    import ast
+
+    tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # what only names a type for the checker never runs
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            node.body = []
+    imported: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("synque_ray"):
+            imported.setdefault(node.module, set()).update(alias.name for alias in node.names)
+    assert {"score", "score_demo", "Run", "explain", "verdict_of"} <= imported["synque_ray.api"]
+    formatting = {"flagged_lines", "ranking_table_text", "report_text", "choice_line", "STAGES", "wall_times"}
+    for module, names in imported.items():
+        if module not in ("synque_ray", "synque_ray.api", "synque_ray.errors"):  # the package: the library
+            assert names <= formatting, (module, names - formatting)
+
+
+def test_the_cli_prints_the_librarys_explanation_and_its_errors_for_a_non_run(tmp_path, monkeypatch):
+    """`synque explain` prints `explain()`; evaluate, report and select on a folder without a run end
+    in the one line of the `UserError` the library raises for it, exit 2."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["explain"]) == 0
+    assert out.getvalue() == synque_ray.explain() + "\n" and "proxies:" in out.getvalue()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "perf.csv").write_text("id,f1\na,1\n")
+    run = synque_ray.Run("norun")  # opens lazily: each call names the first file it lacks
+    calls = {("evaluate", "norun", "--performance", "perf.csv", "--id-column", "id", "--metric", "f1"):
+             lambda: run.evaluate("perf.csv", "id", "f1"),
+             ("report", "norun"): run.write_report,
+             ("select", "norun", "--by", "ensemble", "--top", "1", "--out", "chosen"):
+             lambda: run.select("ensemble", 1, "chosen")}
+    said = set()
+    for argv, call in calls.items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert cli.main(list(argv)) == 2
+        with pytest.raises(synque_ray.UserError) as raised:
+            call()
+        assert err.getvalue() == f"error: {raised.value}\n"
+        said.add(str(raised.value))
+    assert said == {"norun/scores.parquet: not found or unreadable; run `synque score` first",
+                    "norun/run.json: not found or unreadable; run `synque score` first"}
+    assert not any((tmp_path / name).exists() for name in ("norun", "chosen"))
 
 
 def test_a_bad_config_raises_the_one_line_the_cli_prints(tmp_path):
@@ -70,10 +123,24 @@ def test_score_of_a_dict_names_the_clis_best_set_and_open_run_reads_the_same_tab
     ensemble = run.rankings.filter((pl.col("proxy") == "ensemble") & pl.col("tied_with_best")).sort("rank")
     assert run.verdict.train_on == ensemble["dataset_id"].to_list()
     assert Path(run.report_path).is_file() and run.config["name"] == "api" and run.failed == {}
-    # The CLI on the same config (everything reused) opens with the same verdict.
+    # `synque score` on the same config (everything reused): its own printout names the same best set.
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert cli.main(["score", str(tmp_path / "job.yaml")]) == 0
-    assert out.getvalue().splitlines()[: len(run.verdict.lines)] == run.verdict.lines
-    assert synque_ray.open_run(tmp_path / "out").verdict.train_on == run.verdict.train_on
+    printed = out.getvalue().splitlines()
+    assert printed[0].startswith("train on: ") and printed[0] == run.verdict.lines[0]
+    # The table's `*` marks the best set, from the ranking's own column; passed-over ones are noted.
+    header = next(i for i, line in enumerate(printed) if line.startswith("dataset_id "))
+    rows = printed[header + 1: header + 1 + len(quality)]
+    starred = {line.split()[0] for line in rows if line.split("  passed over:")[0].endswith("*")}
+    passed = {line.split()[0] for line in rows if "  passed over:" in line}
+    assert passed == set(run.verdict.passed_over) and starred - passed == set(run.verdict.train_on) != set()
+    named = printed[0].removeprefix("train on: ")
+    assert all(name in named for name in run.verdict.train_on)
+    assert not any(name in named.split(" (")[0] for name in set(quality) - set(run.verdict.train_on))
+    # The set the CLI published, read back, holds the same tables as the library's run.
+    cli_run = synque_ray.open_run(tmp_path / "out")
+    assert cli_run.stamp != run.stamp and cli_run.summary is None and cli_run.failed == {}
+    assert cli_run.rankings.equals(run.rankings) and cli_run.scores.equals(run.scores)
+    assert cli_run.verdict == run.verdict

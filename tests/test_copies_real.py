@@ -334,9 +334,8 @@ def test_one_word_changed_headlines_are_copies_and_other_headlines_of_the_domain
 @pytest.mark.ray
 def test_a_candidate_that_is_30_percent_u_r_is_flagged_within_5_points_and_its_eval_copies_found(ray_session,
                                                                                                   tmp_path):
-    from synque_ray.config import parse_config
+    import synque_ray
     from synque_ray.demo import candidate_rows, write_demo_data
-    from synque_ray.pipeline import run_job
 
     write_demo_data(tmp_path, n_candidates=1, rows=40, pool_rows=80)
     pool = [json.loads(line)["text"] for line in (tmp_path / "real" / "pool.jsonl").read_text().splitlines()]
@@ -353,15 +352,16 @@ def test_a_candidate_that_is_30_percent_u_r_is_flagged_within_5_points_and_its_e
     leaked = [t for t, copy in zip(texts, is_copy, strict=True) if not copy][:8]
     evaluation = [leaked[0].upper(), *leaked[1:]] + candidate_rows(0.0, 12, np.random.default_rng(99))
     (tmp_path / "test.json").write_text(json.dumps([{"question": t} for t in evaluation]))
-    config = parse_config({
+    config = {
         "name": "copies", "output": str(tmp_path / "out"),
         "real": {"path": str(tmp_path / "real" / "pool.jsonl"), "text": "text", "sample_size": 80, "seeds": [1, 2]},
         "candidates": {"path": str(tmp_path / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 64}, "proxies": ["mdm", "mmd"],
         "resources": {"embed_actors": 1}, "contamination": {"path": str(tmp_path / "test.json"), "text": "question"},
-    })
-    run_job(config)
-    rows = pl.read_parquet(tmp_path / "out" / "row_scores.parquet")
+    }
+    run = synque_ray.score(config)
+    rows = run.row_scores
+    assert rows is not None and rows.equals(pl.read_parquet(tmp_path / "out" / "row_scores.parquet"))
     assert rows.schema["copies_real"] == pl.Boolean and rows.schema["text_chars"] == pl.Int64
     copier = rows.filter(pl.col("dataset_id") == "copier")
     for seed in (1, 2):
@@ -375,15 +375,14 @@ def test_a_candidate_that_is_30_percent_u_r_is_flagged_within_5_points_and_its_e
     is_leak = pl.Series([t in leaked for t in texts] * 2)  # per seed, by row_index
     leaks = copier.sort("seed", "row_index").filter(is_leak)
     assert leaks.height == 16 and leaks["copies_eval"].all()  # both seeds
-    rankings = pl.read_parquet(tmp_path / "out" / "rankings.parquet")
-    found = rankings.filter(pl.col("dataset_id") == "copier").row(0, named=True)
+    found = run.rankings.filter(pl.col("dataset_id") == "copier").row(0, named=True)
     assert found["eval_copy_share"] >= 0.08 and "eval_copy_share" in found["flags"]
     # Another evaluation set: the copier's results are not reused from the one before.
     others = ["What is the boiling point of water at sea level?", "Name the largest planet of the solar system.",
               "Who wrote the novel Moby-Dick?", "How many sides does a hexagon have?"]
     (tmp_path / "test.json").write_text(json.dumps([{"question": t} for t in others]))
-    run_job(config)
-    rows = pl.read_parquet(tmp_path / "out" / "row_scores.parquet")
+    rows = synque_ray.score(config).row_scores
+    assert rows is not None
     assert not rows.filter(pl.col("dataset_id") == "copier").sort("seed", "row_index").filter(is_leak)[
         "copies_eval"].any()
 

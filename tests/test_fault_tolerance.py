@@ -13,9 +13,8 @@ import psutil
 import pytest
 import yaml
 
-from synque_ray.config import load_config
+import synque_ray
 from synque_ray.demo import write_demo_data
-from synque_ray.pipeline import run_job
 from tests._scored_run import run_cli
 
 pytestmark = pytest.mark.ray
@@ -39,8 +38,7 @@ def job(ray_session, tmp_path_factory):
         }))
         return path
 
-    run_job(load_config(config("reference")))
-    return config, pl.read_parquet(root / "reference" / "rankings.parquet")
+    return config, synque_ray.score(config("reference")).rankings
 
 
 def start(config_path):

@@ -145,7 +145,7 @@ def test_damaged_copies_rank_below_their_source_and_hold_more_garbled_rows(tmp_p
     copies of the candidate shuffled, noised and cut. Fluency ranks the clean one first and every
     damaged copy below it; each copy holds more garbled rows than the clean one, which is not
     flagged; the NLL cache scores each distinct text once; a re-run reuses every result."""
-    from synque_ray.pipeline import run_job
+    import synque_ray
     from tests._garble import cut_mid_sentence, noised_chars, real_headlines, shuffled_words
 
     pool = real_headlines()
@@ -160,21 +160,21 @@ def test_damaged_copies_rank_below_their_source_and_hold_more_garbled_rows(tmp_p
     for name, texts in candidates.items():
         (tmp_path / "candidates" / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     (tmp_path / "real.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in real))
-    config = parse_config({"name": "fluency", "output": str(tmp_path / "out"), "proxies": ["mdm", "fluency"],
-                           "real": {"path": str(tmp_path / "real.jsonl"), "text": "text", "sample_size": 30,
-                                    "seeds": [1, 2]},
-                           "candidates": {"path": str(tmp_path / "candidates"), "text": "text"},
-                           "fluency": {"max_rows": None, "real_rows": None}, "ranking": {"resamples": 50}})
-    summary = run_job(config)
-    ranks = dict(summary.rankings.filter(pl.col("proxy") == "fluency").select("dataset_id", "rank").iter_rows())
+    config = {"name": "fluency", "output": str(tmp_path / "out"), "proxies": ["mdm", "fluency"],
+              "real": {"path": str(tmp_path / "real.jsonl"), "text": "text", "sample_size": 30, "seeds": [1, 2]},
+              "candidates": {"path": str(tmp_path / "candidates"), "text": "text"},
+              "fluency": {"max_rows": None, "real_rows": None}, "ranking": {"resamples": 50}}
+    run = synque_ray.score(config)
+    ranks = dict(run.rankings.filter(pl.col("proxy") == "fluency").select("dataset_id", "rank").iter_rows())
     assert ranks["clean"] == 1 and min(ranks["shuffled"], ranks["noised"], ranks["cut"]) > 1
-    shares = dict(summary.rankings.select("dataset_id", "garbled_share").unique().iter_rows())
+    shares = dict(run.rankings.select("dataset_id", "garbled_share").unique().iter_rows())
     assert all(shares[name] > shares["clean"] for name in ("shuffled", "noised", "cut")), shares
-    flags = dict(summary.rankings.select("dataset_id", "flags").unique("dataset_id").iter_rows())
+    flags = dict(run.rankings.select("dataset_id", "flags").unique("dataset_id").iter_rows())
     assert "garbled_share" not in flags["clean"]
-    rows = pl.read_parquet(f"{config.output}/row_scores.parquet")
-    assert rows.filter(pl.col("dataset_id") == "clean").get_column("token_nll").null_count() == 0
+    rows = run.row_scores
+    assert rows is not None and rows.filter(pl.col("dataset_id") == "clean").get_column("token_nll").null_count() == 0
     # All U_r rows of both seeds were scored once (the two seeds draw the same 30), then 4 x 16 candidate rows.
-    assert summary.counts["fluency_rows_scored"] == 30 + 4 * 16
-    again = run_job(config)
+    assert run.summary is not None and run.summary.counts["fluency_rows_scored"] == 30 + 4 * 16
+    again = synque_ray.score(config).summary
+    assert again is not None
     assert again.counts["stages"]["fluency"]["reused"] == 4 and again.counts["stages"]["fluency"]["scored"] == 0

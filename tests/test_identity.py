@@ -20,7 +20,7 @@ from synque_ray.config import RankingConfig, parse_config
 from synque_ray.demo import write_demo_data
 from synque_ray.errors import UserError
 from synque_ray.findings import LIMITS, add_findings, finding_parts, per_candidate
-from synque_ray.pipeline import identical_candidates, read_candidates, reduce_outcomes, run_job, scorable_candidates
+from synque_ray.pipeline import identical_candidates, read_candidates, reduce_outcomes, scorable_candidates
 from synque_ray.reading import RowSet
 from synque_ray.reduce import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
@@ -223,6 +223,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.ray
 def test_twins_variants_renames_and_a_tiny_candidate_through_the_engine(ray_session, data_dir, tmp_path, capsys):
+    import synque_ray
     from synque_ray import cli
 
     data = tmp_path / "data"
@@ -231,17 +232,17 @@ def test_twins_variants_renames_and_a_tiny_candidate_through_the_engine(ray_sess
            "real": {"path": str(data / "real" / "pool.jsonl"), "text": "text", "sample_size": 20, "seeds": [1, 2]},
            "candidates": {"path": str(data / "candidates"), "text": "text"},
            "embedding": {"model": "bundled-minilm", "batch_size": 32}, "resources": {"embed_actors": 1}}
-    config = parse_config(raw)
     c0, c1, c2 = sorted(p.stem for p in (data / "candidates").glob("gen*"))
     tiny = f"{data}/candidates/tiny.jsonl: 1 rows, fewer than the 5 that PAD's 5 folds needs"
 
-    first = run_job(config)
-    assert first.failed == {"tiny": tiny}
-    assert first.counts["candidates_scored"] == 3 and first.counts["candidates_reused"] == 2
-    assert first.counts["rows_embedded"] == 3 * 30 + 2 * 20  # each text embedded once, twins included
+    first = synque_ray.score(raw)
+    assert first.failed == {"tiny": tiny} and first.summary is not None
+    counts = first.summary.counts
+    assert counts["candidates_scored"] == 3 and counts["candidates_reused"] == 2
+    assert counts["rows_embedded"] == 3 * 30 + 2 * 20  # each text embedded once, twins included
     named = {c0, c1, c2, "twin", "variant"}
     assert set(first.rankings.filter(pl.col("proxy") == "ensemble")["dataset_id"]) == named
-    assert f"{c0}, twin hold the same texts: scored once, ranked under each name" in first.notes
+    assert f"{c0}, twin hold the same texts: scored once, ranked under each name" in first.summary.notes
 
     (data / "candidates" / f"{c2}.jsonl").rename(data / "candidates" / "renamed.jsonl")
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))

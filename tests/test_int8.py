@@ -322,8 +322,8 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
     the int8 encoder's embeddings (the actors' export is the machine's, made once)."""
     import polars as pl
 
+    import synque_ray
     from synque_ray.demo import write_demo_data
-    from synque_ray.pipeline import run_job
     from synque_ray.proxies.mdm import mdm
     from synque_ray.reading import read_texts
 
@@ -332,20 +332,19 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
                                      "sample_size": 20},
             "candidates": {"path": str(tmp_path / "data/candidates"), "text": "text"},
             "cache_dir": str(tmp_path / "cache"), "proxies": ["mdm"], "resources": {"embed_actors": 1}}
-    int8 = parse_config({**base, "output": str(tmp_path / "int8"), "embedding": {"precision": "int8"}})
-    summary = run_job(int8)
-    assert summary.counts["rows_embedded"] == 2 * 30 + 20
-    run = json.loads((tmp_path / "int8" / "run.json").read_text())
-    assert run["models"]["embedding"] == resolve_embedding(int8).id
+    int8 = {**base, "output": str(tmp_path / "int8"), "embedding": {"precision": "int8"}}
+    run = synque_ray.score(int8)
+    assert run.summary is not None and run.summary.counts["rows_embedded"] == 2 * 30 + 20
+    assert run.info["models"]["embedding"] == resolve_embedding(parse_config(int8)).id
 
     candidate = sorted((tmp_path / "data/candidates").iterdir())[0]
     encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_embed.cache_root())
     expected = mdm(encoder.encode(read_texts(candidate, "text"), 256), k=3)
-    got = summary.scores.filter((pl.col("dataset_id") == candidate.stem) & (pl.col("proxy") == "mdm"))["raw"][0]
+    got = run.scores.filter((pl.col("dataset_id") == candidate.stem) & (pl.col("proxy") == "mdm"))["raw"][0]
     assert got == pytest.approx(expected, rel=1e-4)
 
-    fp32 = parse_config({**base, "output": str(tmp_path / "fp32"), "embedding": {"precision": "fp32"}})
-    assert run_job(fp32).counts["rows_embedded"] == 2 * 30 + 20  # nothing of the int8 entries reused
+    fp32 = synque_ray.score({**base, "output": str(tmp_path / "fp32"), "embedding": {"precision": "fp32"}}).summary
+    assert fp32 is not None and fp32.counts["rows_embedded"] == 2 * 30 + 20  # nothing of the int8 entries reused
 
 
 def test_the_int8_export_is_quantized_from_the_fp32_one_without_torch(bundled_model_path, tmp_path):

@@ -368,8 +368,8 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
         ray_session, demo_data, tmp_path, monkeypatch, capsys):
     import yaml
 
+    import synque_ray
     from synque_ray import cli, report
-    from synque_ray.evaluate import evaluate_run
     from synque_ray.report.load import load_run
     from synque_ray.runfiles import published
     from synque_ray.selection import Rules, plan
@@ -417,7 +417,7 @@ def test_a_run_is_published_as_one_set_and_a_kill_while_writing_the_next_leaves_
     performance = tmp_path / "perf.csv"
     ids = info["content_hashes"]["candidates"]
     performance.write_text("id,f1\n" + "".join(f"{i},{n / 10}\n" for n, i in enumerate(ids)))
-    assert evaluate_run(str(output), str(performance), "id", "f1", 1)["run"] == stamp
+    assert synque_ray.open_run(output).evaluate(str(performance), "id", "f1", 1)["run"] == stamp
     assert json.loads((output / "runs" / stamp / "evaluation.json").read_text())["run"] == stamp
 
     capsys.readouterr()

@@ -276,13 +276,13 @@ def test_overwrite_replaces_only_the_files_of_the_earlier_selection(scored_run, 
 
 
 def test_an_overwrite_cut_short_is_finished_by_the_next_one(scored_run, capsys, tmp_path, monkeypatch):
-    from synque_ray import selection
+    import synque_ray
     from synque_ray.storage import Store
 
-    run, out = scored_run.output, tmp_path / "sel"
-    ranked = [d for d, _ in _ranked(run, "mdm")]
+    run, out = synque_ray.open_run(scored_run.output), tmp_path / "sel"
+    ranked = [d for d, _ in _ranked(scored_run.output, "mdm")]
     suffix = {p.stem: p.name for p in scored_run.candidates.iterdir()}
-    selection.select(str(run), "mdm", 2, str(out))
+    run.select("mdm", 2, str(out))
     write = Store.write_bytes
 
     def fail_on_the_last(self, relative, payload):
@@ -292,12 +292,12 @@ def test_an_overwrite_cut_short_is_finished_by_the_next_one(scored_run, capsys, 
 
     monkeypatch.setattr(Store, "write_bytes", fail_on_the_last)
     with pytest.raises(OSError):  # the next selection (4 files) fails at its last file
-        selection.select(str(run), "mdm", 4, str(out), overwrite=True)
+        run.select("mdm", 4, str(out), overwrite=True)
     record = json.loads((out / "selection.json").read_text())
     on_disk = {p.name for p in out.iterdir()} - {"selection.json"}
     assert record["complete"] is False and on_disk <= set(record["files"])
     monkeypatch.setattr(Store, "write_bytes", write)
-    selection.select(str(run), "mdm", 1, str(out), overwrite=True)
+    run.select("mdm", 1, str(out), overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(["selection.json", suffix[ranked[0]]])
     assert json.loads((out / "selection.json").read_text())["complete"] is True
 
