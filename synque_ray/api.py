@@ -286,14 +286,16 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the pa
 
 
 def score_demo(config: str | Path | dict = DEMO_CONFIG, *, fresh: bool = False, quiet: bool = True,
-         on_data: Callable[[str, dict[str, float]], None] | None = None) -> Run:
+               on_data: Callable[[str, dict[str, float]], None] | None = None) -> Run:
     """Score the embedded demo, as `synque demo` does: write candidates whose quality order is set
     by construction (`synque_ray.demo`) where the config reads them, score them, and evaluate the
     proxies against that order into the run's set before it is published (its report shows it).
 
     Args:
         config: the demo's job config (a YAML path or a dict); its candidates' parent folder
-            receives the data (`candidates/` and `real/pool.jsonl`).
+            receives the data (`candidates/`, `real/pool.jsonl` and `quality.csv`). The default,
+            the shipped demo.yaml, writes `demo-data/` and `results/demo/` under the working
+            directory.
         fresh: recompute everything, ignoring committed results.
         quiet: False shows progress bars on the long stages.
         on_data: called with the data's folder and the known quality per candidate once the data

@@ -144,3 +144,42 @@ def test_score_of_a_dict_names_the_clis_best_set_and_open_run_reads_the_same_tab
     assert cli_run.stamp != run.stamp and cli_run.summary is None and cli_run.failed == {}
     assert cli_run.rankings.equals(run.rankings) and cli_run.scores.equals(run.scores)
     assert cli_run.verdict == run.verdict
+
+
+def test_the_demo_is_scored_and_evaluated_against_the_order_it_was_built_with(ray_session, tmp_path, monkeypatch):
+    """`synque demo` (through `score_demo`) publishes a run whose evaluation is the one `evaluate`
+    computes from the demo's quality.csv, and Spearman per seed is scipy's on the run's scores."""
+    from scipy.stats import spearmanr
+
+    from synque_ray.evaluate import report_text
+
+    monkeypatch.chdir(tmp_path)
+    job = yaml.safe_load(cli.DEMO_CONFIG.read_text())
+    job.update(proxies=["mdm", "mmd"], real={**job["real"], "sample_size": 60})
+    Path("job.yaml").write_text(yaml.safe_dump(job))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["demo", "--config", "job.yaml"]) == 0
+    printed = out.getvalue()
+    assert printed.startswith("demo data: 12 candidates graded by construction under demo-data/\ntrain on: ")
+    first = synque_ray.open_run("results/demo")
+    known = first.evaluation
+    assert known is not None and known["run"] == first.stamp and known["metric"] == "quality (set by construction)"
+    assert printed.split("agreement with the known quality order:\n")[1].startswith(report_text(known) + "\n")
+    quality = {row["dataset_id"]: row["quality"] for row in pl.read_csv("demo-data/quality.csv").iter_rows(named=True)}
+    assert known["performance"] == quality
+    for proxy in ("mdm", "mmd"):
+        scores = first.scores.filter(pl.col("proxy") == proxy)
+        by_hand = [spearmanr(g["score"].to_list(), [quality[i] for i in g["dataset_id"]]).statistic
+                   for _, g in scores.group_by("seed")]
+        assert known["proxies"][proxy]["spearman"] == pytest.approx(sum(by_hand) / len(by_hand), abs=1e-6)
+
+    # The library's call: everything reused, the data said before scoring, the same evaluation.
+    said = []
+    again = synque_ray.score_demo("job.yaml", on_data=lambda folder, q: said.append((folder, q)))
+    assert said == [("demo-data", quality)] and again.stamp != first.stamp and again.failed == {}
+    assert again.summary is not None and again.summary.counts["candidates_reused"] == 12
+    assert again.evaluation is not None and {**again.evaluation, "run": None} == {**known, "run": None}
+    # `evaluate` on the same quality, as a user would give it: the same figures.
+    measured = again.evaluate("demo-data/quality.csv", "dataset_id", "quality", top_k=3, report=False)
+    assert measured["proxies"] == known["proxies"] and again.evaluation == measured
