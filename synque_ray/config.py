@@ -205,7 +205,7 @@ class ResourcesConfig(_Strict):
 class JobConfig(_Strict):
     """The whole job. Each proxy's parameters are a section named after it, typed by the proxy's own
     parameters model, written out here (not generated from the registry) so that a type checker sees
-    `config.pad.folds`; tests/test_config_reading.py checks that every registered proxy has its section."""
+    `config.pad.folds`; tests/inputs/test_config_reading.py checks that every registered proxy has its section."""
 
     name: str
     output: str

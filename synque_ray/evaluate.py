@@ -59,7 +59,7 @@ def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) 
     constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN.
     Computed with numpy (`ranks.spearman`, `np.corrcoef`), not scipy.stats: every new run of an
     evaluated output is evaluated again, a no-op re-run included, and that path stays clear of
-    scipy.stats' import (tests/test_noop_rerun.py)."""
+    scipy.stats' import (tests/pipeline/test_noop_rerun.py)."""
     spearman, pearson = [], []
     for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
         x = group.get_column("score").to_numpy().astype(float)
