@@ -17,9 +17,8 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     """The verdict and each flagged candidate's findings, the ranking table, then what the run
     did (counts, failures, times, where the outputs are). `quiet`: the table only."""
     from synque_ray.findings import flagged_lines, leaked_by_flags
-    from synque_ray.reduce import ranking_table_text
     from synque_ray.stage.registry import STAGES, wall_times
-    from synque_ray.verdict import verdict
+    from synque_ray.verdict import ranking_table_text, verdict
 
     table = ranking_table_text(summary.rankings, level, passed_over=leaked_by_flags(summary.rankings))
     for note in summary.notes:  # the output's state (a stale lock taken over): said whatever --quiet says

@@ -24,12 +24,13 @@ from synque_ray.errors import RunFailed, UserError
 from synque_ray.evaluate import carry_evaluation
 from synque_ray.findings import add_findings, passed_over
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
-from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
-                               split_failures)
+from synque_ray.reduce import add_ensemble, ensemble_weights, incomplete, rank, split_failures
+from synque_ray.rowschema import row_scores_table
 from synque_ray.runfiles import latest_stamp, publish_set
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.registry import Job, build_stages
 from synque_ray.storage import Store, lock_output
+from synque_ray.vocabulary import SCORE_SCHEMA
 
 
 @dataclass

@@ -25,9 +25,10 @@ from synque_ray.lens.results import VARIANT_SCHEMA, lens_results, p_hat_table, s
 from synque_ray.lens.rubric_source import Rubrics
 from synque_ray.lens.judge import OUTPUT_SCHEMA, score_rows
 from synque_ray.reading import RowSet
-from synque_ray.reduce import DEFAULT_ENSEMBLE, RESULT_SCHEMA, top_by
+from synque_ray.reduce import DEFAULT_ENSEMBLE, top_by
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
+from synque_ray.vocabulary import RESULT_SCHEMA
 
 if TYPE_CHECKING:
     from synque_ray.lens.proxy import Lens
