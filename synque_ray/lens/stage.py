@@ -28,7 +28,7 @@ from synque_ray.reading import RowSet
 from synque_ray.reduce import DEFAULT_ENSEMBLE, top_by
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
-from synque_ray.vocabulary import RESULT_SCHEMA
+from synque_ray.vocabulary import LENS_JUDGEMENTS_FILE, LENS_SCORES_FILE, RESULT_SCHEMA
 
 if TYPE_CHECKING:
     from synque_ray.lens.proxy import Lens
@@ -143,14 +143,14 @@ class LensStage(Stage):
                     else pl.DataFrame(schema=VARIANT_SCHEMA))
         self.p_hat = p_hat_table(judgements, self.lens.config.judgement)
         outcome.scores = lens_results(variants, self.p_hat, self.lens.config.judgement, self.resamples)
-        outcome.tables = {"lens_judgements.parquet": judgements, "lens_scores.parquet": variants}
+        outcome.tables = {LENS_JUDGEMENTS_FILE: judgements, LENS_SCORES_FILE: variants}
         outcome.row_columns = [self.p_hat.rename({"p_hat": P_REAL.name})]
         self.counts["lens_rows_reused"] = sum(c.rows.height for name, c in committed.items()
                                               if name not in outcome.computed)
         self.counts["lens_pairs_unscored"] = variants.height - outcome.scores.height
 
     def report(self, outcome: StageOutcome) -> LensReport:
-        return LensReport(outcome.scores, outcome.tables["lens_scores.parquet"],
-                          outcome.tables["lens_judgements.parquet"], self.p_hat, dict(outcome.counts),
+        return LensReport(outcome.scores, outcome.tables[LENS_SCORES_FILE],
+                          outcome.tables[LENS_JUDGEMENTS_FILE], self.p_hat, dict(outcome.counts),
                           {"lens": outcome.seconds, **self.timings}, dict(self.models), dict(outcome.failed),
                           list(outcome.skipped))
