@@ -2,7 +2,7 @@
 
 Each signal is declared once, by what produces it: a proxy in its `Proxy.signals`, the
 embedding stage in `rowsignals.SIGNALS`, the fluency stage in `fluency.SIGNALS`, LENS in
-`lens.debias.P_REAL`. This module
+`lens_debias.P_REAL`. This module
 collects them, so the schema the embedding stage commits (`ROW_SCHEMA`), the report's
 titles and the signals `synque select --drop-rows` takes are all read from one list.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from synque_ray.fluency import SIGNALS as FLUENCY_SIGNALS
-from synque_ray.lens.debias import P_REAL
+from synque_ray.lens_debias import P_REAL
 from synque_ray.proxies import REGISTRY
 from synque_ray.rowsignals import SIGNALS, Signal
 from synque_ray.vocabulary import ROW_KEYS

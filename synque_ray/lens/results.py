@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from synque_ray.lens import debias
+import synque_ray.lens_debias as debias
 from synque_ray.lens.judge import EXPECTED_COLUMNS, JUDGEMENT_COLUMNS
 from synque_ray.proxies.base import resample_weights
 from synque_ray.vocabulary import RESULT_SCHEMA
