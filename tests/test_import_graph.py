@@ -9,6 +9,9 @@ a floor is still seen."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "synque_ray"
@@ -180,3 +183,16 @@ def test_no_module_of_synque_ray_imports_itself_in_a_circle():
 def test_ray_is_imported_only_at_the_edges():
     _, external = import_graph()
     assert sorted(m for m, names in external.items() if "ray" in names and m not in RAY_ALLOWED) == []
+
+
+def test_importing_the_job_and_every_stage_loads_no_heavy_library():
+    """The registry imports LENS at its top, so the job's import holds every stage module; none
+    may load what a re-run with nothing to compute never needs (pandas alone is a third of a
+    second: `pyarrow.Schema.empty_table()` loads it, which is why LENS builds its schema from
+    no batches)."""
+    code = ("import sys\nimport synque_ray.pipeline, synque_ray.stage.registry, synque_ray.lens.proxy\n"
+            "print(sorted(m for m in ('pandas', 'scipy.stats', 'torch', 'transformers', 'vllm') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]"]
