@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synque_ray.errors import UserError
 from synque_ray.fluency import FluencyParams
-from synque_ray.lens.prompts import FAMILIES
+from synque_ray.lens_families import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
 from synque_ray.storage import check_reachable, join_location
@@ -153,7 +153,7 @@ class LensConfig(_Strict):
     rubric_writer: str | dict = "bundled-smollm2"
     rubric_points: int = Field(10, gt=0)
     rubric_sample_size: int = Field(200, gt=0)
-    task: str = "generic"  # a prompt family of synque_ray.lens.prompts.FAMILIES
+    task: str = "generic"  # a prompt family of synque_ray.lens_families.FAMILIES
     judgement: Literal["label", "expected"] = "label"
     rubric_file: str | None = None  # a JSON rubric to use instead of writing one
     rubric_retries: int = Field(3, ge=0)  # extra attempts when an answer has too few points

@@ -10,7 +10,7 @@ import textwrap
 
 from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, SHORT_CHARS, SYNTHETIC_P, percent
 from synque_ray.fluency import ABOUT as FLUENCY
-from synque_ray.lens.debias import ABOUT as LENS
+from synque_ray.lens_debias import ABOUT as LENS
 from synque_ray.perplexity import ABOUT as PERPLEXITY
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import About

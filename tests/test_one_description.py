@@ -8,7 +8,7 @@ from pathlib import Path
 
 from synque_ray.fluency import ABOUT as FLUENCY
 from synque_ray.legend import PROXY_LEGEND, PROXY_TITLES
-from synque_ray.lens.debias import ABOUT as LENS
+from synque_ray.lens_debias import ABOUT as LENS
 from synque_ray.perplexity import ABOUT as PERPLEXITY
 from synque_ray.proxies import REGISTRY
 

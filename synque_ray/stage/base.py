@@ -36,7 +36,7 @@ import polars as pl
 from synque_ray.errors import UserError
 from synque_ray.raycluster import ensure_ray, without_restart_notice
 from synque_ray.reading import InputChanged, RowSet
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.storage import Store
 

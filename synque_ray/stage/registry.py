@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from synque_ray.embed import EmbeddingCache, resolve_embedding
+from synque_ray.lens.proxy import Lens
 from synque_ray.proxies import REGISTRY
 from synque_ray.reading import RowSet
 from synque_ray.stage.base import Stage
@@ -70,9 +71,7 @@ def _fluency(job: Job) -> Stage:
 
 
 def _lens(job: Job) -> Stage:
-    """LENS's engine stack loads only for a job that asks for LENS."""
-    from synque_ray.lens.proxy import Lens
-
+    """LENS's models resolve (and its engine starts) only for a job that asks for LENS."""
     lens = Lens(job.config.lens, job.config.resources)
     lens.check(job.candidates)
     return lens.stage(job.real, job.config.ranking.resamples, job.progress, job.config.ranking.ensemble)
