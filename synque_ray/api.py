@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from synque_ray.vocabulary import RANKINGS_FILE, REPORT_FILE, ROW_SCORES_FILE, RUN_FILE, SCORES_FILE
+
 if TYPE_CHECKING:
     from synque_ray.config import JobConfig
     from synque_ray.pipeline import RunSummary
@@ -75,9 +77,9 @@ class Run:
 
         root = Store(output)
         stamp = stamp if stamp is not None else latest_stamp(root)
-        folder = root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/run.json") else root
-        if not folder.exists("run.json"):
-            raise UserError(f"{folder.display('run.json')}: not found: not a published run (run `synque score` "
+        folder = root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/{RUN_FILE}") else root
+        if not folder.exists(RUN_FILE):
+            raise UserError(f"{folder.display(RUN_FILE)}: not found: not a published run (run `synque score` "
                             "first, or give the output folder)")
         self.output = root.display()
         self.stamp = stamp if folder is not root else None
@@ -101,7 +103,7 @@ class Run:
     @property
     def report_path(self) -> str:
         """This run's report.html (written by every `score`)."""
-        return self._folder.display("report.html")
+        return self._folder.display(REPORT_FILE)
 
     def _table(self, name: str, required: bool = True) -> pl.DataFrame | None:
         from synque_ray.runfiles import run_table
@@ -111,21 +113,21 @@ class Run:
     @functools.cached_property
     def rankings(self) -> pl.DataFrame:
         """rankings.parquet: per (candidate, proxy) the mean score, rank, interval, best set and findings."""
-        table = self._table("rankings.parquet")
+        table = self._table(RANKINGS_FILE)
         assert table is not None
         return table
 
     @functools.cached_property
     def scores(self) -> pl.DataFrame:
         """scores.parquet: per (candidate, proxy, seed) the raw value and the oriented score."""
-        table = self._table("scores.parquet")
+        table = self._table(SCORES_FILE)
         assert table is not None
         return table
 
     @functools.cached_property
     def row_scores(self) -> pl.DataFrame | None:
         """row_scores.parquet: per candidate row and seed, its row signals; None where the run has none."""
-        return self._table("row_scores.parquet", required=False)
+        return self._table(ROW_SCORES_FILE, required=False)
 
     @functools.cached_property
     def verdict(self) -> Verdict:

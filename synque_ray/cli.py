@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from synque_ray.errors import RunFailed, UserError
+from synque_ray.vocabulary import EVALUATION_FILE, REPORT_FILE
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"  # shipped in the package: works from any install
 TERMINAL_FLAGGED = 5  # flagged candidates the terminal lists; the report lists them all
@@ -17,9 +18,8 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     """The verdict and each flagged candidate's findings, the ranking table, then what the run
     did (counts, failures, times, where the outputs are). `quiet`: the table only."""
     from synque_ray.findings import flagged_lines, leaked_by_flags
-    from synque_ray.reduce import ranking_table_text
     from synque_ray.stage.registry import proxy_times, wall_times
-    from synque_ray.verdict import verdict
+    from synque_ray.verdict import ranking_table_text, verdict
 
     table = ranking_table_text(summary.rankings, level, passed_over=leaked_by_flags(summary.rankings))
     for note in summary.notes:  # the output's state (a stale lock taken over): said whatever --quiet says
@@ -63,7 +63,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     summary = run_summary(config, args.fresh, progress=not args.quiet)
     _print_summary(summary, config.ranking.level, args.quiet)
     if not args.quiet:
-        print(f"report: {summary.output.rstrip('/')}/report.html")
+        print(f"report: {summary.output.rstrip('/')}/{REPORT_FILE}")
     if summary.failed:
         print(f"error: {len(summary.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
@@ -75,7 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     report = evaluate_run(args.run_dir, args.performance, args.id_column, args.metric, args.top_k)
     print(report_text(report))
     if not args.quiet:
-        print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
+        print(f"written: {args.run_dir.rstrip('/')}/{EVALUATION_FILE}")
     cmd_report(argparse.Namespace(run_dir=args.run_dir, out=None, quiet=args.quiet))  # it gains the evaluation
 
 
@@ -114,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         report = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
         report["run"] = summary.stamp  # the run it evaluated
         report["metric"] = "quality (set by construction)"
-        Store(summary.run_dir).write_json("evaluation.json", report)
+        Store(summary.run_dir).write_json(EVALUATION_FILE, report)
         reports.append(report)
 
     summary = run_summary(config, args.fresh, progress=not args.quiet, finish=finish)
@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("\nagreement with the known quality order:")
     print(report_text(reports[0]))
     if not args.quiet:
-        print(f"report: {summary.output.rstrip('/')}/report.html")
+        print(f"report: {summary.output.rstrip('/')}/{REPORT_FILE}")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

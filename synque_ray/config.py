@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synque_ray.errors import UserError
 from synque_ray.fluency import FluencyParams
-from synque_ray.lens.debias import ABOUT as LENS
-from synque_ray.lens.prompts import FAMILIES
+from synque_ray.lens_debias import ABOUT as LENS
+from synque_ray.lens_families import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
 from synque_ray.storage import check_reachable, join_location
@@ -156,7 +156,7 @@ class LensConfig(_Strict):
     rubric_writer: str | dict = "bundled-smollm2"
     rubric_points: int = Field(10, gt=0)
     rubric_sample_size: int = Field(200, gt=0)
-    task: str = "generic"  # a prompt family of synque_ray.lens.prompts.FAMILIES
+    task: str = "generic"  # a prompt family of synque_ray.lens_families.FAMILIES
     judgement: Literal["label", "expected"] = "label"
     rubric_file: str | None = None  # a JSON rubric to use instead of writing one
     rubric_retries: int = Field(3, ge=0)  # extra attempts when an answer has too few points
@@ -208,7 +208,7 @@ class ResourcesConfig(_Strict):
 class JobConfig(_Strict):
     """The whole job. Each proxy's parameters are a section named after it, typed by the proxy's own
     parameters model, written out here (not generated from the registry) so that a type checker sees
-    `config.pad.folds`; tests/test_config_reading.py checks that every registered proxy has its section."""
+    `config.pad.folds`; tests/inputs/test_config_reading.py checks that every registered proxy has its section."""
 
     name: str
     output: str
@@ -288,7 +288,7 @@ class JobConfig(_Strict):
 
 # Every proxy a config may name, in the order of the sections of the stages that produce them (the
 # order they run in); each section declares its stage's proxies (`section_proxies`), so a proxy is
-# known here once its stage's section is a field of JobConfig (tests/test_stage_registry.py checks
+# known here once its stage's section is a field of JobConfig (tests/pipeline/test_stage_registry.py checks
 # that the stage registry's sections are these).
 PROXY_ABOUTS: tuple[About, ...] = tuple(
     about for field in JobConfig.model_fields.values() for about in section_proxies(field.annotation))

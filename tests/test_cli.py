@@ -5,19 +5,22 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import polars as pl
 
 from synque_ray import cli
 from synque_ray.reduce import rank
 
 
 def test_the_time_line_gives_each_stages_wall_time_then_the_embedding_proxies_summed_compute(capsys):
-    from test_best_set import simulated
-
     timings = {"total": 30.0, "read": 1.0, "proxies": 6.0, "embed": 2.0, "pad": 9.5, "mdm": 0.25,
                "perplexity": 12.0, "reduce": 0.5, "lens_judge": 99.0}
     counts = dict.fromkeys(["candidates_total", "candidates_scored", "candidates_reused", "candidates_failed",
                             "rows_embedded", "rows_from_cache"], 0)
-    summary = SimpleNamespace(rankings=rank(simulated([1.0, 0.0], np.random.default_rng(0)), level=0.9), notes=[],
+    rng = np.random.default_rng(0)
+    scores = pl.DataFrame([{"dataset_id": c, "proxy": "mdm", "seed": seed, "raw": mean + seed / 10,
+                            "score": mean + seed / 10, "replicates": list(mean + rng.normal(0, 0.1, 20))}
+                           for c, mean in (("a", 1.0), ("b", 0.0)) for seed in (1, 2)])
+    summary = SimpleNamespace(rankings=rank(scores, level=0.9), notes=[],
                               counts=counts, timings=timings, failed={}, failures=[], incomplete={},
                               missing_proxies={}, skipped_files={}, lens_skipped=[], output="out",
                               run_dir="out/runs/x")

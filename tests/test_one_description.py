@@ -9,7 +9,7 @@ from pathlib import Path
 
 from synque_ray.fluency import ABOUT as FLUENCY
 from synque_ray.legend import PROXY_LEGEND, PROXY_TITLES
-from synque_ray.lens.debias import ABOUT as LENS
+from synque_ray.lens_debias import ABOUT as LENS
 from synque_ray.perplexity import ABOUT as PERPLEXITY
 from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import section_proxies
@@ -86,7 +86,7 @@ ALLOWED: dict[tuple[str, str], str] = {
 def test_a_proxys_or_a_stages_name_is_spelled_only_where_it_is_declared():
     """`density` as a string or a config key lives in proxies/coverage.py, the embedding stage's
     module and config.py (its `JobConfig` field, typed for mypy, and the section that declares it:
-    tests/test_stage_registry.py keeps the fields in step with the registry). Every other module
+    tests/pipeline/test_stage_registry.py keeps the fields in step with the registry). Every other module
     reads names from the registries (`proxies.REGISTRY`, `stage.registry.STAGES`, `config.PROXY_NAMES`,
     `legend.ABOUTS`); a list of names spelled out anywhere else fails here."""
     places = homes()

@@ -8,7 +8,7 @@ import polars as pl
 from synque_ray.config import RankingConfig
 from synque_ray.lens.stage import LensStage
 from synque_ray.pipeline import reduce_outcomes
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.stage.base import StageOutcome
 from synque_ray.stage.embedding import EmbeddingStage
 

@@ -1,7 +1,7 @@
 """The perplexity stage (`stage/perplexity.py`): the result rows one task makes of a fine-tune's
 scores, its failures, its result key, the task it hands Ray and how a job builds it.
 
-The fine-tune is replaced by a double (the LM's math is tests/test_perplexity.py's): it returns
+The fine-tune is replaced by a double (the LM's math is tests/proxies/test_perplexity.py's): it returns
 per-row NLLs set by the test, so every number below is computed again here by hand."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from synque_ray.errors import UserError
 from synque_ray.models import local_model_id
 from synque_ray.perplexity import PerplexityParams, SampleScore
 from synque_ray.reading import RowSet
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.stage import perplexity as stage_module
 from synque_ray.stage.base import Job, stage_key

@@ -8,9 +8,9 @@ from html import escape
 from importlib import resources
 
 from synque_ray.findings import LIMITS, SHARES, leak_flags, percent
-from synque_ray.reduce import level_text
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
+from synque_ray.verdict import level_text
 from synque_ray.legend import PROXY_LEGEND, TERM_LEGEND
 
 

@@ -37,7 +37,7 @@ from synque_ray.errors import UserError
 from synque_ray.proxies.base import section_proxies
 from synque_ray.raycluster import ensure_ray, without_restart_notice
 from synque_ray.reading import InputChanged, RowSet
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.storage import Store
 

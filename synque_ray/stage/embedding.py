@@ -15,7 +15,7 @@ import polars as pl
 from synque_ray.config import EmbeddingConfig
 from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, embed_rowsets, resolve_embedding
 from synque_ray.reading import InputChanged, RowSet, row_hashes
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.proxy_task import TaskSpec, score_pair
 from synque_ray.rowsignals import check_declared, reference

@@ -19,7 +19,7 @@ from synque_ray.pipeline import run_job
 from tests._scored_run import run_cli
 
 pytestmark = pytest.mark.ray
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
