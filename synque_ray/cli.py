@@ -18,7 +18,7 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
     """The verdict and each flagged candidate's findings, the ranking table, then what the run
     did (counts, failures, times, where the outputs are). `quiet`: the table only."""
     from synque_ray.findings import flagged_lines, leaked_by_flags
-    from synque_ray.stage.registry import STAGES, wall_times
+    from synque_ray.stage.registry import proxy_times, wall_times
     from synque_ray.verdict import ranking_table_text, verdict
 
     table = ranking_table_text(summary.rankings, level, passed_over=leaked_by_flags(summary.rankings))
@@ -50,7 +50,7 @@ def _print_summary(summary, level: float, quiet: bool = False) -> None:
         print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
               f"candidate(s): {', '.join(summary.lens_skipped)}")
     stages = ", ".join(f"{k} {t[k]:.1f}s" for k in wall_times() if k in t)
-    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES["embedding"].proxies if k in t)
+    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in proxy_times() if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
     print("\n" + "\n".join(answer))  # again, last: the lines above scroll the first one off a small terminal

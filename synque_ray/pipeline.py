@@ -23,6 +23,7 @@ from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
 from synque_ray.evaluate import carry_evaluation
 from synque_ray.findings import add_findings, passed_over
+from synque_ray.lens.stage import LensStage
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import add_ensemble, ensemble_weights, incomplete, rank, split_failures
 from synque_ray.rowschema import row_scores_table
@@ -328,7 +329,7 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     counts.update(rows_embedded=counts.get("rows_embedded", 0), rows_from_cache=counts.get("rows_from_cache", 0),
                   results_failed=failures.height, candidates_incomplete=len(missing))
     counts["stages"] = {o.name: {k: o.counts[k] for k in ("scored", "reused", "failed", "skipped")} for o in outcomes}
-    lens_skipped = sorted(skipped) if any(o.name == "lens" for o in outcomes) else []
+    lens_skipped = sorted(name for name, stages in skipped.items() if LensStage.name in stages)
     return tables, {"counts": counts, "failed": failed, "failures": failures.to_dicts(), "incomplete": missing,
                     "lens_skipped": lens_skipped, "ensemble": {"method": ranking.ensemble, "weights": weights}}
 

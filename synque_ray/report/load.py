@@ -70,7 +70,7 @@ def load_run(location: str, stamp: str | None = None) -> RunData:
         run.notes["evaluation"] = "no evaluation.json: run `synque evaluate` with measured performance to add it"
     run.judgements = run_table(store, LENS_JUDGEMENTS_FILE, required=False)
     if run.judgements is None:
-        run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
+        run.notes["judgements"] = "LENS did not run (no lens_judgements.parquet)"
     run.history = load_history(root, upto=stamp, now=candidate_hashes(run.info))  # a run not yet published counts
     if len(run.history) < 2:
         run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"

@@ -303,7 +303,7 @@ def render_page(page: Page) -> str:
             f"{spread_section(page.spread_images)}{agreement_section(page.agreement)}"
             f"{evaluation_section(page.evaluation, page.evaluation_images, page.notes.get('evaluation'))}"
             f"{history_section(page.history, page.notes.get('history'))}"
-            f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("lens"))}'
+            f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("judgements"))}'
             f"{_note(page.notes.get('files'))}{_note(page.notes.get('real'))}{candidates}"
             f"{legend_section(page.ranking.proxies)}")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

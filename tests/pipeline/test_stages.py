@@ -210,6 +210,8 @@ def test_lens_scores_carry_seeded_bootstrap_replicates():
 @pytest.mark.parametrize("proxies, cascade, message", [
     (["mdm", "lens"], {"top": 2, "by": "pad"}, "lens.candidates.by: 'pad' is not ensemble or a proxy in proxies"),
     (["lens"], {"top": 2}, "lens.candidates.by: ensemble needs a proxy besides lens in proxies"),
+    (["mdm", "lens"], {"top": 2, "by": "lens"},
+     r"lens.candidates.by: 'lens' is not ensemble or a proxy in proxies other than lens \(mdm\)"),
     (["mdm", "lens"], {"top": 0}, "lens.candidates.top: Input should be greater than 0"),
     (["mdm", "lens"], {"top": 2, "over": 1}, "unknown key 'lens.candidates.over'"),
 ])
