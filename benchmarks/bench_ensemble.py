@@ -20,7 +20,8 @@ import polars as pl
 
 from synque_ray.config import load_config
 from synque_ray.evaluate import evaluate_scores, read_performance
-from synque_ray.reduce import SCORE_SCHEMA, add_ensemble, ensemble_weights, rank, split_failures
+from synque_ray.reduce import add_ensemble, ensemble_weights, rank, split_failures
+from synque_ray.vocabulary import SCORE_SCHEMA
 from synque_ray.storage import Store
 
 

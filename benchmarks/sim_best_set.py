@@ -3,7 +3,7 @@
     python benchmarks/sim_best_set.py [--runs 40] [--e2e-runs 10] [--e2e-k 6] [--skip-e2e] [--skip-tables]
                                       [--density-runs 60]
 
-Part 1, plain scores tables (tests/test_best_set.py's generator, one definition): a candidate's
+Part 1, plain scores tables (tests/ranking/test_best_set.py's generator, one definition): a candidate's
 score at a seed is its true mean, a shift every candidate shares at that seed (its U_r sample)
 and its own seed noise; its replicates scatter around that score. Varied: the seeds (2, 3, 5,
 10), the ratio of replicate to seed noise (0.01, 1, 10), the number of candidates and their
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ranking"))
 from test_best_set import difference_se, simulated_arrays, unequal_sizes  # the tests' generator
 
 from synque_ray.proxies import REGISTRY

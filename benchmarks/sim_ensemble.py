@@ -26,8 +26,9 @@ import numpy as np
 import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
-from synque_ray.reduce import (DECORRELATION_SHRINK, SCORE_SCHEMA, _complete_ranks, _loo_agreement, _rank_correlations,
-                               add_ensemble, ensemble_weights)
+from synque_ray.reduce import (DECORRELATION_SHRINK, _complete_ranks, _loo_agreement, _rank_correlations, add_ensemble,
+                               ensemble_weights)
+from synque_ray.vocabulary import SCORE_SCHEMA
 
 SEEDS = 5
 # Each proxy: (noise sd, sign of the truth, weight of the shared error).

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from synque_ray.vocabulary import (EVALUATION_FILE, RANKINGS_FILE, REPORT_FILE, ROW_SCORES_FILE, RUN_FILE,
+                                   SCORES_FILE)
+
 if TYPE_CHECKING:
     from synque_ray.config import JobConfig
     from synque_ray.pipeline import RunSummary
@@ -84,7 +87,7 @@ class Run:
 
         root = Store(output)
         stamp = stamp if stamp is not None else latest_stamp(root)
-        folder = root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/run.json") else root
+        folder = root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/{RUN_FILE}") else root
         self.output = root.display()
         self.stamp = stamp if folder is not root else None
         self._root, self._folder = root, folder
@@ -119,7 +122,7 @@ class Run:
     @property
     def report_path(self) -> str:
         """This run's report.html (written by every `score`)."""
-        return self._folder.display("report.html")
+        return self._folder.display(REPORT_FILE)
 
     def _table(self, name: str, required: bool = True) -> pl.DataFrame | None:
         from synque_ray.runfiles import run_table
@@ -129,27 +132,27 @@ class Run:
     @functools.cached_property
     def rankings(self) -> pl.DataFrame:
         """rankings.parquet: per (candidate, proxy) the mean score, rank, interval, best set and findings."""
-        table = self._table("rankings.parquet")
+        table = self._table(RANKINGS_FILE)
         assert table is not None
         return table
 
     @functools.cached_property
     def scores(self) -> pl.DataFrame:
         """scores.parquet: per (candidate, proxy, seed) the raw value and the oriented score."""
-        table = self._table("scores.parquet")
+        table = self._table(SCORES_FILE)
         assert table is not None
         return table
 
     @functools.cached_property
     def row_scores(self) -> pl.DataFrame | None:
         """row_scores.parquet: per candidate row and seed, its row signals; None where the run has none."""
-        return self._table("row_scores.parquet", required=False)
+        return self._table(ROW_SCORES_FILE, required=False)
 
     @functools.cached_property
     def evaluation(self) -> dict | None:
         """evaluation.json: how the proxies agree with measured (or, for the demo, known) performance,
         per proxy; None where the run has not been evaluated."""
-        found = self._folder.read_json("evaluation.json")
+        found = self._folder.read_json(EVALUATION_FILE)
         return found if isinstance(found, dict) else None
 
     @functools.cached_property
@@ -317,7 +320,7 @@ def score_demo(config: str | Path | dict = DEMO_CONFIG, *, fresh: bool = False, 
         found = evaluate_scores(summary.scores, summary.rankings, quality, top_k=3)
         found["run"] = summary.stamp  # the run it evaluated
         found["metric"] = "quality (set by construction)"
-        Store(summary.run_dir).write_json("evaluation.json", found)
+        Store(summary.run_dir).write_json(EVALUATION_FILE, found)
 
     summary = run_summary(checked, fresh=fresh, progress=not quiet, finish=evaluate_known)
     return Run(summary.output, summary.stamp, summary=summary)
@@ -334,8 +337,8 @@ def open_run(path: str | Path) -> Run:
     from synque_ray.errors import UserError
 
     run = Run(str(path))
-    if not run._folder.exists("run.json"):
-        raise UserError(f"{run._folder.display('run.json')}: not found: not a published run (run `synque score` "
+    if not run._folder.exists(RUN_FILE):
+        raise UserError(f"{run._folder.display(RUN_FILE)}: not found: not a published run (run `synque score` "
                         "first, or give the output folder)")
     return run
 

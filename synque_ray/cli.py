@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from synque_ray.api import DEMO_CONFIG
 from synque_ray.errors import RunFailed, UserError
+from synque_ray.vocabulary import EVALUATION_FILE, REPORT_FILE
 
 if TYPE_CHECKING:
     from synque_ray.api import Run
@@ -32,8 +33,8 @@ def _print_summary(summary: RunSummary, level: float, quiet: bool = False) -> No
     `quiet`: the table only."""
     from synque_ray.api import verdict_of
     from synque_ray.findings import flagged_lines
-    from synque_ray.reduce import ranking_table_text
-    from synque_ray.stage.registry import STAGES, wall_times
+    from synque_ray.stage.registry import proxy_times, wall_times
+    from synque_ray.verdict import ranking_table_text
 
     answer = verdict_of(summary.rankings, level)
     table = ranking_table_text(summary.rankings, level, passed_over=answer.passed_over)
@@ -64,7 +65,7 @@ def _print_summary(summary: RunSummary, level: float, quiet: bool = False) -> No
         print(f"LENS skipped by the cascade (ranked by the other proxies only): {len(summary.lens_skipped)} "
               f"candidate(s): {', '.join(summary.lens_skipped)}")
     stages = ", ".join(f"{k} {t[k]:.1f}s" for k in wall_times() if k in t)
-    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in STAGES["embedding"].proxies if k in t)
+    compute = ", ".join(f"{k} {t[k]:.1f}s" for k in proxy_times() if k in t)
     print(f"time: {stages}" + (f" | proxy compute, summed over tasks: {compute}" if compute else ""))
     print(f"outputs: {summary.output} (this run: {summary.run_dir})")
     print("\n" + "\n".join(answer.lines))  # again, last: the lines above scroll the first one off a small terminal
@@ -76,7 +77,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     run = score(args.config, fresh=args.fresh, quiet=args.quiet)
     _print_run(run, args.quiet)
     if not args.quiet:
-        print(f"report: {run.output.rstrip('/')}/report.html")
+        print(f"report: {run.output.rstrip('/')}/{REPORT_FILE}")
     if run.failed:
         print(f"error: {len(run.failed)} candidate(s) failed; re-run to retry them", file=sys.stderr)
         raise SystemExit(1)
@@ -89,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     run = Run(args.run_dir)  # opened lazily: the first file the evaluation lacks is the one named
     print(report_text(run.evaluate(args.performance, args.id_column, args.metric, args.top_k, report=False)))
     if not args.quiet:
-        print(f"written: {args.run_dir.rstrip('/')}/evaluation.json")
+        print(f"written: {args.run_dir.rstrip('/')}/{EVALUATION_FILE}")
     _print_report(run.write_report(), args.quiet)  # it gains the evaluation
 
 
@@ -129,7 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print("\nagreement with the known quality order:")
     print(report_text(run.evaluation))
     if not args.quiet:
-        print(f"report: {run.output.rstrip('/')}/report.html")
+        print(f"report: {run.output.rstrip('/')}/{REPORT_FILE}")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

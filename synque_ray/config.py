@@ -12,20 +12,21 @@ import json
 import os
 import typing
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synque_ray.errors import UserError
 from synque_ray.fluency import FluencyParams
-from synque_ray.lens.prompts import FAMILIES
+from synque_ray.lens_debias import ABOUT as LENS
+from synque_ray.lens_families import FAMILIES
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
 from synque_ray.storage import check_reachable, join_location
 
 from synque_ray.proxies import REGISTRY
-from synque_ray.proxies.base import Params
+from synque_ray.proxies.base import About, Params, section_proxies
 from synque_ray.proxies.coverage import NeighbourParams
 from synque_ray.proxies.mauve import MauveParams
 from synque_ray.proxies.mdm import MdmParams
@@ -33,8 +34,6 @@ from synque_ray.proxies.mmd import MmdParams
 from synque_ray.proxies.pad import PadParams
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-STAGE_PROXY_NAMES = ("lens", "perplexity", "fluency")  # each computed by a stage of its own (synque_ray/stage)
-PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
 DEFAULT_PROXIES = [name for name, proxy in REGISTRY.items() if proxy.default]  # each proxy says
 
 
@@ -109,6 +108,8 @@ class ContaminationConfig(_Strict):
 
 
 class EmbeddingConfig(_Strict):
+    PROXIES: ClassVar[tuple[About, ...]] = tuple(proxy.about for proxy in REGISTRY.values())  # its stage's
+
     model: str = "bundled-minilm"
     batch_size: int = Field(256, gt=0)
     # Inference precision: fp32, or int8 (CPU only); unset = embed.CPU_PRECISION on CPUs, fp32 on GPUs.
@@ -149,11 +150,13 @@ class LensConfig(_Strict):
     endpoint: {openai_base_url, model, api_key_env (default OPENAI_API_KEY), timeout_s,
     context_tokens (default 8192)}."""
 
+    PROXIES: ClassVar[tuple[About, ...]] = (LENS,)  # what its stage produces (`section_proxies`)
+
     scorer: str = "bundled-smollm2"
     rubric_writer: str | dict = "bundled-smollm2"
     rubric_points: int = Field(10, gt=0)
     rubric_sample_size: int = Field(200, gt=0)
-    task: str = "generic"  # a prompt family of synque_ray.lens.prompts.FAMILIES
+    task: str = "generic"  # a prompt family of synque_ray.lens_families.FAMILIES
     judgement: Literal["label", "expected"] = "label"
     rubric_file: str | None = None  # a JSON rubric to use instead of writing one
     rubric_retries: int = Field(3, ge=0)  # extra attempts when an answer has too few points
@@ -205,7 +208,7 @@ class ResourcesConfig(_Strict):
 class JobConfig(_Strict):
     """The whole job. Each proxy's parameters are a section named after it, typed by the proxy's own
     parameters model, written out here (not generated from the registry) so that a type checker sees
-    `config.pad.folds`; tests/test_config_reading.py checks that every registered proxy has its section."""
+    `config.pad.folds`; tests/inputs/test_config_reading.py checks that every registered proxy has its section."""
 
     name: str
     output: str
@@ -216,9 +219,9 @@ class JobConfig(_Strict):
     contamination: ContaminationConfig | None = None
     embedding: EmbeddingConfig = EmbeddingConfig()
     proxies: list[str] = Field(default_factory=lambda: list(DEFAULT_PROXIES), min_length=1)
-    lens: LensConfig = LensConfig()
     perplexity: PerplexityParams = PerplexityParams()
     fluency: FluencyParams = FluencyParams()
+    lens: LensConfig = LensConfig()
     ranking: RankingConfig = RankingConfig()
     resources: ResourcesConfig = ResourcesConfig()
     # The embedding proxies' sections, in REGISTRY's order (after the others, as the order of errors has it).
@@ -249,9 +252,9 @@ class JobConfig(_Strict):
     def _no_repeats(self) -> JobConfig:
         if len(set(self.proxies)) != len(self.proxies):
             raise ValueError("proxies lists a proxy twice")
-        cascade = self.lens.candidates
-        if cascade is not None and "lens" in self.proxies:
-            cheap = [p for p in self.proxies if p != "lens"]
+        cascade, judged = self.lens.candidates, {about.name for about in section_proxies(LensConfig)}
+        if cascade is not None and judged.intersection(self.proxies):
+            cheap = [p for p in self.proxies if p not in judged]
             if cascade.by == "ensemble" and not cheap:
                 raise ValueError("lens.candidates.by: ensemble needs a proxy besides lens in proxies")
             if cascade.by != "ensemble" and cascade.by not in cheap:
@@ -281,6 +284,16 @@ class JobConfig(_Strict):
         if not isinstance(params, Params):
             raise KeyError(f"'{name}' is not a proxy with a parameters section")
         return params
+
+
+# Every proxy a config may name, in the order of the sections of the stages that produce them (the
+# order they run in); each section declares its stage's proxies (`section_proxies`), so a proxy is
+# known here once its stage's section is a field of JobConfig (tests/pipeline/test_stage_registry.py checks
+# that the stage registry's sections are these).
+PROXY_ABOUTS: tuple[About, ...] = tuple(
+    about for field in JobConfig.model_fields.values() for about in section_proxies(field.annotation))
+PROXY_NAMES = tuple(about.name for about in PROXY_ABOUTS)
+STAGE_PROXY_NAMES = tuple(name for name in PROXY_NAMES if name not in EMBEDDING_PROXY_NAMES)  # a stage each
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:

@@ -17,6 +17,7 @@ from synque_ray.ranks import spearman as rank_correlation
 from synque_ray.errors import UserError
 from synque_ray.runfiles import copy_if_latest, published
 from synque_ray.storage import Store
+from synque_ray.vocabulary import EVALUATION_FILE, RUN_FILE
 
 
 def read_performance(csv_path: str, id_column: str, metric: str) -> dict[str, float]:
@@ -59,7 +60,7 @@ def _per_seed_correlations(scores: pl.DataFrame, performance: dict[str, float]) 
     constant, at least 2 candidates); an undefined seed is left out, never averaged in as NaN.
     Computed with numpy (`ranks.spearman`, `np.corrcoef`), not scipy.stats: every new run of an
     evaluated output is evaluated again, a no-op re-run included, and that path stays clear of
-    scipy.stats' import (tests/test_noop_rerun.py)."""
+    scipy.stats' import (tests/pipeline/test_noop_rerun.py)."""
     spearman, pearson = [], []
     for (_seed,), group in scores.group_by(["seed"], maintain_order=True):
         x = group.get_column("score").to_numpy().astype(float)
@@ -149,7 +150,7 @@ def _evaluate_set(store: Store, scores: pl.DataFrame, rankings: pl.DataFrame, so
     report["run"] = stamp  # which run it evaluated
     report["metric"] = source["metric"]  # what the performance is, for the report's axes
     report["source"] = source
-    store.write_json("evaluation.json", report)
+    store.write_json(EVALUATION_FILE, report)
     return report
 
 
@@ -162,11 +163,11 @@ def evaluate_run(run_dir: str, csv_path: str, id_column: str, metric: str, top_k
         if table is None:
             raise UserError(f"{store.display(name + '.parquet')}: not found or unreadable; run `synque score` first")
         tables[name] = pl.from_arrow(table)
-    info = store.read_json("run.json")
+    info = store.read_json(RUN_FILE)
     stamp = info.get("started_at") if isinstance(info, dict) else None
     report = _evaluate_set(store, tables["scores"], tables["rankings"],
                            performance_source(csv_path, id_column, metric, top_k), stamp)
-    copy_if_latest(root, store, "evaluation.json")  # part of the run's set, beside what it evaluated
+    copy_if_latest(root, store, EVALUATION_FILE)  # part of the run's set, beside what it evaluated
     return report
 
 
@@ -176,7 +177,7 @@ def carry_evaluation(root: Store, run_dir: str, scores: pl.DataFrame, rankings: 
     an evaluation added with `synque evaluate` holds for every later run while its performance
     file exists, re-read each time. Returns the line the terminal shows (None when the published
     set has no evaluation); a file that is gone or no longer fits is said there, never fatal."""
-    previous = published(root).read_json("evaluation.json")
+    previous = published(root).read_json(EVALUATION_FILE)
     source = previous.get("source") if isinstance(previous, dict) else None
     if (not isinstance(source, dict) or not {"path", "id_column", "metric", "top_k"} <= set(source)
             or not isinstance(source["top_k"], int)):

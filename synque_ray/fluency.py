@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -80,6 +81,8 @@ class FluencyParams(Params):
     candidate from a fluent one; subtle differences need more rows. On a GPU set both to
     null (every row).
     """
+
+    PROXIES: ClassVar[tuple[About, ...]] = (ABOUT,)  # what its stage produces (`section_proxies`)
 
     model: str = "bundled-smollm2"
     """`bundled-smollm2` or a Hugging Face causal-LM folder; keyed by its content."""

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import textwrap
 
+from synque_ray.config import PROXY_ABOUTS
 from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, SHORT_CHARS, SYNTHETIC_P, percent
-from synque_ray.fluency import ABOUT as FLUENCY
-from synque_ray.lens.debias import ABOUT as LENS
-from synque_ray.perplexity import ABOUT as PERPLEXITY
-from synque_ray.proxies import REGISTRY
 from synque_ray.proxies.base import About
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
-# What each proxy is, declared beside it: the embedding proxies in their `Proxy`, the proxies of a
-# stage of their own in their module's `ABOUT`; the ensemble is the one entry written here.
-ABOUTS: tuple[About, ...] = (*(proxy.about for proxy in REGISTRY.values()), PERPLEXITY, FLUENCY, LENS)
+# What each proxy is, declared beside it (the embedding proxies in their `Proxy`, the proxies of a
+# stage of their own in their module's `ABOUT`) and collected from the stages' config sections, in
+# the order the stages run; the ensemble is the one entry written here.
+ABOUTS: tuple[About, ...] = PROXY_ABOUTS
 PROXY_TITLES: dict[str, str] = {about.name: about.title for about in ABOUTS} | {"ensemble": "mean rank over proxies"}
 
 # One entry per proxy and the ensemble: what it measures, which way is better, when to trust it.

@@ -23,6 +23,7 @@ import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -54,6 +55,8 @@ class PerplexityParams(Params):
     learning rate of 1e-4 is large enough for 16 steps to move a 135M model and small
     enough not to wreck it (no warm-up or decay: too few steps for a schedule to matter).
     """
+
+    PROXIES: ClassVar[tuple[About, ...]] = (ABOUT,)  # what its stage produces (`section_proxies`)
 
     model: str = "bundled-smollm2"
     """`bundled-smollm2` (converted once to a Hugging Face folder and cached) or a model folder."""

@@ -23,13 +23,15 @@ from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
 from synque_ray.evaluate import carry_evaluation
 from synque_ray.findings import add_findings, passed_over
+from synque_ray.lens.stage import LensStage
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
-from synque_ray.reduce import (SCORE_SCHEMA, add_ensemble, ensemble_weights, incomplete, rank, row_scores_table,
-                               split_failures)
+from synque_ray.reduce import add_ensemble, ensemble_weights, incomplete, rank, split_failures
+from synque_ray.rowschema import row_scores_table
 from synque_ray.runfiles import latest_stamp, publish_set
 from synque_ray.stage.base import Stage, StageOutcome, real_hashes, run_stage
 from synque_ray.stage.registry import Job, build_stages
 from synque_ray.storage import Store, lock_output
+from synque_ray.vocabulary import RANKINGS_FILE, ROW_SCORES_FILE, RUN_FILE, SCORE_SCHEMA, SCORES_FILE
 
 
 @dataclass
@@ -226,7 +228,7 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
 
         reduce_started = time.perf_counter()
         tables, summary = reduce_outcomes(outcomes, candidates, list(real), config.ranking, too_small)
-        summary["missing_proxies"] = check_proxies(config, tables["scores.parquet"], summary["failures"],
+        summary["missing_proxies"] = check_proxies(config, tables[SCORES_FILE], summary["failures"],
                                                    summary["failed"])
         summary["skipped_files"] = skipped_files
         timings["reduce"] = time.perf_counter() - reduce_started
@@ -236,10 +238,10 @@ def run_job(config: JobConfig, fresh: bool = False, progress: bool = False,
         run_dir = write_set(store, tables, run_info)
         notes = [lock.note] if lock.note else []
         notes += twin_notes(candidates)
-        evaluated = carry_evaluation(store, run_dir, tables["scores.parquet"], tables["rankings.parquet"],
+        evaluated = carry_evaluation(store, run_dir, tables[SCORES_FILE], tables[RANKINGS_FILE],
                                      run_info["started_at"])  # before the report, which shows it
         result = RunSummary(store.display(), store.display(run_dir), summary["counts"], timings,
-                            tables["rankings.parquet"], tables["scores.parquet"], summary["failed"],
+                            tables[RANKINGS_FILE], tables[SCORES_FILE], summary["failed"],
                             summary["failures"], summary["incomplete"], summary["lens_skipped"], skipped_files,
                             summary["missing_proxies"], notes + ([evaluated] if evaluated else []),
                             run_info["started_at"])
@@ -314,11 +316,11 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     row_scores = row_scores_table([part for o in outcomes for part in o.rows],
                                   [column for o in outcomes for column in o.row_columns])
     tables = {
-        "scores.parquet": with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
-        "rankings.parquet": add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
-                                              passed_over=passed_over(row_scores)),
-                                         row_scores, identical_candidates(candidates)),
-        "row_scores.parquet": row_scores,
+        SCORES_FILE: with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
+        RANKINGS_FILE: add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
+                                         passed_over=passed_over(row_scores)),
+                                    row_scores, identical_candidates(candidates)),
+        ROW_SCORES_FILE: row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},
     }
     counts: dict[str, Any] = candidate_counts(outcomes, candidates, unscored)  # ints, and "stages" below
@@ -327,7 +329,7 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     counts.update(rows_embedded=counts.get("rows_embedded", 0), rows_from_cache=counts.get("rows_from_cache", 0),
                   results_failed=failures.height, candidates_incomplete=len(missing))
     counts["stages"] = {o.name: {k: o.counts[k] for k in ("scored", "reused", "failed", "skipped")} for o in outcomes}
-    lens_skipped = sorted(skipped) if any(o.name == "lens" for o in outcomes) else []
+    lens_skipped = sorted(name for name, stages in skipped.items() if LensStage.name in stages)
     return tables, {"counts": counts, "failed": failed, "failures": failures.to_dicts(), "incomplete": missing,
                     "lens_skipped": lens_skipped, "ensemble": {"method": ranking.ensemble, "weights": weights}}
 
@@ -360,7 +362,7 @@ def write_set(store: Store, tables: dict[str, pl.DataFrame], run_info: dict) -> 
     run_dir = f"runs/{run_info['started_at']}"
     for name, table in tables.items():
         store.write_table(f"{run_dir}/{name}", table.to_arrow())
-    store.write_json(f"{run_dir}/run.json", run_info)
+    store.write_json(f"{run_dir}/{RUN_FILE}", run_info)
     return run_dir
 
 

@@ -2,7 +2,7 @@
 
 Every run re-ranks its candidates, even when every score is reused, so this sits on the path
 of a run with nothing to compute; scipy.stats would add most of a second of start-up for two
-functions. Results match `scipy.stats.rankdata` / `spearmanr` (tests/test_ranks.py checks it)."""
+functions. Results match `scipy.stats.rankdata` / `spearmanr` (tests/ranking/test_ranks.py checks it)."""
 from __future__ import annotations
 
 import numpy as np

@@ -93,7 +93,7 @@ def without_restart_notice() -> Iterator[None]:
 
     Why not remove the cause: Ray Data passes its context to each pool actor by reference
     and makes the actors restartable; the restarts are the pool's fault tolerance (a killed
-    embedding actor is rebuilt, its batches retried: tests/test_fault_tolerance.py), and
+    embedding actor is rebuilt, its batches retried: tests/cluster/test_fault_tolerance.py), and
     Ray 2.60 logs the notice for every such actor. The notice still reaches the driver's
     log under the Ray session's logs/ (python-core-driver-*.log); every other line, error
     or not, passes through unchanged. Scoped to the stage's run, so that a traceback

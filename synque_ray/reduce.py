@@ -23,13 +23,8 @@ import numpy as np
 import polars as pl
 
 from synque_ray.ranks import rankdata, spearman
-from synque_ray.rowschema import ROW_SCHEMA
+from synque_ray.vocabulary import RANKING_COLUMNS, SCORE_SCHEMA
 
-SCORE_SCHEMA = {"dataset_id": pl.Utf8, "proxy": pl.Utf8, "seed": pl.Int64, "raw": pl.Float64, "score": pl.Float64}
-# A committed result: the score, its bootstrap replicates (oriented like `score`), its error, its cost.
-RESULT_SCHEMA = {**SCORE_SCHEMA, "replicates": pl.List(pl.Float64), "error": pl.Utf8, "seconds": pl.Float64}
-RANKING_COLUMNS = ["dataset_id", "proxy", "score_mean", "score_std", "rank", "rank_low", "rank_high",
-                   "tied_with_best", "p_best", "p_top"]
 DEFAULT_RESAMPLES = 200
 # The ensemble rule with the smallest worst-case regret over benchmarks/sim_ensemble.py's scenarios
 # (README, "The ensemble"); config.RankingConfig's default names the same rule.
@@ -448,49 +443,3 @@ def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEF
              for (proxy,), group in scores.group_by(["proxy"], maintain_order=True)]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Utf8 for c in RANKING_COLUMNS})
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
-
-
-def row_scores_table(parts: list[pl.DataFrame], columns: list[pl.DataFrame] | None = None) -> pl.DataFrame:
-    """row_scores.parquet: every candidate's per-row signals (`parts`, ROW_SCHEMA), with the
-    `columns` of other stages (keyed by dataset_id, seed, row_index; LENS: `lens_p_real`)
-    joined on where they exist."""
-    table = pl.concat([p.cast(ROW_SCHEMA) for p in parts]) if parts else pl.DataFrame(schema=ROW_SCHEMA)
-    keys = ["dataset_id", "seed", "row_index"]
-    for extra in columns or []:
-        table = table.join(extra.cast({"row_index": pl.Int64, "seed": pl.Int64}), on=keys, how="left")
-    return table.sort(keys)
-
-
-def level_text(level: float) -> str:
-    """`level` as a percentage, as precise as it was given: 0.9 -> "90%", 0.975 -> "97.5%"."""
-    return f"{level * 100:.6g}%"
-
-
-def lead_proxy(rankings: pl.DataFrame) -> str:
-    """The ranking that orders every view (terminal table, verdict, report): the ensemble when
-    there is one, else the alphabetically first proxy, so that all three name the same leader."""
-    proxies = rankings.get_column("proxy").unique().to_list()
-    return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
-
-
-def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9, passed_over: Collection[str] = ()) -> str:
-    """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
-    `level` interval of the lead ranking (`lead_proxy`); `*` marks its best set, and a note the
-    candidates `passed_over` (they keep their rank; the verdict says why)."""
-    order = lead_proxy(rankings)
-    wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
-    lead = rankings.filter(pl.col("proxy") == order).select(
-        "dataset_id", pl.format("{}-{}", "rank_low", "rank_high").alias("interval"), "tied_with_best")
-    proxies = [c for c in wide.columns if c not in ("dataset_id", "ensemble")] + (
-        ["ensemble"] if "ensemble" in wide.columns else [])
-    wide = wide.join(lead, on="dataset_id", how="left").sort(order, nulls_last=True)
-    width = max(10, *(len(x) for x in wide["dataset_id"]))
-    lines = [f"rank by proxy (1 = best; interval: {level_text(level)} range of {order}'s rank; "
-             f"* in {order}'s {level_text(level)} best set, cannot be told from the best)",
-             f"{'dataset_id':<{width}}  " + "  ".join(f"{p:>8}" for p in proxies) + f"  {'interval':>9}"]
-    for row in wide.iter_rows(named=True):
-        cells = "  ".join(f"{'-' if row[p] is None else row[p]:>8}" for p in proxies)
-        mark = "*" if row["tied_with_best"] else " "
-        note = "  passed over: copies the real sample" if row["dataset_id"] in passed_over else ""
-        lines.append(f"{row['dataset_id']:<{width}}  {cells}  {row['interval'] or '-':>8}{mark}{note}")
-    return "\n".join(lines)

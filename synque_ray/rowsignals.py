@@ -4,7 +4,7 @@ copy a U_r row, and how long each is. They tell a user *which* rows make a candi
 low (row_scores.parquet, the report, `synque select --drop-rows`).
 
 Every signal is declared once by what produces it (a proxy in its `Proxy`, the embedding
-stage here, LENS in lens/debias.py); `synque_ray.rowschema` collects them, and a signal
+stage here, LENS in lens_debias.py); `synque_ray.rowschema` collects them, and a signal
 returned without a declaration is an error (`check_declared`), never a column dropped
 without a word.
 

@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 from synque_ray.errors import UserError
 from synque_ray.reading import content_hash, list_candidates, read_texts
 from synque_ray.storage import Store, WriteError
+from synque_ray.vocabulary import RUN_FILE, SET_FILES
 
 
 POINTER = "LATEST"
@@ -77,7 +78,7 @@ def published(location: str | Store, stamp: str | None = None) -> Store:
     if stamp is not None:
         return root.child(f"runs/{stamp}")
     stamp = latest_stamp(root)
-    return root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/run.json") else root
+    return root.child(f"runs/{stamp}") if stamp and root.exists(f"runs/{stamp}/{RUN_FILE}") else root
 
 
 def copy_if_latest(root: Store, folder: Store, name: str) -> bool:
@@ -97,10 +98,6 @@ def copy_if_latest(root: Store, folder: Store, name: str) -> bool:
 def is_set_file(name: str) -> bool:
     """A file that belongs to one run's output set (copied to the top level when it is published)."""
     return name in SET_FILES or (name.startswith("lens_") and name.endswith(".parquet"))
-
-
-SET_FILES = ("scores.parquet", "rankings.parquet", "row_scores.parquet", "run.json", "report.html",
-             "evaluation.json")
 
 
 def set_names(root: Store, folder: str) -> list[str]:
@@ -150,7 +147,7 @@ def publish_set(root: Store, stamp: str) -> None:
         stale.append(f"{CURRENT}.stale-{uuid.uuid4().hex[:8]}")
         os.rename(root.path(CURRENT), root.path(stale[-1]))
     previous = latest_stamp(root)
-    if linked_stamp(root) is None and previous not in (None, stamp) and root.exists(f"runs/{previous}/run.json"):
+    if linked_stamp(root) is None and previous not in (None, stamp) and root.exists(f"runs/{previous}/{RUN_FILE}"):
         _link(root, CURRENT, f"runs/{previous}")  # an output published by copies: point at what they show
     for name in stale:
         root.delete(name)
@@ -185,9 +182,9 @@ def refresh_top_level(root: Store, stamp: str, names: list[str] | None = None) -
 
 def run_info(store: Store) -> dict:
     """run.json, or a UserError naming it when the folder is not a finished run."""
-    info = store.read_json("run.json")
+    info = store.read_json(RUN_FILE)
     if not isinstance(info, dict):
-        raise UserError(f"{store.display('run.json')}: not found or unreadable; run `synque score` first")
+        raise UserError(f"{store.display(RUN_FILE)}: not found or unreadable; run `synque score` first")
     return info
 
 

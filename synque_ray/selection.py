@@ -38,6 +38,7 @@ from synque_ray.errors import UserError
 from synque_ray.rowschema import ROW_SIGNALS, RULE_SIGNALS
 from synque_ray.runfiles import CandidateFile, candidate_paths, published, read_candidate, run_info, run_table
 from synque_ray.storage import Store
+from synque_ray.vocabulary import RANKINGS_FILE, ROW_SCORES_FILE
 
 RECORD = "selection.json"
 GROUP = "duplicate_group"
@@ -182,11 +183,11 @@ def plan(run_dir: str, by: str, top: int, rules: Rules, allow_empty: bool = Fals
     """Check every input and read every chosen file; nothing is written here."""
     run = published(run_dir)  # the set LATEST names: never two runs' tables mixed
     info = run_info(run)
-    ranked = _chosen_rankings(run_table(run, "rankings.parquet"), by, top, run.display("rankings.parquet"))
+    ranked = _chosen_rankings(run_table(run, RANKINGS_FILE), by, top, run.display(RANKINGS_FILE))
     rows = None
     if rules:
-        rows = _check_rules(rules, run_table(run, "row_scores.parquet", required=False),
-                            run.display("row_scores.parquet"))
+        rows = _check_rules(rules, run_table(run, ROW_SCORES_FILE, required=False),
+                            run.display(ROW_SCORES_FILE))
     paths = candidate_paths(info)
     choices = []
     for entry in ranked:

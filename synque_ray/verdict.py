@@ -1,5 +1,6 @@
 """The answer in words: the verdict that opens the terminal summary and the report
-(docs/statistics.md, "Findings and the verdict").
+(docs/statistics.md, "Findings and the verdict"), and the ranking table the terminal prints
+under it. Every view orders by one ranking, `lead_proxy`, so that all name the same leader.
 
 The verdict says which candidate to train on and how sure the engine is, and never
 claims more than the best set supports: when several candidates cannot be told apart
@@ -9,12 +10,48 @@ that leaks the real sample is never named. Pure: no Ray, no files.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import polars as pl
 
 from synque_ray.findings import LIMITS, SHARE_NAMES, leaked_by_flags, percent
-from synque_ray.reduce import lead_proxy, level_text
+
+
+def level_text(level: float) -> str:
+    """`level` as a percentage, as precise as it was given: 0.9 -> "90%", 0.975 -> "97.5%"."""
+    return f"{level * 100:.6g}%"
+
+
+def lead_proxy(rankings: pl.DataFrame) -> str:
+    """The ranking that orders every view (terminal table, verdict, report): the ensemble when
+    there is one, else the alphabetically first proxy, so that all three name the same leader."""
+    proxies = rankings.get_column("proxy").unique().to_list()
+    return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
+
+
+def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9, passed_over: Collection[str] = ()) -> str:
+    """A wide, human-readable view: one row per candidate, one rank column per proxy, and the
+    `level` interval of the lead ranking (`lead_proxy`); `*` marks its best set, and a note the
+    candidates `passed_over` (they keep their rank; the verdict says why)."""
+    order = lead_proxy(rankings)
+    wide = rankings.pivot(on="proxy", index="dataset_id", values="rank")
+    lead = rankings.filter(pl.col("proxy") == order).select(
+        "dataset_id", pl.format("{}-{}", "rank_low", "rank_high").alias("interval"), "tied_with_best")
+    proxies = [c for c in wide.columns if c not in ("dataset_id", "ensemble")] + (
+        ["ensemble"] if "ensemble" in wide.columns else [])
+    wide = wide.join(lead, on="dataset_id", how="left").sort(order, nulls_last=True)
+    width = max(10, *(len(x) for x in wide["dataset_id"]))
+    lines = [f"rank by proxy (1 = best; interval: {level_text(level)} range of {order}'s rank; "
+             f"* in {order}'s {level_text(level)} best set, cannot be told from the best)",
+             f"{'dataset_id':<{width}}  " + "  ".join(f"{p:>8}" for p in proxies) + f"  {'interval':>9}"]
+    for row in wide.iter_rows(named=True):
+        cells = "  ".join(f"{'-' if row[p] is None else row[p]:>8}" for p in proxies)
+        mark = "*" if row["tied_with_best"] else " "
+        note = "  passed over: copies the real sample" if row["dataset_id"] in passed_over else ""
+        lines.append(f"{row['dataset_id']:<{width}}  {cells}  {row['interval'] or '-':>8}{mark}{note}")
+    return "\n".join(lines)
+
 
 def _names(ids: list[str], most: int = 8) -> str:
     return ", ".join(ids) if len(ids) <= most else ", ".join(ids[:most]) + f" and {len(ids) - most} more"

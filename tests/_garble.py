@@ -1,5 +1,5 @@
 """Rows damaged the ways generators damage them, for the fluency proxy's checks
-(tests/test_fluency.py, benchmarks/bench_fluency.py). Each keeps the row's words, so a
+(tests/proxies/test_fluency.py, benchmarks/bench_fluency.py). Each keeps the row's words, so a
 sentence embedding barely moves, while a language model finds the row far less likely."""
 
 from __future__ import annotations

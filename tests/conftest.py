@@ -69,7 +69,7 @@ def pytest_collection_modifyitems(config, items):
 
 SERVER_STASH = pytest.StashKey["object | None"]()  # a tests._vllm_server.Server started early
 EXPORT_STASH = pytest.StashKey["subprocess.Popen | None"]()
-SERVER_FIXTURE = "server_process"  # tests/test_lens_e2e.py's fixture that uses the vLLM server
+SERVER_FIXTURE = "server_process"  # tests/lens/test_lens_e2e.py's fixture that uses the vLLM server
 
 
 def pytest_collection_finish(session):

@@ -23,7 +23,7 @@ def item(module, fixtures=(), marks=()):
     (item("test_proxies.py", fixtures=["tmp_path"]), False),
     (item("test_report.py", fixtures=["run", "scored_run", "ray_session"]), True),
     (item("test_stages.py", fixtures=["ray_session"]), True),
-    (item("test_copies_real.py", fixtures=["bundled_model_path"]), True),
+    (item("test_copies.py", fixtures=["bundled_model_path"]), True),
     (item("test_stages.py", marks=["ray"]), True),
     (item("test_lens_e2e.py"), True),
     (item("test_report_browser.py"), True),

@@ -1,7 +1,7 @@
 """LENS, the LLM-judged proxy (docs/proxies.md, LENS): `Lens(config.lens, config.resources)`.
 
-The package's names load on first use, so that reading a config (which needs only the
-prompt families of `synque_ray.lens.prompts`) does not import the engine's stack.
+The package's names load on first use, so that importing one of its modules (the prompts, the
+parsing of judgements) does not import the engine's stack.
 """
 
 from __future__ import annotations

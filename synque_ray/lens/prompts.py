@@ -7,63 +7,19 @@ vLLM's prefix cache shares between rows), then the row, then the one line that
 names the dataset being asked about, so the two questions about a row share the
 row too.
 
-PROMPT_VERSION is part of every cache key: change it when any wording changes.
+PROMPT_VERSION is part of every cache key: change it when any wording changes, the families'
+(synque_ray.lens_families) included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from synque_ray.lens_families import FAMILIES, Family
 
 PROMPT_VERSION = "lens-prompts-1"
 
 LABELS = ("very unlikely", "unlikely", "unsure", "likely", "very likely")  # 0..4
 ANSWERS = tuple(str(i) for i in range(len(LABELS)))
 
-
-@dataclass(frozen=True)
-class Family:
-    row_kind: str  # what one row is, as a noun phrase
-    rows_kind: str
-    aspects: str  # what to compare, as a list in prose
-
-
-FAMILIES: dict[str, Family] = {
-    "sentiment": Family(
-        row_kind="a short text to be classified by sentiment (for example a financial news headline)",
-        rows_kind="short texts for sentiment classification",
-        aspects=(
-            "topics and entities mentioned, how positive or negative the tone is and how clearly, "
-            "length, use of numbers and figures, vocabulary and jargon, grammar and punctuation, "
-            "and how varied or repetitive the rows are"
-        ),
-    ),
-    "text2sql": Family(
-        row_kind="a natural-language question about a database, sometimes with a hint on how to answer it",
-        rows_kind="questions asked of a database",
-        aspects=(
-            "which tables, columns and values the questions refer to, how many steps of reasoning "
-            "(filters, joins, aggregates, ordering) an answer needs, how hints are phrased, "
-            "ambiguity, wording and length"
-        ),
-    ),
-    "web": Family(
-        row_kind=(
-            "one step of a web-browsing task: the task the user wants done and the current state of "
-            "the page (its text, links, buttons and form fields)"
-        ),
-        rows_kind="web-browsing task steps, each a task plus a page state",
-        aspects=(
-            "what kinds of tasks are asked, how specific they are, what kinds of sites and pages appear, "
-            "how pages are structured and how their elements are named, how much irrelevant content the "
-            "page holds, and how long and noisy the page text is"
-        ),
-    ),
-    "generic": Family(
-        row_kind="one row of a text dataset",
-        rows_kind="text rows",
-        aspects="topics, structure, length, style and wording, the level of detail, and how varied the rows are",
-    ),
-}
 
 SYSTEM_WRITER = (
     "You are a careful data analyst. You compare two samples of a dataset and report what you see "

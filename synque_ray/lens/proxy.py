@@ -18,7 +18,7 @@ from synque_ray.lens.stage import LensReport, LensStage
 from synque_ray.models import resolve_llm
 from synque_ray.reading import RowSet
 from synque_ray.reduce import DEFAULT_ENSEMBLE, DEFAULT_RESAMPLES
-from synque_ray.stage.base import run_stage
+from synque_ray.stage.base import Job, StageSpec, run_stage
 from synque_ray.storage import Store
 
 
@@ -58,3 +58,13 @@ class Lens:
         Results are committed per candidate under `store` and reused by a later run."""
         stage = self.stage(real, resamples, progress)
         return stage.report(run_stage(stage, candidates, store, fresh))
+
+
+def build(job: Job) -> LensStage:
+    """The LENS stage of a job: its models resolved and what the user must fix checked, before any work."""
+    lens = Lens(job.config.lens, job.config.resources)
+    lens.check(job.candidates)
+    return lens.stage(job.real, job.config.ranking.resamples, job.progress, job.config.ranking.ensemble)
+
+
+STAGE = StageSpec(LensStage.name, LensConfig, build)  # LENS runs last: its cascade reads the others' ranking

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from synque_ray.lens import debias
+import synque_ray.lens_debias as debias
 from synque_ray.lens.judge import EXPECTED_COLUMNS, JUDGEMENT_COLUMNS
 from synque_ray.proxies.base import resample_weights
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 
 VARIANT_SCHEMA = {
     "dataset_id": pl.Utf8, "seed": pl.Int64, "rows_judged": pl.Int64, "rows_unparsed": pl.Int64,

@@ -12,27 +12,27 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synque_ray.config import LensConfig
 from synque_ray.lens import prompts
-from synque_ray.lens.debias import P_REAL
 from synque_ray.lens.plan import build_block, expected_rows, judging_plan, rubrics_too_long
 from synque_ray.lens.results import VARIANT_SCHEMA, lens_results, p_hat_table, score_table
-from synque_ray.lens.rubric_source import Rubrics
+from synque_ray.lens.rubric_source import Rubrics, RubricSource
 from synque_ray.lens.judge import OUTPUT_SCHEMA, score_rows
+from synque_ray.lens_debias import P_REAL
 from synque_ray.reading import RowSet
-from synque_ray.reduce import DEFAULT_ENSEMBLE, RESULT_SCHEMA, top_by
+from synque_ray.reduce import DEFAULT_ENSEMBLE, top_by
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, real_hashes
 from synque_ray.storage import Store
+from synque_ray.vocabulary import LENS_JUDGEMENTS_FILE, LENS_SCORES_FILE, RESULT_SCHEMA
 
-if TYPE_CHECKING:
-    from synque_ray.lens.proxy import Lens
-
-JUDGEMENT_SCHEMA = dict(pl.from_arrow(OUTPUT_SCHEMA.empty_table()).schema)
+# from_batches, not `empty_table()`, which imports pandas (a third of a second) on every run that imports the stages
+JUDGEMENT_SCHEMA = dict(pl.from_arrow(pa.Table.from_batches([], schema=OUTPUT_SCHEMA)).schema)
 
 
 @dataclass
@@ -50,12 +50,26 @@ class LensReport:
     skipped: list[str] = field(default_factory=list)  # left out by the cascade
 
 
+class LensSetup(Protocol):
+    """What the stage reads of LENS's resolved models and settings. `lens.proxy.Lens` is one, and
+    builds the stage: the stage names what it needs here rather than importing the module that
+    imports it."""
+
+    config: LensConfig
+    scorer_id: str  # a stable id of the scorer model, for result keys
+    scorer_path: str  # what vLLM loads
+    source: RubricSource
+    models: dict[str, str]  # lens_scorer, lens_rubric_writer
+
+    def judge_settings(self, rows: int) -> dict: ...
+
+
 class LensStage(Stage):
     name = "lens"
     result_schema = VARIANT_SCHEMA
     row_schema = JUDGEMENT_SCHEMA
 
-    def __init__(self, lens: Lens, real: dict[int, RowSet], resamples: int, progress: bool = False,
+    def __init__(self, lens: LensSetup, real: dict[int, RowSet], resamples: int, progress: bool = False,
                  ensemble: str = DEFAULT_ENSEMBLE):
         super().__init__()
         self.lens, self.real, self.resamples, self.progress = lens, real, resamples, progress
@@ -142,14 +156,14 @@ class LensStage(Stage):
                     else pl.DataFrame(schema=VARIANT_SCHEMA))
         self.p_hat = p_hat_table(judgements, self.lens.config.judgement)
         outcome.scores = lens_results(variants, self.p_hat, self.lens.config.judgement, self.resamples)
-        outcome.tables = {"lens_judgements.parquet": judgements, "lens_scores.parquet": variants}
+        outcome.tables = {LENS_JUDGEMENTS_FILE: judgements, LENS_SCORES_FILE: variants}
         outcome.row_columns = [self.p_hat.rename({"p_hat": P_REAL.name})]
         self.counts["lens_rows_reused"] = sum(c.rows.height for name, c in committed.items()
                                               if name not in outcome.computed)
         self.counts["lens_pairs_unscored"] = variants.height - outcome.scores.height
 
     def report(self, outcome: StageOutcome) -> LensReport:
-        return LensReport(outcome.scores, outcome.tables["lens_scores.parquet"],
-                          outcome.tables["lens_judgements.parquet"], self.p_hat, dict(outcome.counts),
+        return LensReport(outcome.scores, outcome.tables[LENS_SCORES_FILE],
+                          outcome.tables[LENS_JUDGEMENTS_FILE], self.p_hat, dict(outcome.counts),
                           {"lens": outcome.seconds, **self.timings}, dict(self.models), dict(outcome.failed),
                           list(outcome.skipped))

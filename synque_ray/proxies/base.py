@@ -102,6 +102,19 @@ class Proxy(Generic[P]):
         return About(self.name, self.title or self.name, self.legend)
 
 
+def section_proxies(section: object) -> tuple[About, ...]:
+    """The proxies a config section's stage produces, as the section declares them in its `PROXIES`
+    (a stage's section: `EmbeddingConfig`, `PerplexityParams`, `LensConfig`, ...); () for anything else (an
+    embedding proxy's own parameters, a field's `X | None` annotation). Why on the section: the config, which sits below
+    the stages, reads the names it accepts from its typed sections, and the stage registry reads what
+    each stage produces from the same declaration, so the two cannot disagree."""
+    declared = getattr(section, "PROXIES", ())
+    if not isinstance(declared, tuple) or not all(isinstance(about, About) for about in declared):
+        name = getattr(section, "__name__", section)
+        raise TypeError(f"{name}.PROXIES must be a tuple of About, got {declared!r}")
+    return declared
+
+
 def _checked(name: str, value: np.ndarray) -> np.ndarray:
     """`value` as a float64 array, refused unless 2-D, non-empty and finite."""
     value = np.asarray(value, dtype=np.float64)

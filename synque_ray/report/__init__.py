@@ -18,6 +18,7 @@ from synque_ray.report import load, plots, render, view
 from synque_ray.runfiles import copy_if_latest
 from synque_ray.storage import Store
 from synque_ray.verdict import verdict
+from synque_ray.vocabulary import REPORT_FILE
 
 
 def candidate_view(run: load.RunData, dataset_id: str, cell: dict | None, inputs: load.CandidateInputs,
@@ -143,7 +144,7 @@ def write_report(run_dir: str, targets: list[str] | None = None, stamp: str | No
             store.write_bytes(name, html)
         return targets
     folder, root = Store(run.folder), Store(run_dir)
-    folder.write_bytes("report.html", html)
-    if copy_if_latest(root, folder, "report.html"):
-        return [root.display("report.html"), folder.display("report.html")]
-    return [folder.display("report.html")]
+    folder.write_bytes(REPORT_FILE, html)
+    if copy_if_latest(root, folder, REPORT_FILE):
+        return [root.display(REPORT_FILE), folder.display(REPORT_FILE)]
+    return [folder.display(REPORT_FILE)]

@@ -19,6 +19,8 @@ from synque_ray.errors import UserError
 from synque_ray.runfiles import (CandidateFile, candidate_paths, latest_stamp, published, read_candidate, run_info,
                                  run_table)
 from synque_ray.storage import Store, WriteError
+from synque_ray.vocabulary import (EVALUATION_FILE, LENS_JUDGEMENTS_FILE, RANKINGS_FILE, ROW_SCORES_FILE, RUN_FILE,
+                                   SCORES_FILE)
 
 HISTORY_RUNS = 8  # the latest runs a history table shows
 
@@ -57,18 +59,18 @@ def load_run(location: str, stamp: str | None = None) -> RunData:
     when it has no pointer); a UserError when it is not a finished run."""
     root = Store(location)
     store = published(root, stamp)
-    run = RunData(root.display(), run_info(store), run_table(store, "scores.parquet"),
-                  run_table(store, "rankings.parquet"), folder=store.display())
-    run.row_scores = run_table(store, "row_scores.parquet", required=False)
+    run = RunData(root.display(), run_info(store), run_table(store, SCORES_FILE),
+                  run_table(store, RANKINGS_FILE), folder=store.display())
+    run.row_scores = run_table(store, ROW_SCORES_FILE, required=False)
     if run.row_scores is None:
         run.notes["rows"] = "row_scores.parquet is missing: no per-row signals for this run"
-    evaluation = store.read_json("evaluation.json")
+    evaluation = store.read_json(EVALUATION_FILE)
     run.evaluation = evaluation if isinstance(evaluation, dict) else None
     if run.evaluation is None:
         run.notes["evaluation"] = "no evaluation.json: run `synque evaluate` with measured performance to add it"
-    run.judgements = run_table(store, "lens_judgements.parquet", required=False)
+    run.judgements = run_table(store, LENS_JUDGEMENTS_FILE, required=False)
     if run.judgements is None:
-        run.notes["lens"] = "LENS did not run (no lens_judgements.parquet)"
+        run.notes["judgements"] = "LENS did not run (no lens_judgements.parquet)"
     run.history = load_history(root, upto=stamp, now=candidate_hashes(run.info))  # a run not yet published counts
     if len(run.history) < 2:
         run.notes["history"] = f"{len(run.history)} run(s) under runs/: history needs at least two"
@@ -110,10 +112,10 @@ def load_history(store: Store, latest: int = HISTORY_RUNS, upto: str | None = No
     stamps = [name for name, is_folder in entries if is_folder and (newest is None or name <= newest)]
     found = []
     for stamp in stamps:
-        table = run_table(store, f"runs/{stamp}/rankings.parquet", required=False)
+        table = run_table(store, f"runs/{stamp}/{RANKINGS_FILE}", required=False)
         if table is not None:
             if now:
-                info = store.child(f"runs/{stamp}").read_json("run.json")
+                info = store.child(f"runs/{stamp}").read_json(RUN_FILE)
                 then = candidate_hashes(info if isinstance(info, dict) else {})
                 table = named_now(table, then, now)
             found.append((stamp, table))

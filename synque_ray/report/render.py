@@ -8,9 +8,9 @@ from html import escape
 from importlib import resources
 
 from synque_ray.findings import LIMITS, SHARES, leak_flags, percent
-from synque_ray.reduce import level_text
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
+from synque_ray.verdict import level_text
 from synque_ray.legend import PROXY_LEGEND, TERM_LEGEND
 
 
@@ -303,7 +303,7 @@ def render_page(page: Page) -> str:
             f"{spread_section(page.spread_images)}{agreement_section(page.agreement)}"
             f"{evaluation_section(page.evaluation, page.evaluation_images, page.notes.get('evaluation'))}"
             f"{history_section(page.history, page.notes.get('history'))}"
-            f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("lens"))}'
+            f'<h2 id="candidates">Candidates</h2>{_note(page.notes.get("rows"))}{_note(page.notes.get("judgements"))}'
             f"{_note(page.notes.get('files'))}{_note(page.notes.get('real'))}{candidates}"
             f"{legend_section(page.ranking.proxies)}")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -29,16 +29,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 
 from synque_ray.errors import UserError
+from synque_ray.proxies.base import section_proxies
 from synque_ray.raycluster import ensure_ray, without_restart_notice
 from synque_ray.reading import InputChanged, RowSet
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.storage import Store
+
+if TYPE_CHECKING:
+    from synque_ray.config import JobConfig
 
 T = TypeVar("T")
 
@@ -111,6 +115,45 @@ class Stage(ABC):
         row_index) and `outcome.tables` (extra outputs by file name)."""
         frames = [c.results for c in outcome.committed.values()]
         outcome.scores = pl.concat(frames) if frames else pl.DataFrame(schema=RESULT_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a stage is built from: the checked config, U_r per seed, the candidates, the run's flags,
+    and the contamination (evaluation) set when the config names one."""
+
+    config: JobConfig
+    real: dict[int, RowSet]
+    candidates: list[RowSet]
+    fresh: bool = False
+    progress: bool = False
+    evaluation: RowSet | None = None
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage declares beside its code, as a `Proxy` does (one `STAGE` in its module, listed in
+    `stage/registry.py`).
+
+    name: the stage's name, its config section's key (a `JobConfig` field typed by `section`) and
+        its entry in run.json's counts;
+    section: its config section's model, which declares the proxies the stage produces (`PROXIES`,
+        read by `section_proxies`): the stage runs when the config asks for any of them;
+    build: the stage, checked (models resolved, settings sane) before any work;
+    times: its keys of run.json's timings that the CLI prints as wall times (its name when empty);
+    proxy_times: whether run.json's timings hold each of its proxies' compute, summed over tasks
+        (the CLI prints them apart from the wall times)."""
+
+    name: str
+    section: type
+    build: Callable[[Job], Stage]
+    times: tuple[str, ...] = ()
+    proxy_times: bool = False
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """The names of the proxies it produces, in its section's order."""
+        return tuple(about.name for about in section_proxies(self.section))
 
 
 @dataclass

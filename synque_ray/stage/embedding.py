@@ -12,13 +12,16 @@ import time
 import numpy as np
 import polars as pl
 
-from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, embed_rowsets
+from synque_ray.config import EmbeddingConfig
+from synque_ray.embed import CachedEmbeddings, EmbeddingCache, EmbeddingModel, embed_rowsets, resolve_embedding
 from synque_ray.reading import InputChanged, RowSet, row_hashes
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.proxy_task import TaskSpec, score_pair
 from synque_ray.rowsignals import check_declared, reference
-from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
+from synque_ray.stage.base import (Commit, Committed, Fail, Job, Stage, StageOutcome, StageSpec, one_line,
+                                   real_hashes)
+from synque_ray.storage import Store
 
 RESULT_VERSION = 4  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
 #                   3: copies_real, text_chars; 4: copies_real's lexical rule, copies_eval)
@@ -309,3 +312,13 @@ def assemble(dataset_id: str, parts: list[dict], seeds: list[int], texts: list[s
     check_declared(rows.columns, ROW_SCHEMA, f"the embedding stage, for {dataset_id},")
     rows = rows.with_columns([pl.lit(None, dtype).alias(c) for c, dtype in ROW_SCHEMA.items() if c not in rows.columns])
     return pl.DataFrame(scores, schema=RESULT_SCHEMA), rows.select(list(ROW_SCHEMA)).cast(ROW_SCHEMA)
+
+
+def build(job: Job) -> EmbeddingStage:
+    """The stage of a job's embedding proxies, its model resolved."""
+    model = resolve_embedding(job.config)  # its id names precision and backend: no two share entries
+    cache = EmbeddingCache(Store(job.config.cache_location), model.id)
+    return EmbeddingStage(job.config, job.real, model, cache, job.fresh, job.progress, job.evaluation)
+
+
+STAGE = StageSpec(EmbeddingStage.name, EmbeddingConfig, build, times=("embed", "proxies"), proxy_times=True)

@@ -18,7 +18,7 @@ import polars as pl
 
 from synque_ray.fluency import GARBLED, TOKEN_NLL, FluencyParams, fluency_score, has_text, mean_token_nll, resolve_model
 from synque_ray.reading import RowSet, row_hashes, seeded_indices
-from synque_ray.stage.base import Commit, Committed, Fail, StageOutcome, digest, real_hashes
+from synque_ray.stage.base import Commit, Committed, Fail, Job, StageOutcome, StageSpec, digest, real_hashes
 from synque_ray.stage.tasks import TaskStage
 from synque_ray.storage import Store
 
@@ -179,3 +179,13 @@ class FluencyStage(TaskStage):
         parts = [c.rows.select("dataset_id", "seed", "row_index", TOKEN_NLL.name, GARBLED.name)
                  for c in outcome.committed.values()]
         outcome.row_columns = [pl.concat(parts)] if parts else []
+
+
+def build(job: Job) -> FluencyStage:
+    """The fluency stage of a job, its model resolved."""
+    resources = job.config.resources
+    return FluencyStage(job.config.fluency, job.real, Store(job.config.cache_location), job.config.ranking.resamples,
+                        resources.proxy_cpus, resources.fluency_gpus, resources.task_retries, job.progress)
+
+
+STAGE = StageSpec(FluencyStage.name, FluencyParams, build)

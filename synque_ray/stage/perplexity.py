@@ -11,7 +11,7 @@ import numpy as np
 from synque_ray.perplexity import PerplexityParams, perplexity_after_finetune, resampled_perplexity, resolve_model
 from synque_ray.reading import RowSet
 from synque_ray.rowschema import ROW_SCHEMA
-from synque_ray.stage.base import real_hashes
+from synque_ray.stage.base import Job, StageSpec, real_hashes
 from synque_ray.stage.tasks import TaskStage
 
 RESULT_VERSION = 1  # bumped when what a committed perplexity result holds changes
@@ -65,3 +65,13 @@ class PerplexityStage(TaskStage):
         real = {seed: rowset.texts for seed, rowset in self.real.items()}
         return score_candidate, (candidate.name, self.model_path, candidate.texts, real, self.params,
                                  self.resamples, max(1, int(self.num_cpus)))
+
+
+def build(job: Job) -> PerplexityStage:
+    """The perplexity stage of a job, its model resolved."""
+    resources = job.config.resources
+    return PerplexityStage(job.config.perplexity, job.real, job.config.ranking.resamples, resources.proxy_cpus,
+                           resources.perplexity_gpus, resources.task_retries, job.progress)
+
+
+STAGE = StageSpec(PerplexityStage.name, PerplexityParams, build)

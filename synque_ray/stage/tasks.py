@@ -20,8 +20,9 @@ class TaskStage(Stage):
     columns and row signals as a dict of `row_schema`'s columns. A task whose worker
     dies is retried `retries` times; an exception inside it fails that candidate only.
 
-    A proxy that is not computed from embeddings is one such class and one line in
-    `stage/registry.py`'s `STAGES`, e.g.::
+    A proxy that is not computed from embeddings is one such class, its declaration beside it
+    (`STAGE = StageSpec(...)`, docs/extending.md) and one line in `stage/registry.py`'s
+    `STAGES`, e.g.::
 
         class PerplexityStage(TaskStage):
             name = "perplexity"
@@ -41,6 +42,9 @@ class TaskStage(Stage):
             def task(self, candidate):
                 return perplexity_task, (candidate.name, candidate.texts,
                                          {s: r.texts for s, r in self.real.items()}, self.params)
+
+        STAGE = StageSpec(PerplexityStage.name, PerplexityParams,
+                          lambda job: PerplexityStage(job.config, job.real))
     """
 
     num_cpus: float = 1

@@ -28,7 +28,7 @@ import yaml
 
 from synque_ray.config import JobConfig, load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 KUBERAY = CLUSTER / "kuberay"
 IMAGE = "ghcr.io/your-org/synque-ray:0.1.0"

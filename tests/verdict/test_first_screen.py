@@ -20,7 +20,7 @@ from synque_ray.demo import write_demo_data
 from synque_ray.pipeline import read_candidates
 from synque_ray.legend import LEGEND
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOISE = [
     "Token authentication is enabled",  # Ray's warning when the auth mode is left to its default
     "ray_remote_args",  # Ray's deprecation warning for map_batches' unnamed remote arguments

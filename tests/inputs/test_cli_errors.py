@@ -503,7 +503,7 @@ def test_explain_into_a_closed_pipe_ends_quietly():
 
 @pytest.mark.parametrize("quiet", [True, False])
 def test_notes_about_the_output_go_to_stderr_even_when_quiet(capsys, quiet):
-    from test_best_set import simulated
+    from tests.ranking.test_best_set import simulated
 
     rankings = rank(simulated([1.0, 0.0], np.random.default_rng(0)), level=0.9)
     note = "took over the stale lock out/.lock: pid 7 on h (since then) is no longer running"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _ray_procs import REPO, RUNTIME_ENV_FILE, VENV_BIN, dashboard_get, ray_head, ray_processes_naming
 

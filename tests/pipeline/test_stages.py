@@ -14,10 +14,11 @@ from synque_ray.lens.results import lens_results, p_hat_table, score_table
 from synque_ray.lens.judge import OUTPUT_SCHEMA
 from synque_ray.reading import RowSet
 from synque_ray.lens.stage import LensStage
-from synque_ray.reduce import ENSEMBLES, RESULT_SCHEMA, add_ensemble, incomplete, rank, top_by
+from synque_ray.reduce import ENSEMBLES, add_ensemble, incomplete, rank, top_by
 from synque_ray.stage.base import Committed, Stage, StageOutcome, run_stage
 from synque_ray.stage.tasks import TaskStage
 from synque_ray.storage import Store
+from synque_ray.vocabulary import RESULT_SCHEMA
 
 ROWS = {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, "length": pl.Int64}
 
@@ -159,7 +160,7 @@ def test_skipped_candidates_are_ranked_by_the_cheap_proxies_and_not_incomplete()
 
 
 def test_a_stage_adds_row_columns_where_it_has_rows():
-    from synque_ray.reduce import ROW_SCHEMA, row_scores_table
+    from synque_ray.rowschema import ROW_SCHEMA, row_scores_table
 
     base = pl.DataFrame({"dataset_id": ["a", "a", "b"], "seed": [1, 1, 1], "row_index": [0, 1, 0],
                          "text_hash": ["h0", "h1", "h2"]}).with_columns(
@@ -209,6 +210,8 @@ def test_lens_scores_carry_seeded_bootstrap_replicates():
 @pytest.mark.parametrize("proxies, cascade, message", [
     (["mdm", "lens"], {"top": 2, "by": "pad"}, "lens.candidates.by: 'pad' is not ensemble or a proxy in proxies"),
     (["lens"], {"top": 2}, "lens.candidates.by: ensemble needs a proxy besides lens in proxies"),
+    (["mdm", "lens"], {"top": 2, "by": "lens"},
+     r"lens.candidates.by: 'lens' is not ensemble or a proxy in proxies other than lens \(mdm\)"),
     (["mdm", "lens"], {"top": 0}, "lens.candidates.top: Input should be greater than 0"),
     (["mdm", "lens"], {"top": 2, "over": 1}, "unknown key 'lens.candidates.over'"),
 ])

@@ -19,12 +19,12 @@ from synque_ray.reduce import (
     best_set,
     bootstrap_means,
     rank,
-    ranking_table_text,
     seed_variances,
     top_shares,
 )
 from synque_ray.report.render import ranking_section
 from synque_ray.report.view import ranking_view
+from synque_ray.verdict import ranking_table_text
 
 SEEDS, RESAMPLES = 5, 200
 

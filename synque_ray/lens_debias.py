@@ -1,7 +1,10 @@
-"""From the four LENS judgements per row to one score per candidate (docs/proxies.md, LENS).
+"""LENS's math: from the four judgements per row to one score per candidate (docs/proxies.md, LENS),
+and what LENS declares to the floors below its stage: its `ABOUT` (the legend) and its row
+signal `P_REAL` (row_scores.parquet), as perplexity.py and fluency.py do for theirs.
 
-Pure functions over tables, no LLM. Columns, each a judgement in 0..4 (or an expected
-score in [0, 4]) for one (label, differences) permutation:
+Pure functions over tables, no LLM; the rest of LENS (prompts, engine, stage) is `synque_ray.lens`.
+Columns, each a judgement in 0..4 (or an expected score in [0, 4]) for one (label, differences)
+permutation:
 
     g_real_csr   "is this row real?"       given the differences C_{s,r}
     g_synth_csr  "is this row synthetic?"  given the differences C_{s,r}

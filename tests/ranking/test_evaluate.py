@@ -230,7 +230,7 @@ def test_ensemble_uses_the_given_weights():
 def test_the_run_records_the_ensemble_weights_and_ranks_by_the_configured_settings():
     from synque_ray.config import RankingConfig
     from synque_ray.pipeline import reduce_outcomes
-    from synque_ray.reduce import RANKING_COLUMNS, RESULT_SCHEMA
+    from synque_ray.vocabulary import RANKING_COLUMNS, RESULT_SCHEMA
     from synque_ray.stage.base import StageOutcome
 
     results = SCORES.with_columns(pl.lit(None, pl.List(pl.Float64)).alias("replicates"),

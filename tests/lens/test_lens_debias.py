@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from synque_ray.lens.debias import EPSILON, baselines, lens_score, row_scores
+from synque_ray.lens_debias import EPSILON, baselines, lens_score, row_scores
 
 COLS = ("g_real_csr", "g_synth_csr", "g_real_crs", "g_synth_crs")
 

@@ -10,11 +10,11 @@ import pytest
 from synque_ray.findings import (FINDING_COLUMNS, LIMITS, SHARES, SHORT_CHARS, add_findings, disagreement, findings,
                                  flagged_lines, passed_over, row_shares, with_findings)
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import ENSEMBLES, lead_proxy, rank, ranking_table_text
+from synque_ray.reduce import ENSEMBLES, rank
 from synque_ray.report import render
 from synque_ray.report.view import ranking_view
 from synque_ray.legend import LEGEND, PROXY_LEGEND, legend_text
-from synque_ray.verdict import verdict
+from synque_ray.verdict import lead_proxy, ranking_table_text, verdict
 
 
 def rows_of(dataset_id, seed, **signals):

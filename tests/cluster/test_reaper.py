@@ -14,7 +14,7 @@ import pytest
 
 from synque_ray import reaper
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watcher reads /proc")
 
 SLEEP = "import time; time.sleep(120)"

@@ -18,7 +18,7 @@ from synque_ray.demo import write_demo_data
 from tests._scored_run import run_cli
 
 pytestmark = pytest.mark.ray
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

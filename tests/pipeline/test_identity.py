@@ -22,7 +22,7 @@ from synque_ray.errors import UserError
 from synque_ray.findings import LIMITS, add_findings, finding_parts, per_candidate
 from synque_ray.pipeline import identical_candidates, read_candidates, reduce_outcomes, scorable_candidates
 from synque_ray.reading import RowSet
-from synque_ray.reduce import RESULT_SCHEMA
+from synque_ray.vocabulary import RESULT_SCHEMA
 from synque_ray.rowschema import ROW_SCHEMA
 from synque_ray.stage import base
 from synque_ray.stage.base import Committed, Stage, run_stage
