@@ -104,9 +104,9 @@ def test_a_candidates_error_is_the_same_in_every_seed():
 
 # MAUVE: its spread is skewed near its ceiling (a rare pair falls far), so its true sd is read on
 # MAUVE_TRUTH_DRAWS pairs (values only) and its replicates on the first MAUVE_DRAWS. The half-samples
-# it used before read 1.8–3.9 between equal distributions here, and 0.70 at the large shift in 32-d,
-# where the clustering's own error is most of the truth (BENCHMARKS.md, "MAUVE's replicates: the
-# clustering's error and the rows' at full size").
+# it used before read 2.3 on the equal case here (1.6–2.4 between equal distributions in
+# BENCHMARKS.md, "MAUVE's replicates: the clustering's error and the rows' at full size") and 0.75
+# at the large shift in 32-d, where the clustering's own error is most of the truth.
 MAUVE_DRAWS, MAUVE_TRUTH_DRAWS = 40, 200
 
 
