@@ -167,10 +167,12 @@ def rate_scale(half_var: float, quarter_var: float) -> float:
     halves read it 2 to 3 times too wide; between distributions that differ it falls as
     1 / size. So the exponent is measured (Bertail, Politis and Romano's subsampling with an
     estimated rate): with Var(T at size s) ∝ s^(−2α), Var(at n) = Var(at n/2)² / Var(at n/4),
-    and the factor is √(Var(n/2)/Var(n/4) · 2). α is held within [1/2, 2] (the factor within
-    [√2/4, 1]): no smooth statistic of n rows settles slower than 1/√n, and the square of a
-    χ² noise settles at 1/n², so the rest is noise of the two estimates. A metric that does
-    not move (both variances 0) keeps the factor 1."""
+    and the factor is √(Var(n/2)/Var(n/4) · 2). α is held within [1/4, 2] (the factor within
+    [√2/4, √2]), beyond which it is the noise of the two estimates: the square of a χ² noise
+    settles at 1/n², and no smooth statistic settles much slower than a mean's 1/√n; the
+    bound sits below that 1/2 so that the noise around it (distributions that differ) is
+    not cut on one side only, which made the replicates 10% narrow there (BENCHMARKS.md).
+    A metric that does not move (both variances 0) keeps the factor 1."""
     if quarter_var <= 0:
         return 1.0
     return float(np.sqrt(np.clip(2 * half_var / quarter_var, 1 / 8, 2)))
@@ -203,11 +205,13 @@ def _compute(synthetic, real, params: MauveParams, seed: int, resamples: int) ->
       fixed clustering's replicates never see it. CLUSTERINGS runs on the same projection
       give that spread (their sample variance); replicate b draws the deviation of run b mod
       CLUSTERINGS from their mean, rescaled to that variance.
-    - the rows: two disjoint halves of both samples (`halves`, the same U_r halves for every
-      candidate of a seed), their label histograms under every clustering (no re-clustering),
-      the metric averaged over the clusterings (so that only the rows' share is read, not the
-      clustering's again), mirror-paired deviations (`split_replicates`) rescaled by the rate
-      measured on disjoint quarters (`rate_scale`).
+    - the rows: two disjoint halves of both samples (`disjoint_parts`, U_r's the same rows for
+      every candidate of a seed, the candidate's the same rows in every seed), their label
+      histograms under every clustering (no re-clustering), the metric averaged over the
+      clusterings and the share of their noise the average still holds taken off
+      (`rows_variance`: only the rows' share is read, not the clustering's again),
+      mirror-paired deviations (`split_replicates`) rescaled by the rate measured on
+      disjoint quarters (`rate_scale`).
     """
     synthetic, real = check_embeddings(synthetic, real)
     n, m = len(synthetic), len(real)
@@ -242,9 +246,9 @@ def _compute(synthetic, real, params: MauveParams, seed: int, resamples: int) ->
     read = float(np.mean(averaged ** 2))  # what the averaged differences hold, the clustering's 1/runs share too
     scale = rate_scale(half_var, quarter_var) * (np.sqrt(half_var / read) if read > 0 else 1.0)
     used = split_count(resamples)
-    rows = split_replicates(averaged[:used], np.zeros(used), value, resamples, scale)
-    clustering = (values - values.mean()) * np.sqrt(CLUSTERINGS / (CLUSTERINGS - 1))
-    return ProxyOutput(value, centred(rows + clustering[np.arange(resamples) % CLUSTERINGS], value))
+    of_rows = split_replicates(averaged[:used], np.zeros(used), value, resamples, scale)
+    of_clustering = (values - values.mean()) * np.sqrt(CLUSTERINGS / (CLUSTERINGS - 1))
+    return ProxyOutput(value, centred(of_rows + of_clustering[np.arange(resamples) % CLUSTERINGS], value))
 
 
 LEGEND = ("MAUVE between U_r and the candidate, from clustered embeddings: how much the two distributions "
