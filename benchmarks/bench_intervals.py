@@ -2,7 +2,8 @@
 proxy's replicates are as wide as the truth.
 
     python benchmarks/bench_intervals.py CONFIG [--cost-candidates 8]
-    python benchmarks/bench_intervals.py --calibration [--draws 60] [--slow-draws 25] [--before REV]
+    python benchmarks/bench_intervals.py --calibration [--draws 60] [--slow-draws 25] [--truth-draws 300]
+                                         [--mauve-cells] [--sentiment FOLDER] [--before REV]
 
 Needs a finished `synque score CONFIG` (its committed per-candidate results hold the
 bootstrap replicates). Two measurements:
@@ -19,7 +20,13 @@ fresh U_r: 16-d Gaussians, equal or the candidate's mean shifted by 0.5 on 4 coo
 and the CPU cost of one proxy task with `ranking.resamples` = 200 replicates over one
 without, at 300 candidate and 200 U_r rows. With `--before REV` the same table is computed
 again for the proxies of git revision REV (extracted to a temporary folder and run there in
-a subprocess), side by side.
+a subprocess), side by side. MAUVE's spread is skewed near its ceiling (a rare pair falls
+far), so its true sd is read on `--truth-draws` pairs (values only; its replicates on the
+first `--slow-draws`). `--mauve-cells` adds a table of MAUVE alone at other sizes, in 32
+dimensions and at larger shifts; `--sentiment FOLDER` adds real text to it: headlines of
+FOLDER/real/test_set.json embedded with the bundled MiniLM, the candidate and U_r drawn
+from them without overlap ("equal") or the candidate from the first file of
+FOLDER/synthetic/ ("synthetic").
 """
 
 from __future__ import annotations
@@ -101,16 +108,50 @@ SIZES = [(40, 60), (150, 60), (50, 120), (300, 200)]
 SETTINGS = [("equal", 0.0), ("shifted", 0.5)]
 
 
-def _gaussians(n: int, m: int, shift: float):
-    mean = np.zeros(DIMS)
-    mean[:SHIFTED_DIMS] = shift
-    return lambda rng: (rng.normal(size=(n, DIMS)) + mean, rng.normal(size=(m, DIMS)))
+def _gaussians(n: int, m: int, shift: float, dims: int = DIMS, shifted_dims: int = SHIFTED_DIMS):
+    mean = np.zeros(dims)
+    mean[:shifted_dims] = shift
+    return lambda rng: (rng.normal(size=(n, dims)) + mean, rng.normal(size=(m, dims)))
 
 
-def calibration_table(draws: int, slow_draws: int, spread_ratio) -> dict:
-    """{label: {"ratios": {"setting n×m": ratio}, "cost": (CPU s without, with 200 replicates)}} for the
-    proxies importable here; `spread_ratio` is `replicate_spread_ratio` (passed in, so that an older
-    tree's proxies are measured by this tree's yardstick)."""
+SKEWED = {"mauve"}  # proxies whose true sd is read on --truth-draws pairs
+# MAUVE alone, beyond the main table: (label, candidate rows, U_r rows, shift, dims, shifted dims)
+MAUVE_CELLS = [("equal 32-d", 100, 100, 0.0, 32, 4), ("shift 1.0 32-d", 100, 100, 1.0, 32, 4),
+               ("equal 32-d", 200, 80, 0.0, 32, 4), ("shifted 32-d", 200, 80, 0.5, 32, 4),
+               ("shift 1.0 on 8", 60, 150, 1.0, 16, 8), ("equal", 30, 30, 0.0, 16, 4),
+               ("equal", 500, 300, 0.0, 16, 4), ("shifted", 500, 300, 0.5, 16, 4)]
+TEXT_SIZES = [(150, 100), (300, 200)]
+
+
+def _sentiment_draws(folder: str) -> dict:
+    """{label: draw factory (n, m) → draw}: rows of real and synthetic headlines embedded with the
+    bundled MiniLM (ONNX Runtime, fp32, one thread), the candidate and U_r drawn without overlap."""
+    from synque_ray.embed import ENCODERS
+    from synque_ray.models import BUNDLED_EMBEDDING
+
+    encode = ENCODERS[("fp32", "onnxruntime")](resolve_model(BUNDLED_EMBEDDING, "embedding.model")[0], 1)
+    root = Path(folder)
+    candidate_file = sorted((root / "synthetic").glob("*.json"))[0]
+    real, synthetic = (np.asarray(encode([row["headline"] for row in json.loads(path.read_text())], 64),
+                                  dtype=np.float64) for path in (root / "real" / "test_set.json", candidate_file))
+
+    def equal(n: int, m: int):
+        def draw(rng):
+            rows = rng.permutation(len(real))
+            return real[rows[:n]], real[rows[n:n + m]]
+        return draw
+
+    def other(n: int, m: int):
+        return lambda rng: (synthetic[rng.permutation(len(synthetic))[:n]], real[rng.permutation(len(real))[:m]])
+
+    return {"text equal": equal, f"text synthetic ({candidate_file.stem})": other}
+
+
+def calibration_table(draws: int, slow_draws: int, spread_ratio, truth_draws: int = 0, mauve_cells: bool = False,
+                      sentiment: str | None = None) -> dict:
+    """{"proxies": {label: {"ratios": {"setting n×m": ratio}, "cost": (CPU s without, with 200 replicates)}},
+    "mauve": {"cell": ratio}} for the proxies importable here; `spread_ratio` is `replicate_spread_ratio`
+    (passed in, so that an older tree's proxies are measured by this tree's yardstick)."""
     import warnings
 
     from threadpoolctl import threadpool_limits
@@ -118,13 +159,14 @@ def calibration_table(draws: int, slow_draws: int, spread_ratio) -> dict:
     from synque_ray.proxies import REGISTRY
 
     warnings.filterwarnings("ignore")
-    table = {}
+    table, mauve = {}, {}
     with threadpool_limits(1):  # small matrices: a second BLAS thread only adds overhead
         for name, params, label in CALIBRATED:
             proxy = REGISTRY[name]
             model = proxy.params.model_validate(params)
+            truth = {"truth_draws": truth_draws} if name in SKEWED else {}
             ratios = {f"{setting} {n}x{m}": spread_ratio(proxy, model, _gaussians(n, m, shift),
-                                                        slow_draws if name in SLOW else draws, 60)
+                                                        slow_draws if name in SLOW else draws, 60, **truth)
                       for setting, shift in SETTINGS for n, m in SIZES}
             synthetic, real = _gaussians(300, 200, 0.5)(np.random.default_rng(0))
             seconds = []
@@ -135,10 +177,19 @@ def calibration_table(draws: int, slow_draws: int, spread_ratio) -> dict:
                 seconds.append((time.process_time() - started) / 3)
             table[label] = {"ratios": ratios, "cost": seconds}
             print(f"  measured {label}", file=sys.stderr, flush=True)
-    return table
+        proxy = REGISTRY["mauve"]
+        cells = [(f"{label} {n}x{m}", _gaussians(n, m, shift, dims, shifted)) for label, n, m, shift, dims, shifted
+                 in (MAUVE_CELLS if mauve_cells else [])]
+        if sentiment:
+            cells += [(f"{label} {n}x{m}", factory(n, m)) for label, factory in _sentiment_draws(sentiment).items()
+                      for n, m in TEXT_SIZES]
+        for cell, draw in cells:
+            mauve[cell] = spread_ratio(proxy, proxy.params(), draw, slow_draws, 60, truth_draws=truth_draws)
+            print(f"  measured mauve {cell}", file=sys.stderr, flush=True)
+    return {"proxies": table, "mauve": mauve}
 
 
-def _before(rev: str, draws: int, slow_draws: int) -> dict:
+def _before(rev: str, options: list[str]) -> dict:
     """The table for the proxies of git revision `rev`, measured in a subprocess on its tree."""
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as folder:
@@ -146,8 +197,8 @@ def _before(rev: str, draws: int, slow_draws: int) -> dict:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         env = {**os.environ, "PYTHONPATH": folder}
-        out = subprocess.run([sys.executable, __file__, "--calibration-json", "--draws", str(draws),
-                              "--slow-draws", str(slow_draws)], env=env, check=True, capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--calibration-json", *options], env=env, check=True,
+                             capture_output=True, text=True)
         return json.loads(out.stdout)
 
 
@@ -166,19 +217,27 @@ def _this_trees_ratio():
 
 
 def print_calibration(after: dict, before: dict | None) -> None:
-    columns = list(next(iter(after.values()))["ratios"])
+    rows, old_rows = after["proxies"], (before or {}).get("proxies", {})
+    columns = list(next(iter(rows.values()))["ratios"])
     print("replicate sd / true sd (1 is right; before → after where measured):\n")
     print("| proxy | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
-    for label, row in after.items():
-        old = (before or {}).get(label)
+    for label, row in rows.items():
+        old = old_rows.get(label)
         cells = [(f"{old['ratios'][c]:.2f} → " if old else "") + f"**{row['ratios'][c]:.2f}**" for c in columns]
         print(f"| {label} | " + " | ".join(cells) + " |")
+    if after["mauve"]:
+        print("\nMAUVE at other sizes, dimensions and shifts (replicate sd / true sd):\n")
+        print("| cell | " + ("before | " if before else "") + "after |")
+        print("|---|" + ("---|" if before else "") + "---|")
+        for cell, ratio in after["mauve"].items():
+            old_ratio = (before or {}).get("mauve", {}).get(cell)
+            print(f"| {cell} | " + (f"{old_ratio:.2f} | " if before else "") + f"**{ratio:.2f}** |")
     print("\nCPU seconds of one proxy task at 300 × 200 rows, without → with 200 replicates (the ratio):\n")
     print("| proxy | " + ("before | " if before else "") + "after |")
     print("|---|" + ("---|" if before else "") + "---|")
-    for label, row in after.items():
-        cells = [(before or {}).get(label), row] if before else [row]
+    for label, row in rows.items():
+        cells = [old_rows.get(label), row] if before else [row]
         text = [f"{c['cost'][0]:.3f} → {c['cost'][1]:.3f} ({c['cost'][1] / c['cost'][0]:.2f}x)" for c in cells if c]
         print(f"| {label} | " + " | ".join(text) + " |")
 
@@ -191,14 +250,22 @@ def main() -> None:
     parser.add_argument("--calibration-json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--draws", type=int, default=60)
     parser.add_argument("--slow-draws", type=int, default=25)
+    parser.add_argument("--truth-draws", type=int, default=300, help="pairs MAUVE's true sd is read on")
+    parser.add_argument("--mauve-cells", action="store_true")
+    parser.add_argument("--sentiment", help="the sentiment benchmark's folder: MAUVE on real text too")
     parser.add_argument("--before")
     args = parser.parse_args()
+    measure = dict(draws=args.draws, slow_draws=args.slow_draws, truth_draws=args.truth_draws,
+                   mauve_cells=args.mauve_cells, sentiment=args.sentiment)
     if args.calibration_json:
-        print(json.dumps(calibration_table(args.draws, args.slow_draws, _this_trees_ratio())))
+        print(json.dumps(calibration_table(spread_ratio=_this_trees_ratio(), **measure)))
         return
     if args.calibration:
-        before = _before(args.before, args.draws, args.slow_draws) if args.before else None
-        print_calibration(calibration_table(args.draws, args.slow_draws, _this_trees_ratio()), before)
+        options = ["--draws", str(args.draws), "--slow-draws", str(args.slow_draws), "--truth-draws",
+                   str(args.truth_draws), *(["--mauve-cells"] if args.mauve_cells else []),
+                   *(["--sentiment", args.sentiment] if args.sentiment else [])]
+        before = _before(args.before, options) if args.before else None
+        print_calibration(calibration_table(spread_ratio=_this_trees_ratio(), **measure), before)
         return
     if not args.config:
         parser.error("give a CONFIG, or --calibration")
