@@ -20,8 +20,8 @@ from synque_ray.proxy_task import TaskSpec, score_pair
 from synque_ray.rowsignals import check_declared, reference
 from synque_ray.stage.base import Commit, Committed, Fail, Stage, StageOutcome, one_line, real_hashes
 
-RESULT_VERSION = 4  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
-#                   3: copies_real, text_chars; 4: copies_real's lexical rule, copies_eval)
+RESULT_VERSION = 5  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
+#                   3: copies_real, text_chars; 4: copies_real's lexical rule, copies_eval; 5: MDM on blocks)
 
 
 def task_spec(config) -> TaskSpec:
