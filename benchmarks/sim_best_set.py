@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_best_set import difference_se, simulated_arrays, unequal_sizes  # the tests' generator
 
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import add_ensemble, best_set, rank
+from synque_ray.reduce import _point_matrix, _replicate_cube, add_ensemble, best_set, rank, seed_variances
 from synque_ray.proxy_task import TaskSpec, score_pair
 
 LEVEL = 0.9
@@ -163,18 +163,41 @@ def cached_run(k: int, run: int, seeds: int, rng: np.random.Generator, cache: Pa
                       score_candidates(candidates, reals, rescore).select(table.columns)])
 
 
+def studentised_gaps(table: pl.DataFrame, seeds: int) -> dict[str, np.ndarray]:
+    """Per proxy, the differences of every pair's seed means over the standard error `reduce.best_set`
+    gives them (seed part plus replicate part). Among truly tied candidates their sd is 1 when the
+    standard errors are right; above 1 the set breaks ties more often than its level says."""
+    out = {}
+    for (proxy,), group in table.filter(pl.col("seed") < seeds).group_by(["proxy"]):
+        ids, seed_list = sorted(group["dataset_id"].unique().to_list()), list(range(seeds))
+        points, cube = _point_matrix(group, ids, seed_list), _replicate_cube(group, ids, seed_list, 200)
+        variances = seed_variances(points)
+        noise = (cube - points[:, :, None]).mean(axis=1)
+        spread = noise - noise.mean(axis=1, keepdims=True)
+        covariance = spread @ spread.T / spread.shape[1]
+        replicate_var = np.diag(covariance)[:, None] + np.diag(covariance)[None, :] - 2 * covariance
+        se = np.sqrt((variances[:, None] + variances[None, :]) / seeds + replicate_var)
+        mean = points.mean(axis=1)
+        upper = np.triu_indices(len(ids), 1)
+        out[str(proxy)] = ((mean[:, None] - mean[None, :]) / se)[upper]
+    return out
+
+
 def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5), cache: Path | None = None,
              rescore: frozenset[str] = frozenset(), only: frozenset[str] | None = None) -> None:
     print(f"\n## Real proxies, {k} tied candidates of 40-300 rows, U_r 60 rows per seed ({runs} runs)\n")
     rng = np.random.default_rng(2026 + (k != 6) * k)  # k = 6 keeps the generator its earlier tables used
     kept: dict[tuple[str, int], list[int]] = {}
+    gaps: dict[tuple[str, int], list[np.ndarray]] = {}
     started = time.perf_counter()
     for run in range(runs):
         table = cached_run(k, run, max(seed_counts), rng, cache, rescore, only)
         for seeds in seed_counts:
-            ranked = rank(add_ensemble(table.filter(pl.col("seed") < seeds)), level=LEVEL, seed=run)
-            for (proxy,), group in ranked.group_by(["proxy"]):
+            scores = add_ensemble(table.filter(pl.col("seed") < seeds))
+            for (proxy,), group in rank(scores, level=LEVEL, seed=run).group_by(["proxy"]):
                 kept.setdefault((str(proxy), seeds), []).append(int(group["tied_with_best"].sum()))
+            for proxy, z in studentised_gaps(scores, seeds).items():
+                gaps.setdefault((proxy, seeds), []).append(z)
         print(f"k={k}: run {run + 1}/{runs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     proxies = sorted({p for p, _ in kept} - {"ensemble"}) + (["ensemble"] if ("ensemble", 2) in kept else [])
     print("Share of runs keeping all k (mean set size)\n")
@@ -184,6 +207,12 @@ def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5), cache:
         cells = [np.asarray(kept[(proxy, seeds)]) for seeds in seed_counts]
         print(f"| {proxy} | " + " | ".join(f"{np.mean(c == k):.0%} ({c.mean():.1f})" for c in cells) + " |",
               flush=True)
+    print("\nsd of the studentised differences of seed means (1 when the standard errors are right)\n")
+    print("| proxy | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
+    print("|---|" + "---|" * len(seed_counts))
+    for proxy in proxies:
+        cells = [np.std(np.concatenate(gaps[(proxy, seeds)])) for seeds in seed_counts]
+        print(f"| {proxy} | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
 
 
 def main() -> None:

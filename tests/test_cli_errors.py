@@ -31,7 +31,7 @@ from synque_ray.storage import Store
 def workspace(tmp_path):
     """A valid config plus an earlier run's outputs that no failing run may touch."""
     (tmp_path / "cands").mkdir()
-    rows = [{"text": f"headline number {i}"} for i in range(24)]  # more than MDM's blocks of 20 rows
+    rows = [{"text": f"headline number {i}"} for i in range(12)]
     (tmp_path / "cands" / "good.json").write_text(json.dumps(rows))
     (tmp_path / "pool.json").write_text(json.dumps(rows * 2))
     config = {
@@ -110,14 +110,14 @@ def test_rows_that_are_not_text(workspace, monkeypatch, capsys):
     )
 
 
-def test_fewer_rows_than_mdm_rows(workspace, monkeypatch, capsys):
+def test_fewer_rows_than_mdm_k(workspace, monkeypatch, capsys):
     tmp_path, config = workspace
     config["proxies"] = ["mdm"]
-    config["mdm"] = {"k": 5, "rows": 8}
+    config["mdm"] = {"k": 5}
     (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
     assert_fails_in_process(
-        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 9 that mdm.rows = 8 needs"
+        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs"
     )
 
 
@@ -148,7 +148,7 @@ def test_candidate_sample_size_below_what_a_proxy_needs(workspace, monkeypatch, 
     config["proxies"] = ["mdm"]
     config["candidates"]["sample_size"] = 2
     assert_fails_in_process(
-        workspace, monkeypatch, capsys, "candidates.sample_size: 2 rows, fewer than the 21 that mdm.rows = 20 needs"
+        workspace, monkeypatch, capsys, "candidates.sample_size: 2 rows, fewer than the 3 that mdm.k = 3 needs"
     )
 
 
@@ -277,7 +277,7 @@ def test_disk_full_mid_run_names_the_path_and_a_rerun_resumes(workspace, monkeyp
     stays committed; the re-run reuses the first candidate and scores only the second."""
     tmp_path, config = workspace
     config["proxies"] = ["mdm"]
-    (tmp_path / "cands" / "other.json").write_text(json.dumps([{"text": f"story {i} of a day"} for i in range(24)]))
+    (tmp_path / "cands" / "other.json").write_text(json.dumps([{"text": f"story {i} of a day"} for i in range(12)]))
     real_write, results_written = Store._write_file, []
 
     def full_on_second_result(self, path, payload):

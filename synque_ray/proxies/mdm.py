@@ -15,7 +15,8 @@ MDM of `rows` rows drawn from the candidate, in expectation: the mean of the pap
 MDM over many disjoint blocks of `rows` rows (`mdm_of_rows`, a U-statistic). Each
 block is an exact draw of `rows` rows from the candidate, whatever the candidate's size,
 so a candidate of 40 rows and one of 3,000 from one distribution have the same
-expected MDM; a larger candidate only pins it down more precisely.
+expected MDM; a larger candidate only pins it down more precisely. A candidate of `rows`
+rows or fewer cannot be read at that size and gets the paper's MDM on all of its rows.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ REPLICATE_PARTITIONS = 4  # partitions of each replicate's subsample: their spre
 
 class MdmParams(Params):
     """k: medoids per block. rows: the rows of each block, the size at which every candidate's MDM
-    is read (a candidate needs one more, for its replicates)."""
+    is read; a candidate of `rows` rows or fewer is read on all of its rows (`_compute`)."""
 
     k: int = Field(3, gt=0)
     rows: int = Field(20, gt=1)
@@ -48,7 +49,7 @@ class MdmParams(Params):
         return self
 
     def min_rows(self) -> tuple[int, str]:
-        return self.rows + 1, f"mdm.rows = {self.rows}"
+        return self.k, f"mdm.k = {self.k}"
 
 
 def medoid_distances(embeddings: np.ndarray, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -164,9 +165,28 @@ def subsample_replicates(embeddings: np.ndarray, k: int, rows: int, value: float
     return centred(means * np.sqrt(target / spread) if spread > 0 else means, value)
 
 
+def jackknife_replicates(embeddings: np.ndarray, k: int, value: float, resamples: int) -> np.ndarray:
+    """Shape (resamples,): the delete-1 jackknife of the paper's MDM on every row, as draws: the MDM without
+    row i (drawn from the candidate's stream), its deviation from the mean scaled by sqrt(n − 1), centred
+    on `value`; their variance is the jackknife's. Empty when n − 1 rows cannot hold k medoids."""
+    n = len(embeddings)
+    if n - 1 <= k:
+        return np.empty(0)
+    left_out = np.array([mdm(np.delete(embeddings, i, axis=0), k) for i in range(n)])
+    drawn = left_out[np.random.default_rng(CANDIDATE_STREAM).integers(0, n, resamples)]
+    return centred(left_out.mean() + np.sqrt(n - 1) * (drawn - left_out.mean()), value)
+
+
 def _compute(synthetic, real, params: MdmParams, seed: int, resamples: int) -> ProxyOutput:
     """The candidate's MDM at `params.rows` rows and its replicates, from fixed streams (the same on every
-    run and seed: MDM never looks at U_r)."""
+    run and seed: MDM never looks at U_r). A candidate of `rows` rows or fewer cannot be read at that
+    size: it gets the paper's MDM on all of its rows, which reads lower than a larger candidate's of
+    the same distribution (docs/proxies.md), and the delete-1 jackknife."""
+    synthetic, _ = check_embeddings(synthetic)
+    if len(synthetic) <= params.rows:
+        value = mdm(synthetic, params.k)
+        return ProxyOutput(value, jackknife_replicates(synthetic, params.k, value, resamples) if resamples else
+                           np.empty(0))
     partitions = _partition_means(synthetic, params.k, params.rows, VALUE_PARTITIONS)
     value = float(partitions.mean())
     if resamples == 0:
