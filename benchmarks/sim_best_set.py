@@ -179,7 +179,8 @@ def studentised_gaps(table: pl.DataFrame, seeds: int) -> dict[str, np.ndarray]:
         se = np.sqrt((variances[:, None] + variances[None, :]) / seeds + replicate_var)
         mean = points.mean(axis=1)
         upper = np.triu_indices(len(ids), 1)
-        out[str(proxy)] = ((mean[:, None] - mean[None, :]) / se)[upper]
+        with np.errstate(divide="ignore", invalid="ignore"):  # two equal values without spread: no gap, left out
+            out[str(proxy)] = ((mean[:, None] - mean[None, :]) / se)[upper]
     return out
 
 
@@ -211,7 +212,7 @@ def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5), cache:
     print("| proxy | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
     print("|---|" + "---|" * len(seed_counts))
     for proxy in proxies:
-        cells = [np.std(np.concatenate(gaps[(proxy, seeds)])) for seeds in seed_counts]
+        cells = [np.nanstd(np.concatenate(gaps[(proxy, seeds)])) for seeds in seed_counts]
         print(f"| {proxy} | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
 
 

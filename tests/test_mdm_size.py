@@ -2,7 +2,7 @@
 as wide as its value's spread over fresh candidates, so the best set keeps a true tie of unequal sizes.
 
 The paper's MDM of a sample rises with the sample's rows (16-d Gaussians of one distribution:
-3.84 at 40 rows, 4.02 at 300, sd 0.16 and 0.07), so a small candidate lost for its size alone.
+3.83 at 40 rows, 4.01 at 300, sd 0.24 and 0.07; BENCHMARKS.md), so a small candidate lost for its size alone.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ The paper's MDM of a sample depends on how many rows the sample has, not only on
 distribution it comes from: each medoid's own distance (0) is one of a small cluster's
 few rows, medoids chosen among few rows sit far from the cluster's centre, and they fit
 their own rows better than fresh ones. On 16-d Gaussians of one distribution it reads
-3.84 / 4.01 / 4.02 at 40 / 100 / 300 rows (sd 0.16 / 0.09 / 0.07); with the medoids
-left out of the means it falls instead (4.24 / 4.15 / 4.08): no correction of the
+3.83 / 4.03 / 4.01 at 40 / 100 / 300 rows (sd 0.24 / 0.08 / 0.07; BENCHMARKS.md); with
+the medoids left out of the means it falls with size instead: no correction of the
 full-sample value is size-free for every distribution. So MDM here is the paper's
 MDM of `rows` rows drawn from the candidate, in expectation: the mean of the paper's
 MDM over many disjoint blocks of `rows` rows (`mdm_of_rows`, a U-statistic). Each
