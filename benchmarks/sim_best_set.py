@@ -1,7 +1,7 @@
 """How the best set behaves at the seed counts, noise mixes and candidate sizes people have.
 
-    python benchmarks/sim_best_set.py [--runs 40] [--e2e-runs 10] [--e2e-k 6] [--skip-e2e] [--skip-tables]
-                                      [--density-runs 60]
+    python benchmarks/sim_best_set.py [--runs 40] [--e2e-k 6 12 32] [--e2e-runs 40 20 20] [--cache DIR]
+                                      [--rescore mdm ...] [--skip-e2e] [--skip-tables]
 
 Part 1, plain scores tables (tests/ranking/test_best_set.py's generator, one definition): a candidate's
 score at a seed is its true mean, a shift every candidate shares at that seed (its U_r sample)
@@ -14,16 +14,17 @@ sizes (equal, or 40-300 rows with noise sd ∝ 1/sqrt(rows), the smallest noisie
   2, 3 and 5 seeds can resolve) and how often the five are kept;
 - tie: k equal candidates; the share of runs keeping all k, and the mean set size.
 
-Part 2, the real proxies end to end: k candidates of 40-300 rows and U_r samples of 60 rows per
-seed, all Gaussian "embeddings" (16 dims) of ONE distribution, so every candidate is truly tied.
-Each (candidate, seed) is scored by `scoring.score_pair`, the function the pipeline's Ray tasks
+Part 2, the real proxies end to end (`--e2e-k`, one table per k): k candidates of 40-300 rows
+and U_r samples of 60 rows per seed, all Gaussian "embeddings" (16 dims) of ONE distribution,
+so every candidate is truly tied.
+Each (candidate, seed) is scored by `proxy_task.score_pair`, the function the pipeline's Ray tasks
 run (every proxy of `proxies.REGISTRY` at its default parameters, 200 replicates), the
 candidate-only proxies (MDM) repeated under every seed as the embedding stage does; then
 `reduce.add_ensemble` and `reduce.rank`. A run scores 5 seeds; 2 and 3 seeds are its first 2 and 3.
 Reported per proxy and for the ensemble: the share of runs keeping all k (mean set size).
-
-Part 3 (`--density-runs N`): density alone on that tie, its replicates drawn as today and with
-one generator for every seed, to show what the best set assumes of the replicates.
+`--cache DIR` keeps each run's scores; a later call with `--rescore mdm` reads them and scores
+only MDM again, so a change to one proxy is compared on the same runs at a fraction of the cost;
+`--only mdm` scores MDM alone (a candidate-only proxy: cheap at k = 32).
 
 The level is 0.9 throughout: a tie kept whole in about 90% of runs is the set holding its level.
 """
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ranki
 from test_best_set import difference_se, simulated_arrays, unequal_sizes  # the tests' generator
 
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import add_ensemble, best_set, rank
+from synque_ray.reduce import _point_matrix, _replicate_cube, add_ensemble, best_set, rank, seed_variances
 from synque_ray.proxy_task import TaskSpec, score_pair
 
 LEVEL = 0.9
@@ -105,23 +106,33 @@ def part_one(runs: int) -> None:
                       + " | ".join(f"{share:.0%} ({size:.1f})" for share, size in cells) + " |", flush=True)
 
 
-def scored_run(k: int, seeds: int, rng: np.random.Generator, dims: int = 16, real_rows: int = 60) -> pl.DataFrame:
-    """The results table (dataset_id, proxy, seed, raw, score, replicates) of k tied candidates of
-    40-300 rows on `seeds` U_r samples, every row drawn from one standard normal in `dims` dims."""
+def drawn_run(k: int, seeds: int, rng: np.random.Generator, dims: int = 16, real_rows: int = 60
+              ) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
+    """(k tied candidates of 40-300 rows by id, `seeds` U_r samples of `real_rows` rows by seed), every
+    row drawn from one standard normal in `dims` dims."""
     reals = {seed: rng.normal(size=(real_rows, dims)) for seed in range(seeds)}
     sizes = [int(rng.integers(40, 301)) for _ in range(k)]
-    # Resolved for the run as the pipeline does (pipeline.resolve_for_run): PAD's training size and
-    # MDM's rows are the same for every candidate of the run.
-    params = {name: proxy.params().for_run(sizes, [real_rows] * seeds).model_dump() for name, proxy in REGISTRY.items()}
+    return {f"c{i:02d}": rng.normal(size=(size, dims)) for i, size in enumerate(sizes)}, reals
+
+
+def score_candidates(candidates: dict[str, np.ndarray], reals: dict[int, np.ndarray],
+                     only: frozenset[str] | None = None) -> pl.DataFrame:
+    """Every (candidate, seed) through `proxy_task.score_pair`, the function the pipeline's Ray tasks
+    run, the candidate-only proxies once and repeated under every seed as the embedding stage does."""
+    names = [name for name in REGISTRY if only is None or name in only]
+    sizes = [len(rows) for rows in candidates.values()]
+    real_rows = [len(rows) for rows in reals.values()]
+    # Resolved for the run as the pipeline does (pipeline.resolve_for_run): PAD's training size is the
+    # same for every candidate of the run.
+    params = {name: REGISTRY[name].params().for_run(sizes, real_rows).model_dump() for name in names}
     spec = TaskSpec(params=params, sample_size=None, resamples=200)
     rows = []
-    for i, size in enumerate(sizes):
-        dataset_id = f"c{i:02d}"
-        candidate = rng.normal(size=(size, dims))
+    for dataset_id, candidate in candidates.items():
         alone = score_pair(dataset_id, None, candidate, None, spec)["scores"]
         rows += [{**row, "seed": seed} for row in alone for seed in reals]
-        for seed, real in reals.items():
-            rows += score_pair(dataset_id, seed, candidate, real, spec)["scores"]
+        if any(REGISTRY[name].uses_real for name in names):
+            for seed, real in reals.items():
+                rows += score_pair(dataset_id, seed, candidate, real, spec)["scores"]
     table = pl.DataFrame(rows).select("dataset_id", "proxy", "seed", "raw", "score", "replicates", "error")
     failed = table.filter(pl.col("error").is_not_null())
     if failed.height:
@@ -129,73 +140,104 @@ def scored_run(k: int, seeds: int, rng: np.random.Generator, dims: int = 16, rea
     return table.drop("error")
 
 
-def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5)) -> None:
+def cached_run(k: int, run: int, seeds: int, rng: np.random.Generator, cache: Path | None,
+               rescore: frozenset[str], only: frozenset[str] | None = None) -> pl.DataFrame:
+    """The results table of run `run` (`drawn_run`'s data scored by every proxy), read from `cache` when
+    an earlier invocation stored it, with the proxies in `rescore` scored again by the code as it is now:
+    a change to one proxy is measured on the same runs without paying for the others again. `only`:
+    score just these proxies (nothing read or stored)."""
+    candidates, reals = drawn_run(k, seeds, rng)
+    if only is not None:
+        return score_candidates(candidates, reals, only)
+    path = None if cache is None else cache / f"k{k}-run{run:03d}.parquet"
+    if path is None or not path.exists():
+        table = score_candidates(candidates, reals)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.write_parquet(path)
+        return table
+    table = pl.read_parquet(path)
+    if not rescore:
+        return table
+    return pl.concat([table.filter(~pl.col("proxy").is_in(sorted(rescore))),
+                      score_candidates(candidates, reals, rescore).select(table.columns)])
+
+
+def studentised_gaps(table: pl.DataFrame, seeds: int) -> dict[str, np.ndarray]:
+    """Per proxy, the differences of every pair's seed means over the standard error `reduce.best_set`
+    gives them (seed part plus replicate part). Among truly tied candidates their sd is 1 when the
+    standard errors are right; above 1 the set breaks ties more often than its level says."""
+    out = {}
+    for (proxy,), group in table.filter(pl.col("seed") < seeds).group_by(["proxy"]):
+        ids, seed_list = sorted(group["dataset_id"].unique().to_list()), list(range(seeds))
+        points, cube = _point_matrix(group, ids, seed_list), _replicate_cube(group, ids, seed_list, 200)
+        variances = seed_variances(points)
+        noise = (cube - points[:, :, None]).mean(axis=1)
+        spread = noise - noise.mean(axis=1, keepdims=True)
+        covariance = spread @ spread.T / spread.shape[1]
+        replicate_var = np.diag(covariance)[:, None] + np.diag(covariance)[None, :] - 2 * covariance
+        se = np.sqrt((variances[:, None] + variances[None, :]) / seeds + replicate_var)
+        mean = points.mean(axis=1)
+        upper = np.triu_indices(len(ids), 1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # two equal values without spread: no gap, left out
+            out[str(proxy)] = ((mean[:, None] - mean[None, :]) / se)[upper]
+    return out
+
+
+def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5), cache: Path | None = None,
+             rescore: frozenset[str] = frozenset(), only: frozenset[str] | None = None) -> None:
     print(f"\n## Real proxies, {k} tied candidates of 40-300 rows, U_r 60 rows per seed ({runs} runs)\n")
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(2026 + (k != 6) * k)  # k = 6 keeps the generator its earlier tables used
     kept: dict[tuple[str, int], list[int]] = {}
+    gaps: dict[tuple[str, int], list[np.ndarray]] = {}
     started = time.perf_counter()
     for run in range(runs):
-        table = scored_run(k, max(seed_counts), rng)
+        table = cached_run(k, run, max(seed_counts), rng, cache, rescore, only)
         for seeds in seed_counts:
-            ranked = rank(add_ensemble(table.filter(pl.col("seed") < seeds)), level=LEVEL, seed=run)
-            for (proxy,), group in ranked.group_by(["proxy"]):
+            scores = add_ensemble(table.filter(pl.col("seed") < seeds))
+            for (proxy,), group in rank(scores, level=LEVEL, seed=run).group_by(["proxy"]):
                 kept.setdefault((str(proxy), seeds), []).append(int(group["tied_with_best"].sum()))
-        print(f"run {run + 1}/{runs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    proxies = sorted({p for p, _ in kept} - {"ensemble"}) + ["ensemble"]
+            for proxy, z in studentised_gaps(scores, seeds).items():
+                gaps.setdefault((proxy, seeds), []).append(z)
+        print(f"k={k}: run {run + 1}/{runs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    proxies = sorted({p for p, _ in kept} - {"ensemble"}) + (["ensemble"] if ("ensemble", 2) in kept else [])
     print("Share of runs keeping all k (mean set size)\n")
     print("| proxy | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
     print("|---|" + "---|" * len(seed_counts))
     for proxy in proxies:
         cells = [np.asarray(kept[(proxy, seeds)]) for seeds in seed_counts]
-        print(f"| {proxy} | " + " | ".join(f"{np.mean(c == k):.0%} ({c.mean():.1f})" for c in cells) + " |")
-
-
-def part_three(runs: int, k: int = 6, seed_counts: tuple[int, ...] = (2, 3, 5)) -> None:
-    """Density alone on part 2's tie, its replicates as today (each seed resamples the candidate's rows
-    with its own generator) and with one generator for every seed (replicate b resamples the rows
-    alike at every seed, so the candidate-row error they share does not average out over seeds)."""
-    import synque_ray.proxies.coverage as coverage
-
-    today = coverage.resample_weights
-    spec = TaskSpec(params={"density": {}}, sample_size=None, resamples=200)
-    print(f"\n## Density's tie and how its replicates are drawn ({k} candidates of 40-300 rows, {runs} runs)\n")
-    print("| replicates | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
+        print(f"| {proxy} | " + " | ".join(f"{np.mean(c == k):.0%} ({c.mean():.1f})" for c in cells) + " |",
+              flush=True)
+    print("\nsd of the studentised differences of seed means (1 when the standard errors are right)\n")
+    print("| proxy | " + " | ".join(f"{s} seeds" for s in seed_counts) + " |")
     print("|---|" + "---|" * len(seed_counts))
-    for label, weights in (("a generator per seed (today)", today),
-                           ("one generator for every seed", lambda n, b, _rng: today(n, b, np.random.default_rng(0)))):
-        coverage.resample_weights = weights
-        rng = np.random.default_rng(2026)
-        kept: dict[int, list[bool]] = {s: [] for s in seed_counts}
-        for run in range(runs):
-            reals = {seed: rng.normal(size=(60, 16)) for seed in range(max(seed_counts))}
-            rows = []
-            for i in range(k):
-                candidate = rng.normal(size=(int(rng.integers(40, 301)), 16))
-                for seed, real in reals.items():
-                    rows += score_pair(f"c{i:02d}", seed, candidate, real, spec)["scores"]
-            table = pl.DataFrame(rows).select("dataset_id", "proxy", "seed", "raw", "score", "replicates")
-            for seeds in seed_counts:
-                kept[seeds].append(bool(rank(table.filter(pl.col("seed") < seeds), level=LEVEL, seed=run)
-                                        ["tied_with_best"].all()))
-        print(f"| {label} | " + " | ".join(f"{np.mean(kept[s]):.0%}" for s in seed_counts) + " |", flush=True)
-    coverage.resample_weights = today
+    for proxy in proxies:
+        cells = [np.nanstd(np.concatenate(gaps[(proxy, seeds)])) for seeds in seed_counts]
+        print(f"| {proxy} | " + " | ".join(f"{c:.2f}" for c in cells) + " |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=40, help="runs per cell of the plain-table part")
-    parser.add_argument("--e2e-runs", type=int, default=10, help="runs of the real-proxy part (each ~30 s)")
-    parser.add_argument("--e2e-k", type=int, default=6, help="tied candidates in the real-proxy part")
+    parser.add_argument("--e2e-k", type=int, nargs="+", default=[6], help="tied candidates in the real-proxy part")
+    parser.add_argument("--e2e-runs", type=int, nargs="+", default=[10],
+                        help="runs of the real-proxy part, one number for every k or one per --e2e-k")
+    parser.add_argument("--cache", type=Path, help="a folder keeping each run's scores: a later call reads them")
+    parser.add_argument("--rescore", nargs="*", default=[],
+                        help="proxies scored again on cached runs (the ones whose code changed)")
+    parser.add_argument("--only", nargs="+", help="score just these proxies in the real-proxy part (no cache)")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-tables", action="store_true")
-    parser.add_argument("--density-runs", type=int, default=0, help="runs of the density replicate check (0: skip)")
     args = parser.parse_args()
     if not args.skip_tables:
         part_one(args.runs)
     if not args.skip_e2e:
-        part_two(args.e2e_runs, args.e2e_k)
-    if args.density_runs:
-        part_three(args.density_runs)
+        runs = args.e2e_runs * len(args.e2e_k) if len(args.e2e_runs) == 1 else args.e2e_runs
+        if len(runs) != len(args.e2e_k):
+            parser.error("--e2e-runs: give one number, or one per --e2e-k")
+        for k, count in zip(args.e2e_k, runs, strict=True):
+            part_two(count, k, cache=args.cache, rescore=frozenset(args.rescore),
+                     only=None if args.only is None else frozenset(args.only))
 
 
 if __name__ == "__main__":

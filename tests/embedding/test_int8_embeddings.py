@@ -324,7 +324,7 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
 
     import synque_ray
     from synque_ray.demo import write_demo_data
-    from synque_ray.proxies.mdm import mdm
+    from synque_ray.proxies.mdm import mdm_of_rows
     from synque_ray.reading import read_texts
 
     write_demo_data(tmp_path / "data", n_candidates=2, rows=30, pool_rows=40)
@@ -339,7 +339,7 @@ def test_engine_embeds_at_the_configured_precision(ray_session, tmp_path, bundle
 
     candidate = sorted((tmp_path / "data/candidates").iterdir())[0]
     encoder = OnnxEncoder(bundled_model_path, threads=1, root=onnx_embed.cache_root())
-    expected = mdm(encoder.encode(read_texts(candidate, "text"), 256), k=3)
+    expected = mdm_of_rows(encoder.encode(read_texts(candidate, "text"), 256), k=3, rows=20)
     got = run.scores.filter((pl.col("dataset_id") == candidate.stem) & (pl.col("proxy") == "mdm"))["raw"][0]
     assert got == pytest.approx(expected, rel=1e-4)
 
