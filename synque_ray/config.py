@@ -18,8 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synque_ray.errors import UserError
+from synque_ray.fluency import ABOUT as FLUENCY_ABOUT
 from synque_ray.fluency import FluencyParams
 from synque_ray.lens.prompts import FAMILIES
+from synque_ray.lens.debias import ABOUT as LENS_ABOUT
+from synque_ray.perplexity import ABOUT as PERPLEXITY_ABOUT
 from synque_ray.perplexity import PerplexityParams
 from synque_ray.reading import template_fields, utf8_text
 from synque_ray.storage import check_reachable, join_location
@@ -35,7 +38,9 @@ from synque_ray.proxies.pad import PadParams
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
 STAGE_PROXY_NAMES = ("lens", "perplexity", "fluency")  # each computed by a stage of its own (synque_ray/stage)
 PROXY_NAMES = (*EMBEDDING_PROXY_NAMES, *STAGE_PROXY_NAMES)
-DEFAULT_PROXIES = [name for name, proxy in REGISTRY.items() if proxy.default]  # each proxy says
+# Each proxy says whether it is a default: the embedding proxies in their `Proxy`, a stage's in its `ABOUT`.
+DEFAULT_PROXIES = [about.name for about in (*(proxy.about for proxy in REGISTRY.values()), LENS_ABOUT, PERPLEXITY_ABOUT,
+                                            FLUENCY_ABOUT) if about.default]
 
 
 class _Strict(BaseModel):
