@@ -39,6 +39,12 @@ percentile of 32 rows would move a lot between samples (the share a fluent candi
 with it, too). Rows cut short are caught when the cut leaves little order to lose (half a tweet:
 55%); a row of fewer than two distinct words has no order and no gain, and is not judged (null).
 
+Fluency is a screen (`findings.SCREENS`): its score is ranked and shown but never votes in
+the ensemble, and a candidate whose `garbled_share` is over its limit is passed over and
+ranked after every other (docs/proxies.md). Whether text is fluent is pass or fail: among
+fluent candidates the score's order is noise, and as a member of the ensemble it lowered the
+sentiment benchmark's Spearman.
+
 Cost: two forward passes of a 135M model per row (the row and its shuffle; about 5 GFLOP each
 for a 20-token headline, a fifth of it the LM head), so a run scores a seeded sample of each
 candidate (`max_rows`) and of each U_r sample (`real_rows`); the bootstrap replicates resample
