@@ -36,8 +36,10 @@ its order gain is below U_r's `percentile` (5th) of order gain: about 5% of rows
 are. The threshold is taken over every seed's scored U_r rows together (each distinct text
 once): it describes the real domain, which every seed's sample draws from, and an extreme
 percentile of 32 rows would move a lot between samples (the share a fluent candidate crosses
-with it, too). Rows cut short are caught when the cut leaves little order to lose (half a tweet:
-55%); a row of fewer than two distinct words has no order and no gain, and is not judged (null).
+with it, too). Rows cut short are caught when the cut leaves little order to lose (38-55% of
+tweets cut after half their words, 8-25% of cut headlines); a row of fewer than two distinct
+words has no order and no gain, and is not judged (null). The gain rests on one shuffle, which
+now and then reads about as well as the row: that noise is why the limit is high (findings.LIMITS).
 
 Fluency is a screen (`findings.SCREENS`): its score is ranked and shown but never votes in
 the ensemble, and a candidate whose `garbled_share` is over its limit is passed over and
@@ -101,7 +103,7 @@ class FluencyParams(Params):
     scores a few headlines per second per core, each twice (the row and its shuffle;
     BENCHMARKS.md): 16 rows of each candidate and 32 of each U_r sample keep `synque demo`
     within half again its time without the proxy. Garbling shows in most rows it touches
-    (three in four shuffled tweets fall below U_r's 5th percentile of order gain), so 16 rows
+    (two in three shuffled tweets fall below U_r's 5th percentile of order gain), so 16 rows
     tell a garbled candidate from a fluent one; subtle differences need more rows. On a GPU
     set both to null (every row).
     """

@@ -168,7 +168,7 @@ def test_garbled_share_counts_scored_rows_per_seed_and_flags_above_its_limit():
     rankings = pl.DataFrame({"dataset_id": ["clean", "shuffled"] * 2, "proxy": ["fluency"] * 2 + ["ensemble"] * 2,
                              "rank": [1.0, 2.0, 1.0, 2.0]})
     flags = dict(findings(rankings, table).select("dataset_id", "flags").iter_rows())
-    assert LIMITS["garbled_share"] == 0.25 and flags == {"clean": [], "shuffled": ["garbled_share"]}
+    assert LIMITS["garbled_share"] == 0.40 and flags == {"clean": [], "shuffled": ["garbled_share"]}
 
 
 def test_config_section_and_its_checks():
