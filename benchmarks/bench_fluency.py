@@ -1,4 +1,4 @@
-"""The fluency proxy on real headlines: its signal, and what it costs on a CPU.
+"""The fluency screen on real headlines: its row signals, and what it costs on a CPU.
 
     PYTHONPATH=$PWD python benchmarks/bench_fluency.py [--source sentiment|demo] [--rows 40] [--real 60]
         [--threads 1]
@@ -7,11 +7,16 @@ From the sentiment benchmark's real pool (../shared/bench/sentiment/real/pool.js
 tweets, with tickers, cashtags and links) or the demo's grammar of fluent news headlines
 (synque_ray/demo.py): U_r = `--real` rows, a clean candidate = `--rows` other rows, and three
 copies of it damaged by tests/_garble.py (words shuffled, 15% of letters replaced,
-cut after half of the words). Prints, per candidate, the median token NLL under the
-bundled SmolLM2-135M (torch fp32, `--threads` threads), the shares of rows above U_r's
-95th and 99th percentiles (`garbled_share` at `fluency.percentile` 95 and 99), the
-energy distance to U_r (the proxy, lower is better), and the rows scored per second
-(model loading excluded).
+cut after half of the words). Each row is scored as the engine scores it (`row_fluency`: the
+row and its shuffle under the bundled SmolLM2-135M, torch fp32, `--threads` threads). Prints,
+per candidate, the median token NLL and the share of rows above U_r's 95th percentile of it
+(the rule before the order gain), the median order gain and the share of rows below U_r's 5th
+percentile of it (`garbled_share` now), the energy distance to U_r (the proxy's score, lower is
+better), and rows judged per second, each row being two forward passes (model loading excluded).
+Then how often a candidate would be flagged (`garbled_share` over its limit): `--draws` bootstrap
+draws of U_r (30, 64 and 160 rows, as one seed of a small test, the demo's two seeds of 32 and
+the benchmark's five) and of a 16-row candidate (12 beside 30), from the real rows (U_r's and
+the clean ones together) or from a damaged copy's.
 """
 
 from __future__ import annotations
@@ -25,11 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_garble.py
 
-from synque_ray.fluency import FluencyParams, _model, energy_distance, garbled_threshold, mean_token_nll
 from synque_ray.demo import _headline
-from synque_ray.fluency import resolve_model
+from synque_ray.findings import LIMITS
+from synque_ray.fluency import FluencyParams, _model, energy_distance, gain_threshold, resolve_model, row_fluency
 from tests._garble import cut_mid_sentence, noised_chars, real_headlines, shuffled_words
-
 
 
 def main() -> None:
@@ -38,6 +42,7 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--source", choices=("sentiment", "demo"), default="sentiment")
+    parser.add_argument("--draws", type=int, default=4000)
     args = parser.parse_args()
     if args.source == "demo":
         grammar = np.random.default_rng(7)
@@ -56,20 +61,40 @@ def main() -> None:
     path = resolve_model(params)[0]
     _model(path)  # loaded once, outside the timings
     started = time.perf_counter()
-    real_nll = mean_token_nll(path, real, params, args.threads)[0]
+    real_nll, _, real_gain = row_fluency(path, real, params, args.threads)
     rows, seconds = len(real), time.perf_counter() - started
-    cuts = {p: garbled_threshold(real_nll, p) for p in (95, 99)}
-    print(f"U_r: {len(real)} rows, median token NLL {np.median(real_nll):.2f}, 95th / 99th percentile "
-          f"{cuts[95]:.2f} / {cuts[99]:.2f}")
-    print(f"{'candidate':<10} {'median NLL':>10} {'>p95':>6} {'>p99':>6} {'energy':>7}")
+    above, below = np.percentile(real_nll, 95), gain_threshold(real_gain, params.percentile)
+    print(f"U_r: {len(real)} rows, median token NLL {np.median(real_nll):.2f} (95th percentile {above:.2f}), "
+          f"median order gain {np.nanmedian(real_gain):.2f} (5th percentile {below:.2f})")
+    print(f"{'candidate':<10} {'median NLL':>10} {'NLL>p95':>8} {'median gain':>11} {'gain<p5':>8} {'energy':>7}")
+    gains = {}
     for name, texts in candidates.items():
         started = time.perf_counter()
-        nll = mean_token_nll(path, texts, params, args.threads)[0]
+        nll, _, gain = row_fluency(path, texts, params, args.threads)
         seconds += time.perf_counter() - started
         rows += len(texts)
-        print(f"{name:<10} {np.median(nll):>10.2f} {np.mean(nll > cuts[95]):>6.0%} {np.mean(nll > cuts[99]):>6.0%} "
-              f"{energy_distance(nll, real_nll):>7.2f}")
-    print(f"{rows} rows in {seconds:.1f} s: {rows / seconds:.1f} rows/s on {args.threads} thread(s)")
+        gains[name] = gain[np.isfinite(gain)]
+        print(f"{name:<10} {np.median(nll):>10.2f} {np.mean(nll > above):>8.0%} {np.nanmedian(gain):>11.2f} "
+              f"{np.mean(gains[name] < below):>8.0%} {energy_distance(nll, real_nll):>7.2f}")
+    print(f"{rows} rows judged (each with its shuffle) in {seconds:.1f} s: {rows / seconds:.2f} rows/s on "
+          f"{args.threads} thread(s)")
+    flagged_shares(np.concatenate([real_gain[np.isfinite(real_gain)], gains.pop("clean")]), gains, params.percentile,
+                   args.draws)
+
+
+def flagged_shares(real: np.ndarray, damaged: dict[str, np.ndarray], percentile: float, draws: int) -> None:
+    """Print, per U_r size, the share of bootstrap draws in which a candidate drawn from `real` (a
+    false flag) or from each damaged copy's gains has `garbled_share` over its limit."""
+    rng, limit = np.random.default_rng(0), LIMITS["garbled_share"]
+    print(f"\nshare of {draws} draws flagged (garbled_share > {limit:.0%})")
+    for size, rows in ((30, 12), (64, 16), (160, 16)):
+        counts = dict.fromkeys(["clean", *damaged], 0)
+        for _ in range(draws):
+            below = gain_threshold(rng.choice(real, size), percentile)
+            for name, pool in (("clean", real), *damaged.items()):
+                counts[name] += np.mean(rng.choice(pool, rows) < below) > limit
+        print(f"U_r {size:>3} rows, candidate {rows}: " + ", ".join(f"{name} {count / draws:.1%}"
+                                                                   for name, count in counts.items()))
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ class Verdict:
     """The answer of a run, as the terminal and the report give it.
 
     train_on: the candidates to train on (the best set of the lead ranking, without the
-    candidates passed over for copying the real sample), best first. next: the best candidate
-    outside them, None when there is none. passed_over: candidates left out for copying the real
-    sample. flagged: per flagged candidate, its findings over their limit, worst first.
+    candidates passed over), best first. next: the best candidate outside them, None when there is
+    none. passed_over: candidates left out for copying the real sample or for garbled rows.
+    flagged: per flagged candidate, its findings over their limit, worst first.
     lines: the verdict's lines; text: those and one `flagged:` line per flagged candidate."""
 
     train_on: list[str]
@@ -63,7 +63,7 @@ def verdict_of(rankings: pl.DataFrame, level: float) -> Verdict:
     flagged = {row["dataset_id"]: over for row in per_candidate(rankings).iter_rows(named=True)
                if (over := over_limit(row))}
     return Verdict(train_on=choice.train_on, next=choice.after["dataset_id"] if choice.after else None,
-                   passed_over=sorted(choice.leaked), flagged=flagged, lines=lines,
+                   passed_over=sorted(choice.passed), flagged=flagged, lines=lines,
                    text="\n".join([*lines, *flagged_lines(rankings)]) if rankings.height else "\n".join(lines))
 
 

@@ -34,7 +34,6 @@ from synque_ray.proxies.mmd import MmdParams
 from synque_ray.proxies.pad import PadParams
 
 EMBEDDING_PROXY_NAMES = tuple(REGISTRY)  # computed from embeddings by Ray tasks
-DEFAULT_PROXIES = [name for name, proxy in REGISTRY.items() if proxy.default]  # each proxy says
 
 
 class _Strict(BaseModel):
@@ -294,6 +293,8 @@ PROXY_ABOUTS: tuple[About, ...] = tuple(
     about for field in JobConfig.model_fields.values() for about in section_proxies(field.annotation))
 PROXY_NAMES = tuple(about.name for about in PROXY_ABOUTS)
 STAGE_PROXY_NAMES = tuple(name for name in PROXY_NAMES if name not in EMBEDDING_PROXY_NAMES)  # a stage each
+# Each proxy says whether it is a default (`About.default`, beside its code); JobConfig's `proxies` reads this.
+DEFAULT_PROXIES: list[str] = [about.name for about in PROXY_ABOUTS if about.default]
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:

@@ -11,8 +11,9 @@ table, and joined onto every row of `rankings.parquet` as columns:
   (`copies_eval`); null when the job names none. Any such row is a leak: its limit is 0;
 - `synthetic_share`: rows PAD's balanced `p_synthetic` puts above `SYNTHETIC_P`;
 - `short_share`: rows of fewer than `SHORT_CHARS` characters (empty rows included);
-- `garbled_share`: rows the fluency proxy scored whose token NLL is above U_r's 95th
-  percentile (`garbled`): scrambled, garbled or cut text, which embeddings barely see;
+- `garbled_share`: rows the fluency screen judged whose order gain (how much less likely a small
+  LM finds the row's words shuffled) is below U_r's 5th percentile (`garbled`): shuffled,
+  garbled or cut text, which embeddings barely see;
 - `disagreeing_proxy`, `disagreeing_rank`, `proxy_disagreement`: the proxy whose rank of the
   candidate is furthest from the ensemble's, its rank, and how far (in ranks). Informational only:
   proxies measure different things (MDM never looks at U_r), so their disagreeing is no defect of
@@ -22,10 +23,15 @@ table, and joined onto every row of `rankings.parquet` as columns:
   ranked under each name, so they tie);
 - `flags`: the findings that cross their limit in `LIMITS`.
 
-A candidate flagged for a finding in `LEAKS` copies rows of U_r: it looks closest to the real
-data by construction, and training on it leaks the real sample. It keeps its rank in every
-table, but it is never a member of the best set (`reduce.rank`'s `passed_over`) and never named
-on `train on:` (`passed_over`).
+A candidate flagged for a finding in `PASS_OVER` is passed over: never a member of the best set
+(`reduce.rank`'s `passed_over`) and never named on `train on:` (`passed_over`), for one of two
+reasons. A finding in `LEAKS`: it copies rows of U_r (or of the evaluation set), so it looks
+closest to the real data by construction and training on it leaks the real sample; it keeps its
+rank in every table, since it *is* close to U_r. A finding in `DEMOTED` (`garbled_share`): its
+rows are shuffled, garbled or cut text that the embedding proxies barely see, so the ensemble's
+rank of it is wrong; it ranks after every candidate that is not demoted in the lead ranking
+(`reduce.rank`'s `demoted`). Such a finding comes from a *screen* (`SCREENS`): a proxy whose
+score is ranked and shown but never votes in the ensemble (docs/proxies.md, "fluency").
 
 Shares are taken per seed (a seed may score a subsample of the candidate's rows) and
 averaged over seeds. A share whose signal is absent (an older run, a proxy that did
@@ -54,14 +60,31 @@ FINDING_COLUMNS = [*list(FINDING_SCHEMA)[1:], "flags"]
 # the false-positive share the copy detector allows itself on clean same-domain rows, so that a
 # clean candidate is not passed over for the detector's noise while a leak of a few rows in a
 # hundred is. Copies of the evaluation set the user will measure on: any one is a leak. Garbled
-# rows: about 5% of rows like U_r's are garbled by definition, and one odd row of a 16-row sample
-# is 6%: a quarter leaves room for that (4 of 16 rows at a 5% rate: under 1%) and still flags a
-# candidate with every fourth row scrambled or cut.
+# rows: about 5% of rows like U_r's are garbled by definition, but a row's order gain rests on one
+# shuffle, which now and then reads about as well as the row: fluent text unlike U_r (LLM-written
+# headlines against tweets) reached 12-27% of 16 rows. Two in five leaves room for that and still
+# flags a shuffled or noised copy (60-90% of its rows; BENCHMARKS.md).
 LIMITS = {"duplicate_share": 0.10, "real_copy_share": 0.02, "eval_copy_share": 0.0, "synthetic_share": 0.75,
-          "short_share": 0.05, "garbled_share": 0.25}
-# Findings that keep a candidate off `train on:` (its rows leak the real sample, or the evaluation
-# set, into training).
+          "short_share": 0.05, "garbled_share": 0.40}
+# Findings that keep a candidate off `train on:` because its rows leak the real sample, or the
+# evaluation set, into training: it keeps its rank.
 LEAKS = ("real_copy_share", "eval_copy_share")
+# Findings that keep a candidate off `train on:` and rank it after every other candidate in the lead
+# ranking: the proxies of the ensemble cannot see the problem, so their rank of it means nothing.
+DEMOTED = ("garbled_share",)
+PASS_OVER = (*LEAKS, *DEMOTED)
+# Why a candidate flagged for each finding of PASS_OVER is passed over (the verdict's words).
+PASS_OVER_WHY = {
+    "real_copy_share": "it looks close to the real data because it holds it, and training on it leaks the real sample",
+    "eval_copy_share": "it looks close to the real data because it holds it, and training on it leaks the real sample",
+    "garbled_share": "its rows read as shuffled, garbled or cut text, which the embedding proxies barely see, so it "
+                     "ranks after every candidate that does not",
+}
+# Screens: proxy -> the finding its row signal feeds. A screen's score is ranked and shown, but it
+# never votes in the ensemble (`reduce.add_ensemble`): what it measures is pass or fail (is the text
+# fluent?), its order of passing candidates is noise, and weighted in it cost a benchmark of fluent
+# candidates Spearman (BENCHMARKS.md). Its finding over the limit passes a candidate over instead.
+SCREENS = {"fluency": "garbled_share"}
 
 # Each share: (the row_scores column it needs, the per-row condition it counts).
 _ROW_RULES: dict[str, tuple[str, Callable[[], pl.Expr]]] = {
@@ -136,30 +159,43 @@ def findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
     return table.with_columns(pl.concat_list(crossed).list.drop_nulls().alias("flags"))
 
 
-def leak_flags(flags: list[str] | None) -> list[str]:
-    """The findings of `LEAKS` among a candidate's `flags`: what passes it over, if anything."""
-    return [name for name in flags or [] if name in LEAKS]
+def leak_flags(flags: list[str] | None, kinds: tuple[str, ...] = LEAKS) -> list[str]:
+    """The findings of `kinds` (by default `LEAKS`) among a candidate's `flags`."""
+    return [name for name in flags or [] if name in kinds]
 
 
-def leaked_by_flags(rankings: pl.DataFrame) -> dict[str, list[str]]:
-    """Per candidate passed over, its leak findings, read from a ranking table's `flags` (a published
-    run's; `passed_over` computes the same from the row signals before the ranking exists)."""
+def passed_over_by_flags(rankings: pl.DataFrame, kinds: tuple[str, ...] = PASS_OVER) -> dict[str, list[str]]:
+    """Per candidate flagged for a finding of `kinds` (by default every one that passes it over), those
+    findings, read from a ranking table's `flags` (a published run's; `passed_over` computes the same
+    from the row signals before the ranking exists)."""
     if "flags" not in rankings.columns:
         return {}
     table = rankings.select("dataset_id", "flags").unique("dataset_id", keep="first")
-    return {row["dataset_id"]: names for row in table.iter_rows(named=True) if (names := leak_flags(row["flags"]))}
+    return {row["dataset_id"]: names for row in table.iter_rows(named=True)
+            if (names := leak_flags(row["flags"], kinds))}
+
+
+def leaked_by_flags(rankings: pl.DataFrame) -> dict[str, list[str]]:
+    """Per candidate that leaks the real sample, its findings of `LEAKS`, read from `flags`."""
+    return passed_over_by_flags(rankings, LEAKS)
 
 
 def passed_over(row_scores: pl.DataFrame | None) -> dict[str, list[str]]:
-    """Per candidate whose rows leak the real sample (a finding of `LEAKS` over its limit), the
-    names of those findings; computed from the row signals alone, so that the ranking can keep
-    these candidates out of its best set."""
+    """Per candidate with a finding of `PASS_OVER` over its limit (its rows leak the real sample, or
+    read as garbled text), the names of those findings; computed from the row signals alone, so
+    that the ranking can keep these candidates out of its best set."""
     if row_scores is None or row_scores.height == 0:
         return {}
     shares = row_shares(row_scores)
-    leaks = [name for name in LEAKS if name in shares.columns]
+    kinds = [name for name in PASS_OVER if name in shares.columns]
     return {row["dataset_id"]: names for row in shares.iter_rows(named=True)
-            if (names := [n for n in leaks if (row[n] or 0) > LIMITS[n]])}
+            if (names := [n for n in kinds if (row[n] or 0) > LIMITS[n]])}
+
+
+def demoted(passed: dict[str, list[str]]) -> set[str]:
+    """The candidates of `passed` (candidate -> findings, as `passed_over` returns) with a finding of
+    `DEMOTED`: they rank after every other candidate in the lead ranking."""
+    return {dataset_id for dataset_id, names in passed.items() if any(n in DEMOTED for n in names)}
 
 
 def add_findings(rankings: pl.DataFrame, row_scores: pl.DataFrame | None,
@@ -192,7 +228,7 @@ SHARE_NAMES = {"duplicate_share": "near-duplicate rows", "real_copy_share": "row
                "eval_copy_share": "rows copying the evaluation set",
                "synthetic_share": f"rows that look synthetic (p_synthetic > {SYNTHETIC_P:g})",
                "short_share": f"rows under {SHORT_CHARS} characters",
-               "garbled_share": "garbled rows (token NLL above U_r's 95th percentile)"}
+               "garbled_share": "garbled rows (order gain below U_r's 5th percentile)"}
 
 
 def percent(share: float) -> str:

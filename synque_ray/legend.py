@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 
 from synque_ray.config import PROXY_ABOUTS
-from synque_ray.findings import LEAKS, LIMITS, SHARE_NAMES, SHORT_CHARS, SYNTHETIC_P, percent
+from synque_ray.findings import DEMOTED, LEAKS, LIMITS, SHARE_NAMES, SHORT_CHARS, SYNTHETIC_P, percent
 from synque_ray.proxies.base import About
 from synque_ray.rowsignals import DUPLICATE_COSINE
 
@@ -27,7 +27,8 @@ PROXY_LEGEND: dict[str, str] = {about.name: about.legend for about in ABOUTS} | 
                 "one embedding model share its blind spots) counts about as one; `robust` weighs each proxy by "
                 "how well it agrees with the others; `mean` weighs all the same. The "
                 "weights are in run.json (ensemble). Its score_mean is the negated mean rank (−1 would be first "
-                "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it.",
+                "everywhere) and its raw the mean rank itself. Only candidates with every proxy are in it. A "
+                "screen (fluency) is never in it: its finding passes a candidate over instead.",
 }
 
 # The columns and words of the ranking table, the findings and the verdict.
@@ -54,8 +55,10 @@ TERM_LEGEND: dict[str, str] = {
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
-    "garbled_share": "Rows the fluency proxy scored whose token NLL is above U_r's 95th percentile: shuffled, "
-                     f"garbled or cut text (about 5% of rows like U_r's; flagged above {LIMITS['garbled_share']:.0%}).",
+    "garbled_share": "Rows the fluency screen judged whose order gain (how much less likely a small LM finds the "
+                     "row's words shuffled than as written) is below U_r's 5th percentile: shuffled, garbled or cut "
+                     "text (about 5% of rows like U_r's; flagged above "
+                     f"{LIMITS['garbled_share']:.0%}, which passes the candidate over and ranks it last).",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
                           "a disagreement alone never flags a candidate.",
@@ -63,10 +66,13 @@ TERM_LEGEND: dict[str, str] = {
                     "variant of one): scored once and ranked under each name, so they tie. Never a flag.",
     "flagged": "A candidate with a finding over its limit (" + ", ".join(
         f"{SHARE_NAMES.get(name, name)} > {percent(limit)}" for name, limit in LIMITS.items()) + ").",
-    "passed over": "A candidate whose rows copy the real sample (" + ", ".join(
-        SHARE_NAMES.get(name, name) for name in LEAKS) + ", over the limit) keeps its rank in every table "
-        "but is left out of the best set and never named on `train on:`: it looks closest to the real data "
-        "because it holds it, and training on it leaks the rows a model is later judged on.",
+    "passed over": "A candidate left out of the best set and never named on `train on:`. One whose rows copy "
+        "the real sample (" + ", ".join(SHARE_NAMES.get(name, name) for name in LEAKS) + ", over the limit) "
+        "keeps its rank in every table: it looks closest to the real data because it holds it, and training "
+        "on it leaks the rows a model is later judged on. One whose rows read as garbled (" + ", ".join(
+        SHARE_NAMES.get(name, name) for name in DEMOTED) + ", over the limit) ranks after every other "
+        "candidate in the lead ranking, since the proxies of the ensemble barely see what is wrong with it; "
+        "each proxy's own rank of it is kept.",
 }
 
 LEGEND: dict[str, str] = {**PROXY_LEGEND, **TERM_LEGEND}

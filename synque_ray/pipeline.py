@@ -22,7 +22,7 @@ import polars as pl
 from synque_ray.config import JobConfig, RankingConfig
 from synque_ray.errors import RunFailed, UserError
 from synque_ray.evaluate import carry_evaluation
-from synque_ray.findings import add_findings, passed_over
+from synque_ray.findings import add_findings, demoted, passed_over
 from synque_ray.lens.stage import LensStage
 from synque_ray.reading import RowSet, read_texts, sample_pool, scan_candidates
 from synque_ray.reduce import add_ensemble, ensemble_weights, incomplete, rank, split_failures
@@ -315,10 +315,11 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     missing = incomplete(usable, seeds, exempt=skipped)
     row_scores = row_scores_table([part for o in outcomes for part in o.rows],
                                   [column for o in outcomes for column in o.row_columns])
+    passed = passed_over(row_scores)
     tables = {
         SCORES_FILE: with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
         RANKINGS_FILE: add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
-                                         passed_over=passed_over(row_scores)),
+                                         passed_over=passed, demoted=demoted(passed)),
                                     row_scores, identical_candidates(candidates)),
         ROW_SCORES_FILE: row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},

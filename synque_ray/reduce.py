@@ -22,6 +22,7 @@ from collections.abc import Collection
 import numpy as np
 import polars as pl
 
+from synque_ray.findings import SCREENS
 from synque_ray.ranks import rankdata, spearman
 from synque_ray.vocabulary import RANKING_COLUMNS, SCORE_SCHEMA
 
@@ -171,7 +172,7 @@ def ensemble_weights(scores: pl.DataFrame, method: str = DEFAULT_ENSEMBLE) -> di
     when all proxies agree the weights are near equal and the ensemble is the plain mean rank."""
     if method not in ENSEMBLES:
         raise ValueError(f"ensemble method {method!r} is not one of {', '.join(ENSEMBLES)}")
-    scores = scores.filter(pl.col("proxy") != "ensemble")
+    scores = scores.filter(~pl.col("proxy").is_in(["ensemble", *SCREENS]))  # a screen never votes
     proxies = sorted(scores.get_column("proxy").unique().to_list())
     return ENSEMBLES[method](scores, proxies) if len(proxies) > 1 else _equal_weights(proxies) if proxies else {}
 
@@ -210,14 +211,17 @@ def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None
 
     `weights` (proxy -> weight) default to `ensemble_weights(scores, method)`; record them with the
     run. `exempt` names, per candidate, proxies it is not meant to have (the LENS cascade): it is
-    complete without them and its mean rank is over the others."""
+    complete without them and its mean rank is over the others. A screen (`findings.SCREENS`: its
+    finding passes a candidate over instead) is kept in the table but never in the ensemble: neither
+    weighed nor required."""
     scores = scores.filter(pl.col("proxy") != "ensemble")
-    proxies = sorted(scores.get_column("proxy").unique().to_list())
+    proxies = sorted(p for p in scores.get_column("proxy").unique().to_list() if p not in SCREENS)
     if len(proxies) < 2:
         return scores
     weights = weights if weights is not None else ensemble_weights(scores, method)
     weights = {p: weights.get(p, 0.0) for p in proxies}
-    rows = [row for (seed,), group in scores.group_by(["seed"], maintain_order=True)
+    voters = scores.filter(pl.col("proxy").is_in(proxies))
+    rows = [row for (seed,), group in voters.group_by(["seed"], maintain_order=True)
             for row in _seed_ensemble(group, weights, seed, exempt or {})]
     extra = {"replicates": pl.List(pl.Float64)} if "replicates" in scores.columns else {}
     ensemble = pl.DataFrame(rows, schema={**SCORE_SCHEMA, "replicates": pl.List(pl.Float64)})
@@ -400,11 +404,21 @@ def _point_matrix(scores: pl.DataFrame, ids: list[str], seeds: list[int]) -> np.
     return wide.select([str(s) for s in seeds]).to_numpy().astype(float)
 
 
+def _sunk(values: np.ndarray, sunk: np.ndarray) -> np.ndarray:
+    """`values` (candidates, ...) with the rows where `sunk` (candidates,) is true moved below every
+    other value, their order among themselves kept: so they rank after every other candidate."""
+    if not sunk.any() or sunk.all():
+        return values
+    drop = float(np.ptp(values)) + 1.0
+    return values - drop * sunk.reshape((-1,) + (1,) * (values.ndim - 1))
+
+
 def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: int,
-                passed_over: frozenset[str] = frozenset()) -> pl.DataFrame:
+                passed_over: frozenset[str] = frozenset(), demoted: frozenset[str] = frozenset()) -> pl.DataFrame:
     """One proxy's rows of the ranking table: candidates that have every seed, with intervals, the
     best set (of the candidates not `passed_over`) and the shares of draws at rank 1 / in the top
-    `top`, all from one set of draws."""
+    `top`, all from one set of draws; the `demoted` rank after every other candidate in every draw
+    (their score_mean stays as measured)."""
     seeds = sorted(scores.get_column("seed").unique().to_list())
     summary = scores.group_by("dataset_id").agg(
         pl.col("score").mean().alias("score_mean"), pl.col("score").std(ddof=0).alias("score_std"),
@@ -415,9 +429,10 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
     complete = scores.filter(pl.col("dataset_id").is_in(ids))
     cube = _replicate_cube(complete, ids, seeds, resamples)
     drawn = seed_draws(np.random.default_rng(seed), len(seeds), resamples)
-    boot = bootstrap_means(cube, drawn)
+    sunk = np.array([d in demoted for d in ids], dtype=bool)
+    boot = _sunk(bootstrap_means(cube, drawn), sunk)
     low, high = _intervals(boot, level)
-    point = rankdata(-summary.get_column("score_mean").to_numpy(), method="min").astype(np.int64)
+    point = rankdata(-_sunk(summary.get_column("score_mean").to_numpy(), sunk), method="min").astype(np.int64)
     eligible = np.array([d not in passed_over for d in ids], dtype=bool)
     tied = np.zeros(len(ids), dtype=bool)
     if eligible.any():
@@ -432,14 +447,27 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
 
 
 def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEFAULT_TOP,
-         passed_over: Collection[str] = ()) -> pl.DataFrame:
+         passed_over: Collection[str] = (), demoted: Collection[str] = ()) -> pl.DataFrame:
     """Mean and (population) std of the score over seeds, rank 1 = best within a proxy, a `level`
     rank interval, membership of the `level` best set (`tied_with_best`, see `best_set`) and the
     shares of draws at rank 1 (`p_best`) and in the `top` best (`p_top`). A candidate missing a
     seed of a proxy is not ranked by that proxy. Candidates `passed_over` (they leak the real
-    sample: `findings.passed_over`) keep their rank, interval and shares but are never in the best
-    set, which is then the best set of the others."""
-    parts = [_rank_proxy(group, proxy, level, seed, top, frozenset(passed_over))
+    sample, or read as garbled: `findings.passed_over`) are never in the best set, which is then the
+    best set of the others. Those also `demoted` (`findings.demoted`: the ensemble's proxies cannot
+    see what is wrong with them) rank after every other candidate in the lead ranking (`lead_proxy`)
+    and keep their own rank under each proxy; the others passed over keep their rank everywhere."""
+    lead = lead_proxy(scores) if scores.height else None
+    parts = [_rank_proxy(group, proxy, level, seed, top, frozenset(passed_over) | frozenset(demoted),
+                         frozenset(demoted) if proxy == lead else frozenset())
              for (proxy,), group in scores.group_by(["proxy"], maintain_order=True)]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Utf8 for c in RANKING_COLUMNS})
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])
+
+
+def lead_proxy(rankings: pl.DataFrame) -> str:
+    """The ranking that orders every view (terminal table, verdict, report): the ensemble when
+    there is one, else the alphabetically first proxy that is not a screen (`findings.SCREENS`,
+    which passes candidates over rather than ranks them; a screen only when it is alone), so
+    that all three name the same leader."""
+    proxies = rankings.get_column("proxy").unique().to_list()
+    return "ensemble" if "ensemble" in proxies else sorted(proxies, key=lambda p: (p in SCREENS, p))[0]

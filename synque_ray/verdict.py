@@ -5,7 +5,8 @@ under it. Every view orders by one ranking, `lead_proxy`, so that all name the s
 The verdict says which candidate to train on and how sure the engine is, and never
 claims more than the best set supports: when several candidates cannot be told apart
 it names them all, and it says which one merely ranked first among them; a candidate
-that leaks the real sample is never named. Pure: no Ray, no files.
+passed over (it leaks the real sample, or its rows read as garbled text) is never named.
+Pure: no Ray, no files.
 """
 
 from __future__ import annotations
@@ -15,19 +16,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from synque_ray.findings import LIMITS, SHARE_NAMES, leaked_by_flags, percent
+from synque_ray.findings import LEAKS, LIMITS, PASS_OVER_WHY, SCREENS, SHARE_NAMES, passed_over_by_flags, percent
+from synque_ray.reduce import lead_proxy
 
 
 def level_text(level: float) -> str:
     """`level` as a percentage, as precise as it was given: 0.9 -> "90%", 0.975 -> "97.5%"."""
     return f"{level * 100:.6g}%"
-
-
-def lead_proxy(rankings: pl.DataFrame) -> str:
-    """The ranking that orders every view (terminal table, verdict, report): the ensemble when
-    there is one, else the alphabetically first proxy, so that all three name the same leader."""
-    proxies = rankings.get_column("proxy").unique().to_list()
-    return "ensemble" if "ensemble" in proxies else sorted(proxies)[0]
 
 
 def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9, passed_over: Collection[str] = ()) -> str:
@@ -48,7 +43,7 @@ def ranking_table_text(rankings: pl.DataFrame, level: float = 0.9, passed_over: 
     for row in wide.iter_rows(named=True):
         cells = "  ".join(f"{'-' if row[p] is None else row[p]:>8}" for p in proxies)
         mark = "*" if row["tied_with_best"] else " "
-        note = "  passed over: copies the real sample" if row["dataset_id"] in passed_over else ""
+        note = "  passed over (the verdict says why)" if row["dataset_id"] in passed_over else ""
         lines.append(f"{row['dataset_id']:<{width}}  {cells}  {row['interval'] or '-':>8}{mark}{note}")
     return "\n".join(lines)
 
@@ -58,8 +53,8 @@ def _names(ids: list[str], most: int = 8) -> str:
 
 
 def _first_under(rankings: pl.DataFrame, dataset_id: str) -> str:
-    """'rank 1 under k of n proxies' for `dataset_id` (the proxies other than the ensemble)."""
-    proxies = rankings.filter(pl.col("proxy") != "ensemble")
+    """'rank 1 under k of n proxies' for `dataset_id` (the proxies of the ensemble: not the screens)."""
+    proxies = rankings.filter(~pl.col("proxy").is_in(["ensemble", *SCREENS]))
     n = proxies.get_column("proxy").n_unique()
     k = proxies.filter((pl.col("dataset_id") == dataset_id) & (pl.col("rank") == 1)).height
     return f"rank 1 under {k} of {n} {'proxy' if n == 1 else 'proxies'}"
@@ -88,10 +83,18 @@ def _chance(row: dict, alone: bool) -> str:
 
 
 def _passed_over_line(row: dict, names: list[str]) -> str:
-    why = "; ".join(f"{percent(row[n])} {SHARE_NAMES.get(n, n)}, over the {percent(LIMITS[n])} limit"
-                    if row.get(n) is not None else SHARE_NAMES.get(n, n) for n in names)
-    return (f"passed over: {row['dataset_id']} (rank {row['rank']}): {why}; it looks close to the real data "
-            "because it holds it, and training on it leaks the real sample")
+    found = "; ".join(f"{percent(row[n])} {SHARE_NAMES.get(n, n)}, over the {percent(LIMITS[n])} limit"
+                      if row.get(n) is not None else SHARE_NAMES.get(n, n) for n in names)
+    why = "; ".join(dict.fromkeys(PASS_OVER_WHY[n] for n in names if n in PASS_OVER_WHY))
+    return f"passed over: {row['dataset_id']} (rank {row['rank']}): {found}; {why}"
+
+
+def _passed_over_words(passed: list[list[str]]) -> tuple[str, str]:
+    """What the candidates passed over (each given by its findings) have in common: (what every one
+    of them does, the others' qualifier), in words that name the leak when all of them leak."""
+    if all(set(names) <= set(LEAKS) for names in passed):
+        return "copies the real sample", "that do not copy the real sample"
+    return "is passed over", "not passed over"
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,13 @@ class Choice:
     lead: the ranking it reads (`lead_proxy`). best: the rows of the lead ranking named on
     `train on:` (its best set, without the candidates passed over), best first; empty only when
     nothing can be named. after: the best row outside them (`next:`), None when there is none.
-    leaked: per candidate passed over, its leak findings. rows: the lead ranking's rows that may
-    be named; every: all of them."""
+    passed: per candidate passed over, the findings that pass it over (`findings.PASS_OVER`).
+    rows: the lead ranking's rows that may be named; every: all of them."""
 
     lead: str
     best: list[dict]
     after: dict | None
-    leaked: dict[str, list[str]]
+    passed: dict[str, list[str]]
     rows: list[dict]
     every: list[dict]
 
@@ -119,16 +122,16 @@ class Choice:
 def choose(rankings: pl.DataFrame) -> Choice:
     """The candidates to train on and the runner-up, from the ranking table (dataset_id, proxy,
     rank, tied_with_best; findings `flags` where present): the lead ranking's best set without
-    the candidates that leak the real sample; where a table from before passed-over candidates
-    existed leaves no member, the best-ranked of the others."""
+    the candidates passed over; where a table from before passed-over candidates existed leaves
+    no member, the best-ranked of the others."""
     lead = lead_proxy(rankings) if rankings.height else "ensemble"
     every = rankings.filter(pl.col("proxy") == lead).sort(["rank", "dataset_id"]).to_dicts() if rankings.height else []
-    leaked = leaked_by_flags(rankings)
-    rows = [r for r in every if r["dataset_id"] not in leaked]
+    passed = passed_over_by_flags(rankings)
+    rows = [r for r in every if r["dataset_id"] not in passed]
     tied = [r for r in rows if r["tied_with_best"]]
     best = tied if tied or not rows else [r for r in rows if r["rank"] == rows[0]["rank"]]
     outside = [r for r in rows if r not in best]
-    return Choice(lead, best, outside[0] if outside else None, leaked, rows, every)
+    return Choice(lead, best, outside[0] if outside else None, passed, rows, every)
 
 
 def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
@@ -140,20 +143,22 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
     rank it first. Several: all are named as not told apart, and the order among them is
     given as no more than that. The next line names the best candidate outside the best
     set and its gap on the lead ranking (the ensemble's mean rank, else the proxy's score).
-    A candidate that leaks the real sample (a finding of `LEAKS` over its limit) is never named:
-    one `passed over:` line says why, for each such candidate ranked at or above the last one named.
+    A candidate passed over (a finding of `PASS_OVER` over its limit: it leaks the real sample, or
+    its rows read as garbled text) is never named: one `passed over:` line says why, for each such
+    candidate ranked at or above the last one named (a garbled one ranks after them all).
     """
     if rankings.height == 0:
         return ["train on: nothing yet (no candidate was ranked)"]
     choice = choose(rankings)
-    lead, best, leaked, every = choice.lead, choice.best, choice.leaked, choice.every
+    lead, best, passed, every = choice.lead, choice.best, choice.passed, choice.every
     if not best:
-        return ["train on: nothing: every ranked candidate copies the real sample",
-                *(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every)]
+        return [f"train on: nothing: every ranked candidate {_passed_over_words(list(passed.values()))[0]}",
+                *(_passed_over_line(r, passed[r["dataset_id"]]) for r in every)]
     best_ids = choice.train_on
     first = best[0]  # the best set's highest-ranked member
     if first["rank"] != 1:
-        under = f"rank {first['rank']}, the best of the candidates that do not copy the real sample"
+        above = [passed[r["dataset_id"]] for r in every if r["dataset_id"] in passed and r["rank"] < first["rank"]]
+        under = f"rank {first['rank']}, the best of the candidates {_passed_over_words(above)[1]}"
     else:
         under = _first_under(rankings, first["dataset_id"]) if lead == "ensemble" else f"rank 1 under {lead}"
     if len(best) == 1:
@@ -167,8 +172,8 @@ def verdict(rankings: pl.DataFrame, level: float = 0.9) -> list[str]:
                  f"(best set); {first['dataset_id']} ranks first among them ({under}{_chance(first, False)}), "
                  "which alone does not make it better"]
     last_named = max(r["rank"] for r in best)
-    lines.extend(_passed_over_line(r, leaked[r["dataset_id"]]) for r in every
-                 if r["dataset_id"] in leaked and r["rank"] <= last_named)
+    lines.extend(_passed_over_line(r, passed[r["dataset_id"]]) for r in every
+                 if r["dataset_id"] in passed and r["rank"] <= last_named)
     if choice.after is not None:
         after = choice.after
         lines.append(f"next: {after['dataset_id']} (rank {after['rank']}, {_behind(after, first, lead)})")

@@ -18,6 +18,7 @@ from synque_ray.demo import write_demo_data
 from synque_ray.reading import sample_pool
 
 ROWS, POOL, SAMPLE, SEEDS = 40, 80, 30, [1, 2]
+EMBEDDING_DEFAULTS = ["mdm", "mmd", "pad", "mauve"]  # the default proxies but the fluency screen
 FORMATS = [".json", ".jsonl", ".parquet", ".csv"]  # candidate i is written as FORMATS[i]
 
 
@@ -79,6 +80,7 @@ def make_scored_run(root: Path) -> ScoredRun:
         "real": {"path": str(data / "real" / "pool.jsonl"), "text": "text", "sample_size": SAMPLE, "seeds": SEEDS},
         "candidates": {"path": str(data / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 32},
+        "proxies": EMBEDDING_DEFAULTS,  # the report's layout is tested on these (fluency: proxies/test_fluency.py)
         "resources": {"embed_actors": 1},
     }
     (root / "job.yaml").write_text(yaml.safe_dump(config))

@@ -71,11 +71,13 @@ class About:
     column), title (the report's headers and axes), legend (what it measures, which way is better,
     when to trust it: `synque explain` and the report's legend). The legend and the titles are
     built from these (`synque_ray.legend`); a proxy computed by a stage of its own (perplexity,
-    fluency, LENS) declares one in its module."""
+    fluency, LENS) declares one in its module. default: in the proxies a config gets when it names
+    none (`config.DEFAULT_PROXIES`)."""
 
     name: str
     title: str
     legend: str
+    default: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Proxy(Generic[P]):
 
     @property
     def about(self) -> About:
-        return About(self.name, self.title or self.name, self.legend)
+        return About(self.name, self.title or self.name, self.legend, self.default)
 
 
 def section_proxies(section: object) -> tuple[About, ...]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
-from synque_ray.findings import LIMITS, SHARES, leak_flags, percent
+from synque_ray.findings import DEMOTED, LIMITS, SHARES, leak_flags, percent
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
 from synque_ray.verdict import level_text
@@ -105,9 +105,10 @@ def ranking_section(view: RankingView, level: float = 0.9) -> str:
         tied = lead is not None and lead["tied"]
         cells = "".join(rank_cell(row["cells"][p]) for p in view.proxies)
         link = f'<a href="#{row["anchor"]}">{escape(row["dataset_id"])}</a>'
-        leaked = bool(leak_flags((row.get("findings") or {}).get("flags")))
-        best = "yes" if tied else "passed over: copies U_r" if leaked else "no"
-        best_cell = _cell(best, int(tied), "flag" if leaked else "")
+        flags = (row.get("findings") or {}).get("flags")
+        passed = "copies U_r" if leak_flags(flags) else "garbled rows" if leak_flags(flags, DEMOTED) else ""
+        best = "yes" if tied else f"passed over: {passed}" if passed else "no"
+        best_cell = _cell(best, int(tied), "flag" if passed else "")
         rows.append(f"<tr>{_cell(link, row['dataset_id'], 'id')}{cells}{best_cell}"
                     f"{finding_cells(row.get('findings'))}</tr>")
     return (f'<h2 id="ranking">Ranking</h2><p>Rank 1 is best. <span class="interval">[low–high]</span> is the '

@@ -21,7 +21,7 @@ from synque_ray.legend import PROXY_TITLES
 from synque_ray.ranks import spearman
 from synque_ray.reading import row_hashes
 from synque_ray.rowschema import SHOWN_SIGNALS
-from synque_ray.verdict import lead_proxy
+from synque_ray.reduce import lead_proxy
 
 EXAMPLE_ROWS = 5  # most synthetic- and most real-looking rows shown per candidate
 PROJECTION_POINTS = 400  # rows per side drawn in a projection (a seeded sample beyond that)

@@ -37,6 +37,7 @@ def make_config(data_dir, output, **overrides):
         "real": {"path": str(data_dir / "real" / "pool.jsonl"), "text": "text", "sample_size": SAMPLE, "seeds": SEEDS},
         "candidates": {"path": str(data_dir / "candidates"), "text": "text"},
         "embedding": {"model": "bundled-minilm", "batch_size": 32},
+        "proxies": ["mdm", "mmd", "pad", "mauve"],  # the defaults but the fluency screen (proxies/test_fluency.py)
         "resources": {"embed_actors": 1},
         **overrides,
     }
