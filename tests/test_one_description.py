@@ -80,6 +80,8 @@ ALLOWED: dict[tuple[str, str], str] = {
                                "precision) and names the vector column of its cache tables",
     ("report/__init__.py", "embedding"): "run.json's models.embedding (the embedding model's id), read back",
     ("report/load.py", "embedding"): "run.json's models.embedding (the embedding model's id), read back",
+    ("findings.py", "fluency"): "SCREENS: the screen that feeds garbled_share; the ranking (math floor) reads it "
+                                "and cannot import the fluency module, which stands above it",
 }
 
 
