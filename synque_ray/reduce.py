@@ -68,18 +68,72 @@ def _replicate_cube(scores: pl.DataFrame, ids: list[str], seeds: list[int], resa
     return cube
 
 
-def _proxy_ranks(rows: pl.DataFrame, ids: list[str], seed: int, resamples: int) -> tuple[np.ndarray, np.ndarray]:
-    """One proxy's rank of each of `ids` (NaN where it has no score) and of its replicates,
-    shapes (ids,) and (ids, resamples); ranked among the candidates the proxy scored."""
+RANK_BANDWIDTH = 3.0  # the ensemble's smooth rank: over how many sds of a difference (at one seed) a place is spread
+LOGISTIC_SLOPE = 1.702  # logistic(1.702 x) is within 0.01 of the normal cdf: the bandwidth reads as a normal sd
+
+
+def _smooth_ranks(values: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Shape of values (candidates, ...): each candidate's rank (1 = best) in each column, where a
+    candidate ahead by d counts logistic(1.702·d / bandwidth) of a place instead of 1 (itself counts
+    one half): the average rank when bandwidth is 0, a rank that moves smoothly with the scores for
+    candidates within a few bandwidths of each other, and the rank for those further apart.
+
+    Why: the ensemble's replicates are its members' replicates put through this function. A plain
+    rank of tied candidates varies less over the replicates of one data set than over fresh data
+    (for one tied pair its variance is 1/6 against 1/4), so the ensemble's standard errors came out
+    25-35% small among tied leaders and its best set broke true ties. A function that is close to
+    linear over the candidates' error carries their spread through unshrunk (docs/statistics.md)."""
+    ranks = np.full(values.shape, 0.5)  # 1 + the places over the rivals j != i = 0.5 + those over every j
+    for j in range(values.shape[0]):  # one rival at a time: memory candidates × columns
+        ahead = values[j][None] - values
+        if bandwidth > 0:
+            ranks += 0.5 * (1.0 + np.tanh(0.5 * LOGISTIC_SLOPE * ahead / bandwidth))  # logistic, overflow-free
+        else:
+            ranks += (ahead > 0) + 0.5 * (ahead == 0)
+    return ranks
+
+
+def _rank_bandwidth(rows: pl.DataFrame) -> float:
+    """RANK_BANDWIDTH times the typical sd of the error of a difference of one proxy's scores at one
+    seed, from its `rows` (dataset_id, seed, score, replicates; every seed): the rows' part (median
+    over candidates and seeds of the replicates' variance) plus the seed's own part (median of
+    `seed_variances` over the candidates that have every seed).
+
+    0 (plain ranks) without replicates: the ensemble's spread is then read from its points over
+    seeds alone, and a rank's spread over seeds is its true spread; only the replicates, read given
+    one data set, need a rank that is close to linear. Why the seed part too: a rank is close to
+    linear over differences within the bandwidth, and a tied pair's difference at one seed spreads
+    by both errors."""
+    seeds = sorted(rows.get_column("seed").unique().to_list())
+    counts = rows.group_by("dataset_id").agg(pl.col("seed").n_unique().alias("n"))
+    ids = sorted(counts.filter(pl.col("n") == len(seeds)).get_column("dataset_id").to_list())
+    if not ids:
+        return 0.0
+    complete = rows.filter(pl.col("dataset_id").is_in(ids))
+    resamples = _resamples(complete)
+    if resamples < 2:
+        return 0.0
+    variance = float(np.median(_replicate_cube(complete, ids, seeds, resamples).var(axis=2)))
+    if len(seeds) > 1 and len(ids) > 1:
+        variance += float(np.median(seed_variances(_point_matrix(complete, ids, seeds))))
+    return RANK_BANDWIDTH * float(np.sqrt(2.0 * variance))
+
+
+def _proxy_ranks(rows: pl.DataFrame, ids: list[str], seed: int, resamples: int, bandwidth: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One proxy's smooth rank (`_smooth_ranks`) of each of `ids` (NaN where it has no score) and of its
+    replicates, shapes (ids,) and (ids, resamples); ranked among the candidates the proxy scored,
+    points and replicates by the proxy's one `bandwidth` (`_rank_bandwidth`), so the replicates
+    spread as the point does."""
     rows = rows.sort("dataset_id")
     present = rows.get_column("dataset_id").to_list()
     at = [ids.index(d) for d in present]
     points = np.full(len(ids), np.nan)
     replicates = np.full((len(ids), resamples), np.nan)
     if present:
-        points[at] = rankdata(-rows.get_column("score").to_numpy(), method="average")
         cube = _replicate_cube(rows, present, [seed], resamples)[:, 0]
-        replicates[at] = rankdata(-cube, axis=0, method="average")
+        points[at] = _smooth_ranks(rows.get_column("score").to_numpy(), bandwidth)
+        replicates[at] = _smooth_ranks(cube, bandwidth)
     return points, replicates
 
 
@@ -177,11 +231,30 @@ def ensemble_weights(scores: pl.DataFrame, method: str = DEFAULT_ENSEMBLE) -> di
     return ENSEMBLES[method](scores, proxies) if len(proxies) > 1 else _equal_weights(proxies) if proxies else {}
 
 
+def _shared_row_error(deviations: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Shape (ids, resamples): the ensemble's replicate deviations from its members' deviations
+    (proxies, ids, resamples; replicate minus point, NaN where a proxy is absent) and weights w
+    (proxies, ids; 0 where absent): their weighted sum, scaled per candidate to the sd Σ w·sd of
+    members whose errors move together.
+
+    Why: every proxy reads the same candidate rows, so their row errors are correlated (on a true
+    tie, .25-.67 between MMD², PAD, MAUVE and coverage; BENCHMARKS.md), but each proxy resamples its
+    rows on its own, so replicate b of one proxy is independent of replicate b of another and the
+    plain weighted sum holds only Σ w²·sd². The correlation is not seen without labels (the true
+    differences correlate across proxies too), so its bound, 1, is taken: the ensemble's row error
+    is never read smaller than it may be, and never wider than its widest member's."""
+    combined = np.nansum(w[:, :, None] * deviations, axis=0)
+    bound = np.nansum(w * np.nan_to_num(deviations).std(axis=2), axis=0)
+    actual = combined.std(axis=1)
+    scale = np.where(actual > 0, bound / np.where(actual > 0, actual, 1.0), 1.0)
+    return combined * scale[:, None]
+
+
 def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
-                   exempt: dict[str, set[str]]) -> list[dict]:
+                   exempt: dict[str, set[str]], bandwidths: dict[str, float]) -> list[dict]:
     """The ensemble rows of one seed: each candidate with every proxy it is meant to have (all but
-    its `exempt` ones) gets its `weights`-weighted mean rank over the proxies it has (equal weights
-    where the proxies it has all weigh 0)."""
+    its `exempt` ones) gets its `weights`-weighted mean smooth rank (`_smooth_ranks`, each proxy by
+    its `bandwidths` entry) over the proxies it has (equal weights where those all weigh 0)."""
     proxies = list(weights)
     have = set(zip(group["dataset_id"], group["proxy"], strict=True))
     ids = sorted(d for d in set(group["dataset_id"])
@@ -190,7 +263,7 @@ def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
         return []
     resamples = _resamples(group)
     ranks = [_proxy_ranks(group.filter((pl.col("proxy") == p) & pl.col("dataset_id").is_in(ids)), ids, seed,
-                          max(resamples, 1)) for p in proxies]
+                          max(resamples, 1), bandwidths[p]) for p in proxies]
     points = np.stack([points for points, _ in ranks])  # (proxies, ids)
     replicates = np.stack([replicates for _, replicates in ranks])  # (proxies, ids, resamples)
     present = ~np.isnan(points)
@@ -198,7 +271,7 @@ def _seed_ensemble(group: pl.DataFrame, weights: dict[str, float], seed: int,
     w = np.where(w.sum(axis=0) > 0, w, present)  # (proxies, ids)
     w = w / w.sum(axis=0)
     mean_rank = np.nansum(w * points, axis=0)
-    replicate_rank = np.nansum(w[:, :, None] * replicates, axis=0)
+    replicate_rank = mean_rank[:, None] + _shared_row_error(replicates - points[:, :, None], w)
     return [{"dataset_id": dataset_id, "proxy": "ensemble", "seed": seed, "raw": mean_rank[i], "score": -mean_rank[i],
              "replicates": list(-replicate_rank[i]) if resamples else None} for i, dataset_id in enumerate(ids)]
 
@@ -207,7 +280,11 @@ def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None
                  weights: dict[str, float] | None = None) -> pl.DataFrame:
     """Append `proxy = "ensemble"` rows: per seed, each complete candidate's weighted mean rank over
     the proxies (raw = mean rank, score = −mean rank, so higher is better like every score), with
-    replicates from the proxies' replicates under the same weights.
+    replicates from the proxies' replicates under the same weights. With replicates the ranks are
+    smooth (`_smooth_ranks`, a bandwidth per proxy from `_rank_bandwidth`) and the replicates'
+    deviations are read as if the members' row errors moved together (`_shared_row_error`), so the
+    ensemble's best set keeps a true tie as its members' do; without replicates they are plain
+    average ranks.
 
     `weights` (proxy -> weight) default to `ensemble_weights(scores, method)`; record them with the
     run. `exempt` names, per candidate, proxies it is not meant to have (the LENS cascade): it is
@@ -221,8 +298,9 @@ def add_ensemble(scores: pl.DataFrame, exempt: dict[str, set[str]] | None = None
     weights = weights if weights is not None else ensemble_weights(scores, method)
     weights = {p: weights.get(p, 0.0) for p in proxies}
     voters = scores.filter(pl.col("proxy").is_in(proxies))
+    bandwidths = {p: _rank_bandwidth(voters.filter(pl.col("proxy") == p)) for p in proxies}
     rows = [row for (seed,), group in voters.group_by(["seed"], maintain_order=True)
-            for row in _seed_ensemble(group, weights, seed, exempt or {})]
+            for row in _seed_ensemble(group, weights, seed, exempt or {}, bandwidths)]
     extra = {"replicates": pl.List(pl.Float64)} if "replicates" in scores.columns else {}
     ensemble = pl.DataFrame(rows, schema={**SCORE_SCHEMA, "replicates": pl.List(pl.Float64)})
     ensemble = ensemble.select([*SCORE_SCHEMA, *extra])
