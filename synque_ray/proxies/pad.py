@@ -85,8 +85,8 @@ CLASSIFIERS = {"xgboost": _xgboost, "logistic": _logistic}  # name → an unfitt
 # Models per fold under a fixed training size, each on its own draw of rows, their probabilities
 # averaged: one draw of a few dozen rows per side leaves a row's probability to chance.
 TRAIN_REPEATS = 5
-# The refits' row weights are Gamma(WEIGHT_SHAPE) draws scaled to mean 1 (variance 1 / WEIGHT_SHAPE)
-# and their spread is multiplied by sqrt(WEIGHT_SHAPE) (`refit_spread`).
+# The refits' row weights are Gamma(WEIGHT_SHAPE) draws scaled to mean 1, variance 1 / WEIGHT_SHAPE:
+# how hard a refit shakes the rows, set by simulation (`refit_spread`).
 WEIGHT_SHAPE = 2.0
 TrainRows = Literal["auto", "all"] | Annotated[StrictInt, Field(ge=1)]
 
@@ -362,18 +362,21 @@ def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, tra
                  seed: int) -> float:
     """How far PAD moves over fresh samples: the sd (ddof 1) of PAD over `params.refits` refits of
     the whole cross-fit, each with its own folds and training draws and under random row weights
-    that weigh every row both in the fits and in the error, times sqrt(WEIGHT_SHAPE).
+    that weigh every row both in the fits and in the error.
 
     Why refits: PAD's error is a mean over rows, but every row's probability comes from models fit
     on the other rows; a fresh sample changes the models as well as the held-out rows, and a worse
     model moves every row's error the same way. Resampling the rows of fixed fits misses that
     shared part (0.55–0.84 of the true sd, BENCHMARKS.md). Why weights: a resample with
     replacement would train on a copy of a row it also holds out, and leave some folds short of
-    the run-wide training size per side; weights keep every row once. They are Gamma(2) (variance
-    ½, fewer rows near 0 than Exp(1)'s) and the spread is scaled back by sqrt(2), which leaves the
-    part of the spread that is linear in the rows' weights as Exp(1) weights read it; on 16-d
-    Gaussians the two read alike (BENCHMARKS.md, "PAD and rows outside U_r"). U_r's weights and the splits come from the
-    seed's stream, the candidate's weights from the candidate stream (`split_rngs`)."""
+    the run-wide training size per side; weights keep every row once. How strong: Gamma(2)
+    weights (variance ½), set by simulation, not derived. Reweighted fits move PAD more than
+    fresh samples do (16-d Gaussians, one distribution, 40 × 60 rows: Gamma(2) weights alone, the
+    folds kept, move it by sd .072 against a true sd of .038), so weights of variance 1 (Exp(1),
+    the Bayesian bootstrap) read 1.0–1.8 times the true sd; variance ½ reads 0.84–1.32 over one
+    distribution and a shifted one at 40 to 300 candidate and 60 to 200 U_r rows (BENCHMARKS.md,
+    "PAD and rows outside U_r"). U_r's weights and the splits come from the seed's stream, the
+    candidate's weights from the candidate stream (`split_rngs`)."""
     real_rng, candidate_rng = split_rngs(seed)
     values = []
     for _ in range(params.refits):
@@ -386,7 +389,7 @@ def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, tra
                                                 int(real_rng.integers(2**31)), params.balanced, train_rows, weights,
                                                 params.support_gate)
         values.append(pad_from_probabilities(probability, labels, params.balanced, weights))
-    return float(np.std(values, ddof=1) * np.sqrt(WEIGHT_SHAPE))
+    return float(np.std(values, ddof=1))
 
 
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
