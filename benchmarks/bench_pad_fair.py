@@ -1,5 +1,5 @@
-"""PAD fair to size: the first fair PAD beside balanced probabilities, both classifiers, and (part
-`text`) every training row beside one training size per side for the whole run.
+"""PAD fair to size: the first fair PAD beside balanced probabilities, both classifiers, and (parts
+`text`, `text-ranking`) the classifier alone beside the support gate, on real headlines.
 
     python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
         [--part simulation|benchmark] [--variant I ...]
@@ -24,18 +24,19 @@ Two parts, every variant on the same inputs, one after another in this process
    generator, 8 draws of disjoint 30 / 100 / 300-row subsamples of its rows against 4 U_r
    samples of 100 pool rows: PAD at each size (mean over seeds and draws, sd over draws of
    the seed means); p_best of each size through `reduce.rank` (one distribution at three
-   sizes: a true tie, so about 1/3 each); the 300-row subsample against 27 other rows of
-   the same generator plus 3 off-topic rows (first lines of Python standard-library module
-   docstrings) in each (draw, seed) pair, and that noisy 30 against the clean 30 (the
-   off-topic rows' own effect, size aside); and CPU seconds per PAD (process time, single
+   sizes: a true tie, so about 1/3 each; the new definition's replicates); the 300-row
+   subsample against 27 other rows of the same generator plus 3 off-topic rows in each
+   (draw, seed) pair, for three kinds of off-topic rows (first lines of Python standard-library
+   module docstrings, sentences of the licences in /usr/share/common-licenses, sentences of
+   this project's docs/); and CPU seconds per PAD without replicates (process time, single
    threaded), the two definitions called one after the other on the same inputs. "before":
-   the default logistic PAD on every training row (`train_rows: all`); "after": every model
-   on the run's `auto` size per side, the same for every candidate.
+   the classifier alone (`support_gate: false`); "after": the default, rows outside U_r's
+   support read as synthetic. Both train every model on the run's `auto` size per side.
 
 4. text-ranking: every candidate of DIR (about 1,000 rows each) against its pre-drawn U_r
    samples: Spearman/Pearson of −PAD with the measured test F1, before and after, and CPU
-   seconds per PAD. The candidates are equal in size, so this is what the smaller training
-   size costs in power, not what it gains in fairness.
+   seconds per PAD. The candidates are equal in size, so this is what the support gate costs
+   or gains in power on candidates that are all on topic.
 
 Prints Markdown tables.
 """
@@ -131,9 +132,40 @@ def off_topic_texts() -> list[str]:
     return sorted(set(lines))
 
 
-def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("pool",)) -> dict[str, np.ndarray]:
-    """{name: embeddings} of DIR's real files `real` (stems under real/), the generators' rows and the
-    off-topic rows (`off_topic`), embedded with the bundled MiniLM on one thread, cached in /tmp."""
+def _sentences(text: str) -> list[str]:
+    """The sentences of a text of 6 to 30 words (Markdown code, headings and tables left out)."""
+    import re
+
+    text = re.sub(r"`[^`]*`", "", text)
+    text = " ".join(line for line in text.splitlines() if not line.startswith(("#", "|", "    ", "```")))
+    return [s.strip() for s in re.split(r"(?<=[.;])\s+", re.sub(r"\s+", " ", text)) if 6 <= len(s.split()) <= 30]
+
+
+def licence_sentences() -> list[str]:
+    """Sentences of the licences Debian ships (/usr/share/common-licenses): legal English, another register."""
+    from pathlib import Path
+
+    found = []
+    for name in ("Apache-2.0", "GPL-3", "LGPL-3", "MPL-2.0", "GFDL-1.3"):
+        path = Path("/usr/share/common-licenses", name)
+        if path.exists():
+            found += [s for s in _sentences(path.read_text()) if not s.isupper()]
+    return sorted(set(found))[:300]
+
+
+def docs_sentences() -> list[str]:
+    """Sentences of this project's docs/ (technical prose about ranking datasets): another domain."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "docs"
+    return sorted({s for path in sorted(folder.glob("*.md")) for s in _sentences(path.read_text())})[:300]
+
+
+OFF_TOPIC = {"docstrings": off_topic_texts, "licences": licence_sentences, "docs prose": docs_sentences}
+
+
+def _embedded(texts: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """{name: embeddings} of the texts, with the bundled MiniLM on one thread, cached in /tmp by content."""
     import hashlib
     import json
     from pathlib import Path
@@ -141,11 +173,6 @@ def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("
     from synque_ray.models import resolve_model
 
     path, model_id = resolve_model("bundled-minilm", "embedding.model")
-    texts = {name: [r["headline"] for r in json.loads(Path(data, "real", f"{name}.json").read_text())]
-             for name in real}
-    texts["off_topic"] = off_topic_texts()
-    for name in generators:
-        texts[name] = [r["headline"] for r in json.loads(Path(data, "synthetic", f"{name}.json").read_text())]
     digest = hashlib.sha256(json.dumps([model_id, texts], sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(f"/tmp/bench_pad_fair_text_{digest}.npz")
     if not cache.exists():
@@ -156,6 +183,20 @@ def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("
         model = SentenceTransformer(path, device="cpu")
         np.savez(cache, **{key: model.encode(rows, batch_size=64) for key, rows in texts.items()})
     return dict(np.load(cache))
+
+
+def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("pool",)) -> dict[str, np.ndarray]:
+    """{name: embeddings} of DIR's real files `real` (stems under real/), the generators' rows and the
+    docstrings (`off_topic`), embedded with the bundled MiniLM on one thread, cached in /tmp."""
+    import json
+    from pathlib import Path
+
+    texts = {name: [r["headline"] for r in json.loads(Path(data, "real", f"{name}.json").read_text())]
+             for name in real}
+    texts["off_topic"] = off_topic_texts()
+    for name in generators:
+        texts[name] = [r["headline"] for r in json.loads(Path(data, "synthetic", f"{name}.json").read_text())]
+    return _embedded(texts)
 
 
 def text_ranking(data: str) -> None:
@@ -171,8 +212,9 @@ def text_ranking(data: str) -> None:
     print(f"\n{len(generators)} candidates x {len(samples)} U_r samples; auto = {run_rows} rows per side\n")
     print("| PAD | CPU s per PAD | Spearman | ± over seeds | Pearson |")
     print("|---|---|---|---|---|")
-    for label, params in {"before (every training row)": PadParams(train_rows="all"),
-                          f"after ({run_rows} rows per side, run-wide)": PadParams(train_rows=run_rows)}.items():
+    for label, params in {f"before (classifier alone, {run_rows} rows per side)":
+                          PadParams(train_rows=run_rows, support_gate=False),
+                          f"after (support gate, {run_rows} rows per side)": PadParams(train_rows=run_rows)}.items():
         rows, started = [], time.process_time()
         for seed, sample in enumerate(samples):
             for name in generators:
@@ -187,59 +229,63 @@ def text_part(data: str, generators: list[str]) -> None:
     from synque_ray.reduce import rank
 
     vectors = text_embeddings(data, generators)
-    pool, off_topic, candidates = vectors["pool"], vectors["off_topic"], {name: vectors[name] for name in generators}
+    pool, candidates = vectors["pool"], {name: vectors[name] for name in generators}
+    off_topic = _embedded({kind: texts() for kind, texts in OFF_TOPIC.items()})
     run_rows = fixed_train_rows([*TEXT_SIZES, TEXT_SIZES[0], TEXT_REAL_ROWS], 5, 0.2)  # what auto resolves to
-    definitions = {"before (every training row)": PadParams(train_rows="all"),
-                   f"after ({run_rows} rows per side, run-wide)": PadParams(train_rows=run_rows)}
+    definitions = {"before (classifier alone)": PadParams(train_rows=run_rows, support_gate=False),
+                   "after (support gate)": PadParams(train_rows=run_rows)}
+    after = list(definitions)[-1]
     print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {TEXT_DRAWS} draws per generator; "
-          f"off-topic pool {len(off_topic)} rows\n")
-    print("| generator | PAD | at 30 / 100 / 300 rows (sd over draws) | spread | p_best 30 / 100 / 300 "
-          "| clean 300 ahead of 30 with 10% off-topic | mean gap | gap to the clean 30 "
-          "| CPU s per PAD at 30 / 100 / 300 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{run_rows} rows per side; off-topic pools: "
+          + ", ".join(f"{kind} {len(rows)}" for kind, rows in off_topic.items()) + "\n")
+    print("| generator | PAD | at 30 / 100 / 300 rows (sd over draws) | spread | p_best 30 / 100 / 300 | "
+          + " | ".join(f"clean 300 ahead of 30 with 10% {kind}: pairs, mean gap (noisy − clean)" for kind in OFF_TOPIC)
+          + " | CPU s per PAD at 30 / 100 / 300 |")
+    print("|---|---|---|---|---|" + "---|" * len(OFF_TOPIC) + "---|")
     for name, rows in candidates.items():
-        value: dict = {d: {} for d in definitions}  # definition -> (size or "noisy", draw, seed) -> output
+        value: dict = {d: {} for d in definitions}  # definition -> (size or kind, draw, seed) -> output
         seconds: dict = {d: {n: [] for n in TEXT_SIZES} for d in definitions}
         for draw in range(TEXT_DRAWS):
             order = np.random.default_rng([draw, 1]).permutation(len(rows))
-            picked = {}
-            start = 0
+            picked, start = {}, 0
             for n in TEXT_SIZES:
                 picked[n] = rows[order[start:start + n]]
                 start += n
-            extra = np.random.default_rng([draw, 2]).choice(len(off_topic), OFF_TOPIC_ROWS, replace=False)
-            picked["noisy"] = np.vstack([rows[order[start:start + TEXT_SIZES[0] - OFF_TOPIC_ROWS]],
-                                         off_topic[extra]])
+            for kind, pool_rows in off_topic.items():
+                extra = np.random.default_rng([draw, 2]).choice(len(pool_rows), OFF_TOPIC_ROWS, replace=False)
+                picked[kind] = np.vstack([rows[order[start:start + TEXT_SIZES[0] - OFF_TOPIC_ROWS]], pool_rows[extra]])
             for seed in range(TEXT_SEEDS):
                 real = pool[np.random.default_rng([seed, 3]).choice(len(pool), TEXT_REAL_ROWS, replace=False)]
                 for key, synthetic in picked.items():
                     for label, params in definitions.items():  # one after the other, same inputs
                         started = time.process_time()
-                        value[label][key, draw, seed] = PROXY.compute(synthetic, real, params, seed, 200)
+                        value[label][key, draw, seed] = PROXY.compute(synthetic, real, params, seed, 0)
                         if key in seconds[label]:
                             seconds[label][key].append(time.process_time() - started)
+                    if key in TEXT_SIZES:  # the tie's p_best needs replicates: the new definition's
+                        value[after][key, draw, seed] = PROXY.compute(synthetic, real, definitions[after], seed, 200)
         for label in definitions:
             out = value[label]
             means = {n: [np.mean([out[n, d, s].value for s in range(TEXT_SEEDS)]) for d in range(TEXT_DRAWS)]
                      for n in TEXT_SIZES}
             sizes = " / ".join(f"{np.mean(m):.3f} ({np.std(m):.3f})" for m in means.values())
             spread = max(map(np.mean, means.values())) - min(map(np.mean, means.values()))
-            p_best = {n: [] for n in TEXT_SIZES}
-            for d in range(TEXT_DRAWS):  # one run per draw: the three sizes over the seeds
+            p_best: dict = {n: [] for n in TEXT_SIZES}
+            for d in range(TEXT_DRAWS if label == after else 0):  # one run per draw: the three sizes over the seeds
                 scores = pl.DataFrame([{"dataset_id": f"n{n:04d}", "proxy": "pad", "seed": s,
                                         "raw": out[n, d, s].value, "score": -out[n, d, s].value,
                                         "replicates": list(-out[n, d, s].replicates)}
                                        for n in TEXT_SIZES for s in range(TEXT_SEEDS)])
                 for row in rank(scores).iter_rows(named=True):
                     p_best[int(row["dataset_id"][1:])].append(row["p_best"])
-            gaps = [out["noisy", d, s].value - out[TEXT_SIZES[-1], d, s].value
-                    for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)]
-            same_size = np.mean([out["noisy", d, s].value - out[TEXT_SIZES[0], d, s].value
-                                  for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)])
+            best = " / ".join(f"{np.mean(v):.2f}" for v in p_best.values()) if label == after else "—"
+            cells = []
+            for kind in OFF_TOPIC:
+                gaps = [out[kind, d, s].value - out[TEXT_SIZES[-1], d, s].value
+                        for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)]
+                cells.append(f"{sum(g > 0 for g in gaps)} of {len(gaps)}, {np.mean(gaps):+.3f}")
             cost = " / ".join(f"{np.mean(seconds[label][n]):.3f}" for n in TEXT_SIZES)
-            print(f"| {name} | {label} | {sizes} | {spread:.3f} | "
-                  f"{' / '.join(f'{np.mean(v):.2f}' for v in p_best.values())} | "
-                  f"{sum(g > 0 for g in gaps)} of {len(gaps)} | {np.mean(gaps):+.3f} | {same_size:+.3f} | {cost} |",
+            print(f"| {name} | {label} | {sizes} | {spread:.3f} | {best} | " + " | ".join(cells) + f" | {cost} |",
                   flush=True)
 
 

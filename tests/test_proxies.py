@@ -67,7 +67,8 @@ def test_pad_is_near_zero_for_one_distribution(classifier):
 
 def test_pad_uses_mean_absolute_error_of_probabilities():
     # Logistic regression on 1-D data: recompute 1 - 2 * mean|p - y| by hand on the same split, for
-    # the paper's PAD (one model on every training row; the default trains on a fixed number per side).
+    # the paper's PAD (one model on every training row, no support gate; the default trains on a fixed
+    # number per side).
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
@@ -79,8 +80,7 @@ def test_pad_uses_mean_absolute_error_of_probabilities():
     p = LogisticRegression(max_iter=1000, random_state=9).fit(xtr, ytr).predict_proba(xte)[:, 1]
     expected = 1 - 2 * np.mean(np.abs(p - yte))
     assert pad(synthetic, real, classifier="logistic", holdout=0.25, seed=9, folds=0, balanced=False,
-               train_rows="all") == pytest.approx(
-        expected)
+               train_rows="all", support_gate=False) == pytest.approx(expected)
 
 
 def test_min_rows_for_holdout():

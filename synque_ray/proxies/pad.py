@@ -28,6 +28,15 @@ same at any candidate size; a larger candidate only narrows its spread (more hel
 rows). `train_rows: auto` is the largest size every candidate and U_r sample of the run
 can give (`PadParams.for_run`), resolved once per run before any PAD is computed.
 
+Every model reads a row outside the support of its U_r training rows (farther from the nearest
+of them than any of them is from its own nearest other, `outside_support`) as synthetic, and
+leaves the candidate's training rows outside it out of the fit (`support_gate`): the logistic
+model alone read off-topic rows as real, since a real sample is more varied than a generator's
+and such rows lie nearer its outskirts (BENCHMARKS.md, "PAD and rows outside U_r"). PAD's
+replicates resample the rows of the fitted models' probabilities, widened to the spread of
+refits of the whole cross-fit under random row weights (`refit_spread`): a fresh sample moves
+the models, not only the held-out rows.
+
 The default classifier is a logistic regression. On 16-d Gaussians with a 30-row U_r
 (BENCHMARKS.md, "PAD fair to size") its balanced PAD of a 2 sd shift reads .52–.53 from
 30 to 1,000 candidate rows; the boosted trees' reads .44–.53, and for one distribution
@@ -35,7 +44,7 @@ at 1,000 vs 30 rows their balanced p_synthetic still has a median of .86: trees 
 the few U_r rows out as small regions, so an unseen row of either class lands in the
 candidate's, and no correction of the prior undoes that (balanced sample weights did worse in a trial:
 .47 → .21). The paper's PAD is
-`classifier: xgboost, folds: 0, holdout: 0.2, balanced: false, train_rows: all`. The balanced
+`classifier: xgboost, folds: 0, holdout: 0.2, balanced: false, train_rows: all, support_gate: false`. The balanced
 out-of-fold probabilities are kept as the row signal `p_synthetic`: which of the
 candidate's rows look synthetic, on one scale at any size (½ = no evidence either way).
 """
@@ -49,7 +58,8 @@ import numpy as np
 import polars as pl
 from pydantic import Field, StrictInt, field_validator
 
-from synque_ray.proxies.base import Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights
+from synque_ray.proxies.base import (Params, Proxy, ProxyOutput, centred, check_embeddings, resample_weights,
+                                     split_rngs)
 from synque_ray.rowsignals import Signal
 
 # The boosted trees are sized for cross-fitting: k fits must cost about what one
@@ -75,6 +85,9 @@ CLASSIFIERS = {"xgboost": _xgboost, "logistic": _logistic}  # name → an unfitt
 # Models per fold under a fixed training size, each on its own draw of rows, their probabilities
 # averaged: one draw of a few dozen rows per side leaves a row's probability to chance.
 TRAIN_REPEATS = 5
+# The refits' row weights are Gamma(WEIGHT_SHAPE) draws scaled to mean 1, variance 1 / WEIGHT_SHAPE:
+# how hard a refit shakes the rows, set by simulation (`refit_spread`).
+WEIGHT_SHAPE = 2.0
 TrainRows = Literal["auto", "all"] | Annotated[StrictInt, Field(ge=1)]
 
 
@@ -94,6 +107,9 @@ class PadParams(Params):
     balanced: bool = True  # balanced probabilities and error; false: the paper's raw ones (under an
     #                        int train_rows the classes are equal in training: only the error is plain)
     train_rows: TrainRows = "auto"
+    support_gate: bool = True  # rows outside U_r's support read as synthetic (`outside_support`); false: the
+    #                            classifier alone (the paper's)
+    refits: int = Field(8, ge=2)  # refits of the whole cross-fit that size the replicates (`refit_spread`)
 
     @field_validator("train_rows", mode="before")
     @classmethod
@@ -179,7 +195,8 @@ def balanced_probability(probability: np.ndarray, share: float) -> np.ndarray:
 
 def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", folds: int = 5,
                       holdout: float = 0.2, seed: int = 0, balanced: bool = True,
-                      train_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      train_rows: int | None = None, weights: np.ndarray | None = None,
+                      support_gate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """P(synthetic) for every row of synthetic (n, d) then real (m, d), and the labels (1 = synthetic).
 
     With folds > 0 each row's probability comes from models that did not see it; with
@@ -190,13 +207,18 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     drawn from each side of the training rows (one generator seeded by `seed`, drawn fold by
     fold, repeat by repeat, candidate side then U_r side), their probabilities averaged; the
     classes are equal in training, so the probabilities are balanced as they come. Raises
-    ValueError when a side has fewer than t training rows in a split.
+    ValueError when a side has fewer than t training rows in a split. `weights` (n + m,), positive:
+    each row's weight in the fits (a refit under resampling weights, `refit_spread`); None: 1 each.
+    support_gate: every model reads rows outside U_r's support as synthetic (`_fit_predict`).
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown PAD classifier {classifier!r}; use one of {sorted(CLASSIFIERS)}")
     synthetic, real = check_embeddings(synthetic, real)
     features = np.vstack([synthetic, real])
     labels = np.concatenate([np.ones(len(synthetic)), np.zeros(len(real))])
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weights.shape != labels.shape or not (weights > 0).all():
+        raise ValueError(f"PAD's row weights must be {len(labels)} positive numbers")
     probability = np.full(len(labels), np.nan)
     from sklearn.model_selection import StratifiedKFold, train_test_split  # here: a config load need not import it
 
@@ -212,16 +234,68 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     with threadpool_limits(1):
         for train, test in splits:
             if train_rows is None:
-                model = CLASSIFIERS[classifier](seed).fit(features[train], labels[train])
-                predicted = model.predict_proba(features[test])[:, 1]
-                probability[test] = balanced_probability(predicted, labels[train].mean()) if balanced else predicted
+                predicted = _fit_predict(features, labels, weights, train, test, classifier, seed, support_gate)
+                share = float(np.average(labels[train], weights=weights[train]))
+                probability[test] = balanced_probability(predicted, share) if balanced else predicted
                 continue
-            probability[test] = _fixed_size_fold(features, labels, train, test, classifier, seed, train_rows, rng)
+            probability[test] = _fixed_size_fold(features, labels, weights, train, test, classifier, seed, train_rows,
+                                                 rng, support_gate)
     return probability, labels
 
 
-def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, classifier: str,
-                     seed: int, train_rows: int, rng: np.random.Generator) -> np.ndarray:
+def _fit_predict(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray, test: np.ndarray,
+                 classifier: str, seed: int, support_gate: bool = True) -> np.ndarray:
+    """Shape (len(test),): P(synthetic) of the test rows from one model fit on the train rows (indices
+    into features (rows, d), labels and weights (rows,)), under the train rows' class shares.
+
+    support_gate: a test row outside the support of the train rows' U_r side (`outside_support`)
+    reads 1, and the candidate's train rows outside it are left out of the fit (its probabilities
+    rebased to the train rows' shares). Why: a linear model on a few dozen rows per side learns
+    the direction between the two sides' centres; rows unlike anything in U_r (off-topic ones) lie
+    nearer U_r's more varied outskirts than the candidate's centre, so trained on they tilt that
+    direction towards U_r's own outliers and held out they read as real (BENCHMARKS.md, "PAD and rows
+    outside U_r"). Under a tie a held-out candidate row and a held-out U_r row are equally likely to
+    be outside, so PAD stays about 0 there."""
+    outside = np.zeros(len(test), dtype=bool)
+    fit_rows = train
+    if support_gate:
+        real = train[labels[train] == 0.0]
+        outside = outside_support(features[real], features[test])
+        candidate = train[labels[train] == 1.0]
+        inside = candidate[~outside_support(features[real], features[candidate])]
+        if len(inside):
+            fit_rows = np.concatenate([inside, real])
+    model = CLASSIFIERS[classifier](seed).fit(features[fit_rows], labels[fit_rows], sample_weight=weights[fit_rows])
+    predicted = model.predict_proba(features[test])[:, 1]
+    if len(fit_rows) < len(train):  # the fit's prior back to the train rows' shares
+        share = float(np.average(labels[train], weights=weights[train]))
+        kept = float(np.average(labels[fit_rows], weights=weights[fit_rows]))
+        predicted = balanced_probability(balanced_probability(predicted, kept), 1.0 - share)
+    return np.where(outside, 1.0, predicted)
+
+
+def outside_support(real: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Shape (len(rows),) bool: rows (k, d) farther from their nearest U_r row than any U_r row of
+    `real` (t, d), t ≥ 2, is from its own nearest other (Euclidean; the cosine's order on unit-norm
+    embeddings). Each row is measured against t − 1 U_r rows (all but the last), as each U_r row's
+    nearest other is, so a held-out U_r row is outside with chance about 1 / t, as is a candidate row
+    of U_r's own distribution: what reads as outside beyond that is evidence."""
+    if len(real) < 2:
+        return np.zeros(len(rows), dtype=bool)
+    within = _distances(real, real)
+    np.fill_diagonal(within, np.inf)
+    return _distances(rows, real[:-1]).min(axis=1) > within.min(axis=1).max()
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shape (len(a), len(b)): Euclidean distances between the rows of a and of b."""
+    squared = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray,
+                     test: np.ndarray, classifier: str, seed: int, train_rows: int,
+                     rng: np.random.Generator, support_gate: bool = True) -> np.ndarray:
     """Shape (len(test),): the mean P(synthetic) of `TRAIN_REPEATS` models, each fit on `train_rows`
     rows drawn from each side of `train` (candidate side first). Averaging probabilities averages
     the models' errors exactly (|p − y| is linear in p for y in {0, 1}), so PAD is the mean PAD of
@@ -234,7 +308,7 @@ def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, train: np.ndarray
     total = np.zeros(len(test))
     for _ in range(TRAIN_REPEATS):
         drawn = np.concatenate([rng.choice(side, size=train_rows, replace=False) for side in sides])
-        total += CLASSIFIERS[classifier](seed).fit(features[drawn], labels[drawn]).predict_proba(features[test])[:, 1]
+        total += _fit_predict(features, labels, weights, drawn, test, classifier, seed, support_gate)
     return total / TRAIN_REPEATS
 
 
@@ -264,34 +338,89 @@ def resolved_train_rows(train_rows: TrainRows, rows: int, real_rows: int, folds:
 
 
 def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", holdout: float = 0.2, seed: int = 0,
-        folds: int = 5, balanced: bool = True, train_rows: TrainRows = "auto") -> float:
+        folds: int = 5, balanced: bool = True, train_rows: TrainRows = "auto", support_gate: bool = True) -> float:
     """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable, about 0 the same."""
     fixed = resolved_train_rows(train_rows, len(synthetic), len(real), folds, holdout)
-    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced, fixed)
+    probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced, fixed,
+                                            support_gate=support_gate)
     return pad_from_probabilities(probability, labels, balanced)
 
 
-def _class_weights(labels: np.ndarray, known: np.ndarray, resamples: int, rng) -> np.ndarray:
+def _class_weights(labels: np.ndarray, known: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """Shape (resamples, n + m): each class's predicted rows resampled on their own, so every
-    resample keeps both classes at their sizes."""
+    resample keeps both classes at their sizes; U_r's rows from the seed's stream and the
+    candidate's from the candidate stream (`split_rngs`: every candidate of a seed shares U_r's
+    draws, a candidate's own draws are the same in every seed)."""
     weights = np.zeros((resamples, len(labels)))
-    for value in (1.0, 0.0):
+    for value, rng in zip((0.0, 1.0), split_rngs(seed), strict=True):
         rows = np.flatnonzero((labels == value) & known)
         weights[:, rows] = resample_weights(len(rows), resamples, rng)
     return weights
 
 
+def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, train_rows: int | None,
+                 seed: int) -> float:
+    """How far PAD moves over fresh samples: the sd (ddof 1) of PAD over `params.refits` refits of
+    the whole cross-fit, each with its own folds and training draws and under random row weights
+    that weigh every row both in the fits and in the error.
+
+    Why refits: PAD's error is a mean over rows, but every row's probability comes from models fit
+    on the other rows; a fresh sample changes the models as well as the held-out rows, and a worse
+    model moves every row's error the same way. Resampling the rows of fixed fits misses that
+    shared part (0.55–0.84 of the true sd, BENCHMARKS.md). Why weights: a resample with
+    replacement would train on a copy of a row it also holds out, and leave some folds short of
+    the run-wide training size per side; weights keep every row once. How strong: Gamma(2)
+    weights (variance ½), set by simulation, not derived. Reweighted fits move PAD more than
+    fresh samples do (16-d Gaussians, one distribution, 40 × 60 rows: Gamma(2) weights alone, the
+    folds kept, move it by sd .072 against a true sd of .038), so weights of variance 1 (Exp(1),
+    the Bayesian bootstrap) read 1.0–1.8 times the true sd; variance ½ reads 0.84–1.32 over one
+    distribution and a shifted one at 40 to 300 candidate and 60 to 200 U_r rows (BENCHMARKS.md,
+    "PAD and rows outside U_r"). U_r's weights and the splits come from the seed's stream, the
+    candidate's weights from the candidate stream (`split_rngs`)."""
+    real_rng, candidate_rng = split_rngs(seed)
+    values = []
+    for _ in range(params.refits):
+        weights = np.concatenate([candidate_rng.gamma(WEIGHT_SHAPE, size=len(synthetic)),
+                                  real_rng.gamma(WEIGHT_SHAPE, size=len(real))])
+        labels = np.concatenate([np.ones(len(synthetic)), np.zeros(len(real))])
+        for value in (0.0, 1.0):
+            weights[labels == value] /= weights[labels == value].mean()
+        probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout,
+                                                int(real_rng.integers(2**31)), params.balanced, train_rows, weights,
+                                                params.support_gate)
+        values.append(pad_from_probabilities(probability, labels, params.balanced, weights))
+    return float(np.std(values, ddof=1))
+
+
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
     fixed = resolved_train_rows(params.train_rows, len(synthetic), len(real), params.folds, params.holdout)
     probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed,
-                                            params.balanced, fixed)
-    weights = _class_weights(labels, ~np.isnan(probability), resamples, np.random.default_rng(seed))
-    replicates = np.array([pad_from_probabilities(probability, labels, params.balanced, w) for w in weights])
+                                            params.balanced, fixed, support_gate=params.support_gate)
     value = pad_from_probabilities(probability, labels, params.balanced)
     row_signal = probability[: len(synthetic)]
     if fixed is None and not params.balanced:  # the paper's raw probabilities score it; the row signal is balanced
         row_signal = balanced_probability(row_signal, labels.mean())
-    return ProxyOutput(value, centred(replicates, value), {P_SYNTHETIC.name: row_signal})
+    return ProxyOutput(value, replicates(synthetic, real, params, fixed, seed, resamples, probability),
+                       {P_SYNTHETIC.name: row_signal})
+
+
+def replicates(synthetic: np.ndarray, real: np.ndarray, params: PadParams, train_rows: int | None, seed: int,
+               resamples: int, probability: np.ndarray) -> np.ndarray:
+    """Shape (resamples,): PAD's replicates, centred on its value. The rows of the fitted models'
+    out-of-fold `probability` (n + m,) resampled within each class (`_class_weights`), their
+    deviations from the value widened by the ratio of `refit_spread` (refits: the models' own
+    variation included) to their own sd, so their spread is the refits' and their shape the rows'.
+    Empty when resamples is 0 (no refit is paid for)."""
+    if not resamples:
+        return np.empty(0)
+    labels = np.concatenate([np.ones(len(synthetic)), np.zeros(len(real))])
+    value = pad_from_probabilities(probability, labels, params.balanced)
+    weights = _class_weights(labels, ~np.isnan(probability), resamples, seed)
+    rows = centred(np.array([pad_from_probabilities(probability, labels, params.balanced, w) for w in weights]), value)
+    spread = float(np.std(rows))
+    if spread == 0.0:  # every row's error the same: nothing to widen
+        return rows
+    return value + (rows - value) * refit_spread(synthetic, real, params, train_rows, seed) / spread
 
 
 P_SYNTHETIC = Signal("p_synthetic", pl.Float64, "p synthetic (PAD)",

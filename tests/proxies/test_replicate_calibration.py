@@ -203,3 +203,12 @@ def test_disjoint_parts_keep_the_halves_every_proxy_draws():
     np.testing.assert_array_equal(second, (order >= 5) & (order < 10))
     parts = disjoint_parts(11, 4, 3, np.random.default_rng(9))
     assert parts.shape == (4, 3, 11) and (parts.sum(axis=2) == 2).all() and (parts.sum(axis=0) <= 1).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label,n,m,shift", CASES, ids=[case[0] for case in CASES])
+def test_pad_replicates_spread_as_far_as_fresh_draws(label, n, m, shift):
+    # Resampling the rows of fixed fits read 0.57 (equal 50x120) and 0.64 (shifted 150x60): it left
+    # out how the models move with a fresh sample. The refits put it in.
+    ratio = _ratio("pad", {}, n, m, shift, draws=25)
+    assert 0.75 <= ratio <= 1.35, f"pad {label} {n}x{m}: replicate sd / true sd = {ratio:.2f}"
