@@ -15,7 +15,7 @@ import yaml
 
 import synque_ray
 from synque_ray.demo import write_demo_data
-from tests._scored_run import run_cli
+from tests._scored_run import EMBEDDING_DEFAULTS, run_cli
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,7 @@ def job(ray_session, tmp_path_factory):
             "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": 60, "seeds": [1, 2]},
             "candidates": {"path": str(root / "data/candidates"), "text": "text"},
             "embedding": {"model": "bundled-minilm", "batch_size": 16},
+            "proxies": EMBEDDING_DEFAULTS,  # one stage: the kills below land in the embedding stage's work
         }))
         return path
 
