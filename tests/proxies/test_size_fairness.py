@@ -195,6 +195,7 @@ def tie_p_best(train_rows: int | str) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in p_best.items()}
 
 
+@pytest.mark.slow  # 54 PADs with refitted replicates: about 20 s, too long for the fast loop
 def test_a_true_tie_of_unequal_sizes_gives_each_candidate_its_share_of_p_best():
     # Trained on every row (`all`), the 30-row candidate reads least separable: p_best .51 / .26 / .23.
     shares = tie_p_best(fixed_train_rows([30, 100, 300, REAL_ROWS], 5, 0.2))
