@@ -81,29 +81,30 @@ def tie_row(k: int, unequal: bool, seeds: int, ratio: float, runs: int) -> tuple
     return float(np.mean(np.equal(sizes, k))), float(np.mean(sizes))
 
 
+def print_table(header: list[str], rows) -> None:
+    """A Markdown table, each row printed (and flushed) as soon as it is computed."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def part_one(runs: int) -> None:
     print(f"## Plain scores tables ({runs} runs per cell, level {LEVEL:g})\n")
     print("Leader 10 se ahead of five: share of runs alone (mean set size)\n")
-    print("| seeds | " + " | ".join(f"replicate/seed {r:g}" for r in RATIOS) + " |")
-    print("|---|" + "---|" * len(RATIOS))
-    for seeds in SEED_COUNTS:
-        cells = [leader_row(seeds, ratio, runs) for ratio in RATIOS]
-        print(f"| {seeds} | " + " | ".join(f"{share:.0%} ({size:.1f})" for share, size in cells) + " |", flush=True)
+    print_table(["seeds", *(f"replicate/seed {r:g}" for r in RATIOS)],
+                ([str(seeds), *(f"{share:.0%} ({size:.1f})" for share, size in
+                                (leader_row(seeds, ratio, runs) for ratio in RATIOS))] for seeds in SEED_COUNTS))
     print("\nOne candidate behind five tied (replicate/seed 0.01): share of runs dropping it; share keeping the five\n")
-    print("| seeds | " + " | ".join(f"{b:g} se behind" for b in GAPS) + " |")
-    print("|---|" + "---|" * len(GAPS))
-    for seeds in (2, 3, 5):
-        cells = [gap_row(seeds, behind, runs) for behind in GAPS]
-        print(f"| {seeds} | " + " | ".join(f"{drop:.0%}; {keep:.0%}" for drop, keep in cells) + " |", flush=True)
+    print_table(["seeds", *(f"{b:g} se behind" for b in GAPS)],
+                ([str(seeds), *(f"{drop:.0%}; {keep:.0%}" for drop, keep in
+                                (gap_row(seeds, behind, runs) for behind in GAPS))] for seeds in (2, 3, 5)))
     print("\nTrue tie: share of runs keeping all k (mean set size)\n")
-    print("| k | sizes | replicate/seed | " + " | ".join(f"{s} seeds" for s in SEED_COUNTS) + " |")
-    print("|---|---|---|" + "---|" * len(SEED_COUNTS))
-    for k in (6, 12, 32):
-        for unequal in (False, True):
-            for ratio in RATIOS:
-                cells = [tie_row(k, unequal, seeds, ratio, runs) for seeds in SEED_COUNTS]
-                print(f"| {k} | {'40-300 rows' if unequal else 'equal'} | {ratio:g} | "
-                      + " | ".join(f"{share:.0%} ({size:.1f})" for share, size in cells) + " |", flush=True)
+    print_table(["k", "sizes", "replicate/seed", *(f"{s} seeds" for s in SEED_COUNTS)],
+                ([str(k), "40-300 rows" if unequal else "equal", f"{ratio:g}",
+                  *(f"{share:.0%} ({size:.1f})" for share, size in
+                    (tie_row(k, unequal, seeds, ratio, runs) for seeds in SEED_COUNTS))]
+                 for k in (6, 12, 32) for unequal in (False, True) for ratio in RATIOS))
 
 
 def drawn_run(k: int, seeds: int, rng: np.random.Generator, dims: int = 16, real_rows: int = 60
