@@ -110,37 +110,19 @@ def test_rows_that_are_not_text(workspace, monkeypatch, capsys):
     )
 
 
-def test_fewer_rows_than_mdm_k(workspace, monkeypatch, capsys):
+@pytest.mark.parametrize("proxy, section, expected", [
+    ("mdm", {"k": 5}, "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs"),
+    ("pad", {"folds": 0, "holdout": 0.2, "balanced": False},  # the paper's PAD
+     "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs"),
+    ("pad", {"folds": 6}, "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs"),
+], ids=["mdm-k", "pad-holdout", "pad-folds"])
+def test_fewer_rows_than_a_proxy_needs(workspace, monkeypatch, capsys, proxy, section, expected):
     tmp_path, config = workspace
-    config["proxies"] = ["mdm"]
-    config["mdm"] = {"k": 5}
+    config["proxies"] = [proxy]
+    config[proxy] = section
     (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
     (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_fails_in_process(
-        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that mdm.k = 5 needs"
-    )
-
-
-def test_fewer_rows_than_pad_holdout_needs(workspace, monkeypatch, capsys):
-    tmp_path, config = workspace
-    config["proxies"] = ["pad"]
-    config["pad"] = {"folds": 0, "holdout": 0.2, "balanced": False}  # the paper's PAD
-    (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
-    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_fails_in_process(
-        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 5 that PAD's 0.2 holdout needs"
-    )
-
-
-def test_fewer_rows_than_pad_folds_need(workspace, monkeypatch, capsys):
-    tmp_path, config = workspace
-    config["proxies"] = ["pad"]
-    config["pad"] = {"folds": 6}
-    (tmp_path / "cands" / "good.json").unlink()  # every candidate too small: nothing to rank, one line
-    (tmp_path / "cands" / "small.json").write_text(json.dumps([{"text": "a"}] * 4))
-    assert_fails_in_process(
-        workspace, monkeypatch, capsys, "cands/small.json: 4 rows, fewer than the 6 that PAD's 6 folds needs"
-    )
+    assert_fails_in_process(workspace, monkeypatch, capsys, expected)
 
 
 def test_candidate_sample_size_below_what_a_proxy_needs(workspace, monkeypatch, capsys):
