@@ -59,6 +59,22 @@ def _leak_one_real_row(data: Path) -> None:
     worst.write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+def demo_job(root: Path, name: str, output: Path, *, sample_size: int, seeds: list[int], batch_size: int,
+             **extra) -> Path:
+    """`root/<name>.yaml`: a job over the demo data written under `root/data` (U_r a pool sampled at
+    `sample_size` per seed, the bundled embedding model), with `extra` top-level keys."""
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "output": str(output),
+        "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": sample_size,
+                 "seeds": seeds},
+        "candidates": {"path": str(root / "data/candidates"), "text": "text"},
+        "embedding": {"model": "bundled-minilm", "batch_size": batch_size},
+        **extra,
+    }))
+    return path
+
+
 def run_cli(*args: str) -> str:
     """`synque ARGS` in this process (so it joins the test session's Ray); returns its stdout."""
     out = io.StringIO()

@@ -15,7 +15,7 @@ import yaml
 
 import synque_ray
 from synque_ray.demo import write_demo_data
-from tests._scored_run import EMBEDDING_DEFAULTS, run_cli
+from tests._scored_run import EMBEDDING_DEFAULTS, demo_job, run_cli
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -28,16 +28,9 @@ def job(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("fault")
     write_demo_data(root / "data", n_candidates=6, rows=80, pool_rows=200)
 
-    def config(name):
-        path = root / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({
-            "name": name, "output": str(root / name),
-            "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": 60, "seeds": [1, 2]},
-            "candidates": {"path": str(root / "data/candidates"), "text": "text"},
-            "embedding": {"model": "bundled-minilm", "batch_size": 16},
-            "proxies": EMBEDDING_DEFAULTS,  # one stage: the kills below land in the embedding stage's work
-        }))
-        return path
+    def config(name):  # one stage: the kills below land in the embedding stage's work
+        return demo_job(root, name, root / name, sample_size=60, seeds=[1, 2], batch_size=16,
+                        proxies=EMBEDDING_DEFAULTS)
 
     return config, synque_ray.score(config("reference")).rankings
 
@@ -154,13 +147,7 @@ def test_nothing_of_a_killed_drivers_ray_is_alive_30_s_later(tmp_path):
     from tests._ray_procs import kill_ray_processes, new_token_file, ray_env, short_temp_dir
 
     write_demo_data(tmp_path / "data", n_candidates=3, rows=80, pool_rows=200)
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "killed-cleanup", "output": str(tmp_path / "out"),
-        "real": {"path": str(tmp_path / "data/real/pool.jsonl"), "text": "text", "sample_size": 60, "seeds": [1]},
-        "candidates": {"path": str(tmp_path / "data/candidates"), "text": "text"},
-        "embedding": {"model": "bundled-minilm", "batch_size": 8},
-    }))
+    path = demo_job(tmp_path, "killed-cleanup", tmp_path / "out", sample_size=60, seeds=[1], batch_size=8)
     temp_dir = short_temp_dir("rayk")  # this run's Ray alone names it (the session lives under it)
     env = ray_env(temp_dir, new_token_file(temp_dir))
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"

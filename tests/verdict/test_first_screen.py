@@ -19,6 +19,7 @@ from synque_ray.config import load_config
 from synque_ray.demo import write_demo_data
 from synque_ray.pipeline import read_candidates
 from synque_ray.legend import LEGEND
+from tests._scored_run import demo_job
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = [
@@ -37,14 +38,7 @@ LOUD = re.compile(r"\[\d{4}-\d\d-\d\d [^\]]* [EWF] \d+ \d+\]|\b(WARNING|ERROR|CR
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("first-screen")
     write_demo_data(root / "data", n_candidates=3, rows=40, pool_rows=80)
-    config = root / "job.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "first-screen", "output": str(root / "out"),
-        "real": {"path": str(root / "data/real/pool.jsonl"), "text": "text", "sample_size": 30, "seeds": [1]},
-        "candidates": {"path": str(root / "data/candidates"), "text": "text"},
-        "embedding": {"model": "bundled-minilm", "batch_size": 16},
-    }))
-    return config
+    return demo_job(root, "first-screen", root / "out", sample_size=30, seeds=[1], batch_size=16)
 
 
 def synque(*args, timeout=600):
