@@ -215,7 +215,7 @@ def split_replicates(first: np.ndarray, second: np.ndarray, value: float, resamp
 def half_sample_replicates(on_halves: np.ndarray, value: float) -> np.ndarray:
     """Shape (resamples,): a proxy's metric on random halves of both samples (one half of the
     candidate's rows and one of U_r's per replicate, `halves`' first masks: `on_halves`),
-    `centred` on the point value: the delete-half jackknife. Density and coverage use it.
+    `centred` on the point value: the delete-half jackknife. Coverage uses it.
 
     Why: a half drawn without replacement holds no row twice, so no k-NN ball is centred on
     a copy of a row or covered by copies (the bootstrap's fault, which made coverage's
@@ -229,6 +229,19 @@ def half_sample_replicates(on_halves: np.ndarray, value: float) -> np.ndarray:
     that of a fresh candidate *and* a fresh U_r sample, as the rank intervals need.
     """
     return centred(on_halves, value)
+
+
+def two_sample_replicates(on_candidate_halves: np.ndarray, on_real_halves: np.ndarray, value: float) -> np.ndarray:
+    """Shape (resamples,): value + the deviation of the metric on a candidate half (all of U_r kept)
+    + the deviation on a U_r half (all of the candidate kept), each `centred`. Density uses it.
+
+    Why: the value's error is, to first order, the sum of what the candidate's rows add and what
+    U_r's add, two independent samples; each half-sample deviation reads one of them at full
+    size, and their sum reads both. Read on halves of both at once, a metric whose per-row values
+    depend on U_r's size (density's balls widen on a U_r half, so its candidate rows' counts vary
+    less from row to row) reads the candidate's part at the wrong size. Replicate b reads the
+    same candidate half and U_r half as every other proxy's replicate b."""
+    return (centred(on_candidate_halves, value) + centred(on_real_halves, value) - value)
 
 
 def centred(replicates: np.ndarray, value: float) -> np.ndarray:

@@ -7,12 +7,17 @@ from U_r's distribution, below 1 off it. Coverage is the share of U_r rows whose
 holds at least one candidate row: a candidate that collapses onto a few modes covers
 little even when every row is realistic.
 
-Replicates come from half-samples of both the candidate and U_r (`base.half_sample_replicates`),
-with each U_r half's balls drawn again from its own rows: the balls' radii vary with U_r
-as much as their centres, so a replicate that kept them fixed (density's old one) missed
-part of the spread; one that resampled the candidate's rows with replacement (coverage's
-old one) lost a third of its distinct rows in each draw, so a ball hit by one or two rows
-went uncovered far more often than with a fresh candidate (up to 2.2 times too wide).
+Replicates come from random halves of the candidate and of U_r, with each U_r half's balls
+drawn again from its own rows: the balls' radii vary with U_r as much as their centres, so a
+replicate that kept them fixed missed part of the spread, and one that resampled rows with
+replacement counted a ball hit by a row drawn twice. Coverage reads both halves together
+(`base.half_sample_replicates`). Density adds the two errors read apart
+(`base.two_sample_replicates`): the candidate's half in the balls of all of U_r, and all of the
+candidate in the balls of U_r's half. Why apart: density is a mean over candidate rows, so a
+candidate half in U_r's own balls is the delete-half jackknife of that mean, right at every size;
+counted in a U_r half's wider balls, the rows' counts vary less from row to row, so the joint
+half read the candidate's error too small for small candidates (BENCHMARKS.md, "Density's
+replicates: the candidate's error and U_r's read apart").
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from synque_ray.proxies.base import (HALVES, Params, Proxy, ProxyOutput, check_embeddings, half_sample_replicates,
-                                     halves, split_rngs)
+                                     halves, split_rngs, two_sample_replicates)
 
 
 class NeighbourParams(Params):
@@ -76,28 +81,45 @@ def _coverage_of(inside: np.ndarray, k: int) -> float:
     return float(inside.any(axis=0).mean())
 
 
-def _with_halves(metric, synthetic, real, params: NeighbourParams, seed: int, resamples: int) -> ProxyOutput:
-    """`metric` (of a membership matrix and k) on the rows, and its replicates: the metric on
-    `resamples` random halves (`base.half_sample_replicates`), each U_r half holding the balls of
-    its own rows and each candidate half counted in them."""
-    across, within_real = _distances(synthetic, real, params.k)
-    value = metric(_inside(across, within_real, params.k), params.k)
-    if resamples == 0:
-        return ProxyOutput(value)
+def _halves_of_both(across: np.ndarray, within_real: np.ndarray, seed: int, resamples: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate halves (resamples, n), U_r halves (resamples, m)), bool masks from `base.halves` on
+    the candidate's stream and U_r's (`base.split_rngs`): the rows replicate b of every proxy reads."""
     rng_real, rng_synthetic = split_rngs(seed)
-    candidate_halves = halves(len(across), resamples, rng_synthetic)[0]
-    real_halves = halves(len(within_real), resamples, rng_real)[0]
-    on_halves = [metric(_inside(across[rows][:, cols], within_real[cols][:, cols], params.k), params.k)
-                 for rows, cols in zip(candidate_halves, real_halves, strict=True)]
-    return ProxyOutput(value, half_sample_replicates(np.array(on_halves), value))
+    return halves(len(across), resamples, rng_synthetic)[0], halves(len(within_real), resamples, rng_real)[0]
 
 
 def _density(synthetic, real, params: NeighbourParams, seed: int, resamples: int) -> ProxyOutput:
-    return _with_halves(_density_of, synthetic, real, params, seed, resamples)
+    """Density on the rows, and its replicates: the candidate's error (each candidate half counted in the
+    balls of all of U_r) plus U_r's (all of the candidate counted in each U_r half's own balls), read
+    apart and added (`base.two_sample_replicates`)."""
+    k = params.k
+    across, within_real = _distances(synthetic, real, k)
+    inside = _inside(across, within_real, k)
+    value = _density_of(inside, k)
+    if resamples == 0:
+        return ProxyOutput(value)
+    candidate_halves, real_halves = _halves_of_both(across, within_real, seed, resamples)
+    on_candidate_halves = np.array([_density_of(inside[rows], k) for rows in candidate_halves])
+    on_real_halves = np.array([_density_of(_inside(across[:, cols], within_real[cols][:, cols], k), k)
+                               for cols in real_halves])
+    return ProxyOutput(value, two_sample_replicates(on_candidate_halves, on_real_halves, value))
 
 
 def _coverage(synthetic, real, params: NeighbourParams, seed: int, resamples: int) -> ProxyOutput:
-    return _with_halves(_coverage_of, synthetic, real, params, seed, resamples)
+    """Coverage on the rows, and its replicates: coverage on random halves of both samples
+    (`base.half_sample_replicates`), each U_r half holding the balls of its own rows and each
+    candidate half counted in them. Not read apart as density is: coverage is not a mean over
+    candidate rows (a ball is covered by its first row), so a candidate half is no jackknife of it."""
+    k = params.k
+    across, within_real = _distances(synthetic, real, k)
+    value = _coverage_of(_inside(across, within_real, k), k)
+    if resamples == 0:
+        return ProxyOutput(value)
+    candidate_halves, real_halves = _halves_of_both(across, within_real, seed, resamples)
+    on_halves = [_coverage_of(_inside(across[rows][:, cols], within_real[cols][:, cols], k), k)
+                 for rows, cols in zip(candidate_halves, real_halves, strict=True)]
+    return ProxyOutput(value, half_sample_replicates(np.array(on_halves), value))
 
 
 DENSITY_LEGEND = ("How crowded U_r's neighbourhoods are with the candidate's rows (Naeem et al.'s density): fidelity to"
