@@ -3,8 +3,8 @@
 
     python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
         [--part simulation|benchmark] [--variant I ...]
-    python benchmarks/bench_pad_fair.py --part text [--data DIR] [--generator NAME ...]
-    python benchmarks/bench_pad_fair.py --part text-ranking [--data DIR]
+    python benchmarks/bench_pad_fair.py --part text [--data DIR] [--generator NAME ...] [--before PAD_PY]
+    python benchmarks/bench_pad_fair.py --part text-ranking [--data DIR] [--before PAD_PY]
 
 Two parts, every variant on the same inputs, one after another in this process
 (single-threaded classifiers), cost in CPU seconds (process time):
@@ -30,12 +30,14 @@ Two parts, every variant on the same inputs, one after another in this process
    module docstrings, sentences of the licences in /usr/share/common-licenses, sentences of
    this project's docs/); and CPU seconds per PAD without replicates (process time, single
    threaded), the two definitions called one after the other on the same inputs. "before":
-   the classifier alone (`support_gate: false`); "after": the default, rows outside U_r's
-   support read as synthetic. Both train every model on the run's `auto` size per side.
+   the classifier alone (`support_gate: false`), or with `--before PAD_PY` the default of another
+   version of synque_ray/proxies/pad.py (e.g. `git show REV:synque_ray/proxies/pad.py > PAD_PY`),
+   imported beside this one; "after": this tree's default, rows outside U_r's support read as
+   synthetic. Both train every model on the run's `auto` size per side.
 
 4. text-ranking: every candidate of DIR (about 1,000 rows each) against its pre-drawn U_r
-   samples: Spearman/Pearson of −PAD with the measured test F1, before and after, and CPU
-   seconds per PAD. The candidates are equal in size, so this is what the support gate costs
+   samples: Spearman/Pearson of −PAD with the measured test F1, before and after (as in
+   `text`), and CPU seconds per PAD. The candidates are equal in size, so this is what the support gate costs
    or gains in power on candidates that are all on topic.
 
 Prints Markdown tables.
@@ -199,7 +201,26 @@ def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("
     return _embedded(texts)
 
 
-def text_ranking(data: str) -> None:
+def definitions(run_rows: int, before: str | None) -> dict:
+    """{label: (the PAD proxy, its parameters at `run_rows` per side)}: before, then this tree's default.
+    before None: this tree's classifier alone; else the PAD module at that path (another version of
+    pad.py, run against this tree's other modules), at its own defaults."""
+    if before is None:
+        return {"before (classifier alone)": (PROXY, PadParams(train_rows=run_rows, support_gate=False)),
+                "after (support gate)": (PROXY, PadParams(train_rows=run_rows))}
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("pad_before", before)
+    assert spec is not None and spec.loader is not None, before
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the parameters' annotations through it
+    spec.loader.exec_module(module)
+    return {f"before ({before})": (module.PROXY, module.PadParams(train_rows=run_rows)),
+            "after (this tree)": (PROXY, PadParams(train_rows=run_rows))}
+
+
+def text_ranking(data: str, before: str | None = None) -> None:
     """Spearman of −PAD with test F1 over DIR's candidates (all about 1,000 rows, so size plays no part:
     what the smaller training size costs in power), U_r = the pre-drawn real samples."""
     from pathlib import Path
@@ -212,29 +233,26 @@ def text_ranking(data: str) -> None:
     print(f"\n{len(generators)} candidates x {len(samples)} U_r samples; auto = {run_rows} rows per side\n")
     print("| PAD | CPU s per PAD | Spearman | ± over seeds | Pearson |")
     print("|---|---|---|---|---|")
-    for label, params in {f"before (classifier alone, {run_rows} rows per side)":
-                          PadParams(train_rows=run_rows, support_gate=False),
-                          f"after (support gate, {run_rows} rows per side)": PadParams(train_rows=run_rows)}.items():
+    for label, (proxy, params) in definitions(run_rows, before).items():
         rows, started = [], time.process_time()
         for seed, sample in enumerate(samples):
             for name in generators:
-                value = PROXY.compute(vectors[name], vectors[sample], params, seed, 0).value
+                value = proxy.compute(vectors[name], vectors[sample], params, seed, 0).value
                 rows.append({"dataset_id": name, "seed": seed, "score": -value})
         seconds = (time.process_time() - started) / len(rows)
         rho, rho_std, r = quality(pl.DataFrame(rows), performance)
         print(f"| {label} | {seconds:.3f} | {rho:.3f} | {rho_std:.3f} | {r:.3f} |", flush=True)
 
 
-def text_part(data: str, generators: list[str]) -> None:
+def text_part(data: str, generators: list[str], before: str | None = None) -> None:
     from synque_ray.reduce import rank
 
     vectors = text_embeddings(data, generators)
     pool, candidates = vectors["pool"], {name: vectors[name] for name in generators}
     off_topic = _embedded({kind: texts() for kind, texts in OFF_TOPIC.items()})
     run_rows = fixed_train_rows([*TEXT_SIZES, TEXT_SIZES[0], TEXT_REAL_ROWS], 5, 0.2)  # what auto resolves to
-    definitions = {"before (classifier alone)": PadParams(train_rows=run_rows, support_gate=False),
-                   "after (support gate)": PadParams(train_rows=run_rows)}
-    after = list(definitions)[-1]
+    compared = definitions(run_rows, before)
+    after = list(compared)[-1]
     print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {TEXT_DRAWS} draws per generator; "
           f"{run_rows} rows per side; off-topic pools: "
           + ", ".join(f"{kind} {len(rows)}" for kind, rows in off_topic.items()) + "\n")
@@ -243,8 +261,8 @@ def text_part(data: str, generators: list[str]) -> None:
           + " | CPU s per PAD at 30 / 100 / 300 |")
     print("|---|---|---|---|---|" + "---|" * len(OFF_TOPIC) + "---|")
     for name, rows in candidates.items():
-        value: dict = {d: {} for d in definitions}  # definition -> (size or kind, draw, seed) -> output
-        seconds: dict = {d: {n: [] for n in TEXT_SIZES} for d in definitions}
+        value: dict = {d: {} for d in compared}  # definition -> (size or kind, draw, seed) -> output
+        seconds: dict = {d: {n: [] for n in TEXT_SIZES} for d in compared}
         for draw in range(TEXT_DRAWS):
             order = np.random.default_rng([draw, 1]).permutation(len(rows))
             picked, start = {}, 0
@@ -257,14 +275,14 @@ def text_part(data: str, generators: list[str]) -> None:
             for seed in range(TEXT_SEEDS):
                 real = pool[np.random.default_rng([seed, 3]).choice(len(pool), TEXT_REAL_ROWS, replace=False)]
                 for key, synthetic in picked.items():
-                    for label, params in definitions.items():  # one after the other, same inputs
+                    for label, (proxy, params) in compared.items():  # one after the other, same inputs
                         started = time.process_time()
-                        value[label][key, draw, seed] = PROXY.compute(synthetic, real, params, seed, 0)
+                        value[label][key, draw, seed] = proxy.compute(synthetic, real, params, seed, 0)
                         if key in seconds[label]:
                             seconds[label][key].append(time.process_time() - started)
                     if key in TEXT_SIZES:  # the tie's p_best needs replicates: the new definition's
-                        value[after][key, draw, seed] = PROXY.compute(synthetic, real, definitions[after], seed, 200)
-        for label in definitions:
+                        value[after][key, draw, seed] = PROXY.compute(synthetic, real, compared[after][1], seed, 200)
+        for label in compared:
             out = value[label]
             means = {n: [np.mean([out[n, d, s].value for s in range(TEXT_SEEDS)]) for d in range(TEXT_DRAWS)]
                      for n in TEXT_SIZES}
@@ -297,11 +315,12 @@ def main() -> None:
         text.add_argument("--part")
         text.add_argument("--data", default="/work/shared/bench/sentiment")
         text.add_argument("--generator", action="append", help="candidate file stems (default: two generators)")
+        text.add_argument("--before", help="another version of pad.py to compare with (default: the classifier alone)")
         args = text.parse_args()
         if args.part == "text":
-            text_part(args.data, args.generator or TEXT_GENERATORS)
+            text_part(args.data, args.generator or TEXT_GENERATORS, args.before)
         else:
-            text_ranking(args.data)
+            text_ranking(args.data, args.before)
         return
     parser = benchmark_parser()
     parser.add_argument("--part", choices=["simulation", "benchmark"], help="run only this part (default: both)")

@@ -1,10 +1,10 @@
 """PAD: proxy A-distance, how easily a classifier tells candidate from real rows.
 
-PAD = 1 − 2ε, ε the error of the predicted probability: 1 for separable sets, about 0
-for indistinguishable ones. By default every row gets an out-of-fold probability from
-stratified k-fold cross-fitting (a 30-row U_r keeps all 30 rows in the estimate, not
-the 6 of a 20% holdout), and everything is class-balanced, so a candidate's size buys
-it nothing:
+PAD = 1 − 2ε, ε the error of the predicted probability: 1 for separable sets (about 1 −
+`gate_rate` under the support gate, below), about 0 for indistinguishable ones. By default
+every row gets an out-of-fold probability from stratified k-fold cross-fitting (a 30-row U_r
+keeps all 30 rows in the estimate, not the 6 of a 20% holdout), and everything is
+class-balanced, so a candidate's size buys it nothing:
 
 - the probabilities are *balanced*, as if both classes had equal size: a classifier fit
   on a fold with a share π of candidate rows learns the prior π, so its log-odds are
@@ -28,11 +28,16 @@ same at any candidate size; a larger candidate only narrows its spread (more hel
 rows). `train_rows: auto` is the largest size every candidate and U_r sample of the run
 can give (`PadParams.for_run`), resolved once per run before any PAD is computed.
 
-Every model reads a row outside the support of its U_r training rows (farther from the nearest
-of them than any of them is from its own nearest other, `outside_support`) as synthetic, and
-leaves the candidate's training rows outside it out of the fit (`support_gate`): the logistic
-model alone read off-topic rows as real, since a real sample is more varied than a generator's
-and such rows lie nearer its outskirts (BENCHMARKS.md, "PAD and rows outside U_r"). PAD's
+Every model reads a row outside the support of its U_r training rows as synthetic, and leaves
+the training rows outside it out of the fit (`support_gate`): the logistic model alone read
+off-topic rows as real, since a real sample is more varied than a generator's and such rows lie
+nearer its outskirts (BENCHMARKS.md, "PAD and rows outside U_r"). Outside means farther from
+its k nearest U_r rows, on average, than all but a share `gate_rate` of U_r's own rows are from
+theirs (`outside_support`): calibrated on U_r, so under a tie a held-out U_r row and a
+candidate row are outside equally often, and reaching into U_r's outskirts, where off-topic
+rows that lean towards U_r's topic lie (BENCHMARKS.md, "PAD's gate as a quantile of U_r's own
+k-NN distances"). Its price: about that share of U_r's own held-out rows reads as synthetic, so
+separable sets read about 1 − `gate_rate`, the same ceiling for every candidate. PAD's
 replicates resample the rows of the fitted models' probabilities, widened to the spread of
 refits of the whole cross-fit under random row weights (`refit_spread`): a fresh sample moves
 the models, not only the held-out rows.
@@ -88,6 +93,12 @@ TRAIN_REPEATS = 5
 # The refits' row weights are Gamma(WEIGHT_SHAPE) draws scaled to mean 1, variance 1 / WEIGHT_SHAPE:
 # how hard a refit shakes the rows, set by simulation (`refit_spread`).
 WEIGHT_SHAPE = 2.0
+# The support gate's rate: the chance that a fresh row of U_r's own distribution (a held-out U_r row,
+# or a candidate's row under a tie) reads as outside. A choice among .1 / .15 / .2 (BENCHMARKS.md, "PAD's
+# gate as a quantile"), not derived: at .1 most 30-row candidates with 10% off-topic docs sentences
+# still read closer to U_r than a clean 300-row one; .2 reads a fifth of U_r's own rows as synthetic,
+# an error each, and lowers every PAD further.
+GATE_RATE = 0.15
 TrainRows = Literal["auto", "all"] | Annotated[StrictInt, Field(ge=1)]
 
 
@@ -109,6 +120,7 @@ class PadParams(Params):
     train_rows: TrainRows = "auto"
     support_gate: bool = True  # rows outside U_r's support read as synthetic (`outside_support`); false: the
     #                            classifier alone (the paper's)
+    gate_rate: float = Field(GATE_RATE, gt=0, lt=1)  # the share of U_r's own rows the gate reads as outside
     refits: int = Field(8, ge=2)  # refits of the whole cross-fit that size the replicates (`refit_spread`)
 
     @field_validator("train_rows", mode="before")
@@ -196,7 +208,7 @@ def balanced_probability(probability: np.ndarray, share: float) -> np.ndarray:
 def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", folds: int = 5,
                       holdout: float = 0.2, seed: int = 0, balanced: bool = True,
                       train_rows: int | None = None, weights: np.ndarray | None = None,
-                      support_gate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                      support_gate: bool = True, gate_rate: float = GATE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """P(synthetic) for every row of synthetic (n, d) then real (m, d), and the labels (1 = synthetic).
 
     With folds > 0 each row's probability comes from models that did not see it; with
@@ -209,7 +221,8 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     classes are equal in training, so the probabilities are balanced as they come. Raises
     ValueError when a side has fewer than t training rows in a split. `weights` (n + m,), positive:
     each row's weight in the fits (a refit under resampling weights, `refit_spread`); None: 1 each.
-    support_gate: every model reads rows outside U_r's support as synthetic (`_fit_predict`).
+    support_gate: every model reads rows outside U_r's support as synthetic (`_fit_predict`), U_r's
+    own rows outside it at the rate `gate_rate`.
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown PAD classifier {classifier!r}; use one of {sorted(CLASSIFIERS)}")
@@ -234,57 +247,87 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     with threadpool_limits(1):
         for train, test in splits:
             if train_rows is None:
-                predicted = _fit_predict(features, labels, weights, train, test, classifier, seed, support_gate)
+                predicted = _fit_predict(features, labels, weights, train, test, classifier, seed,
+                                         gate_rate if support_gate else None)
                 share = float(np.average(labels[train], weights=weights[train]))
                 probability[test] = balanced_probability(predicted, share) if balanced else predicted
                 continue
             probability[test] = _fixed_size_fold(features, labels, weights, train, test, classifier, seed, train_rows,
-                                                 rng, support_gate)
+                                                 rng, gate_rate if support_gate else None)
     return probability, labels
 
 
 def _fit_predict(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray, test: np.ndarray,
-                 classifier: str, seed: int, support_gate: bool = True) -> np.ndarray:
+                 classifier: str, seed: int, gate_rate: float | None = GATE_RATE) -> np.ndarray:
     """Shape (len(test),): P(synthetic) of the test rows from one model fit on the train rows (indices
     into features (rows, d), labels and weights (rows,)), under the train rows' class shares.
 
-    support_gate: a test row outside the support of the train rows' U_r side (`outside_support`)
-    reads 1, and the candidate's train rows outside it are left out of the fit (its probabilities
-    rebased to the train rows' shares). Why: a linear model on a few dozen rows per side learns
-    the direction between the two sides' centres; rows unlike anything in U_r (off-topic ones) lie
-    nearer U_r's more varied outskirts than the candidate's centre, so trained on they tilt that
-    direction towards U_r's own outliers and held out they read as real (BENCHMARKS.md, "PAD and rows
-    outside U_r"). Under a tie a held-out candidate row and a held-out U_r row are equally likely to
-    be outside, so PAD stays about 0 there."""
-    outside = np.zeros(len(test), dtype=bool)
-    fit_rows = train
-    if support_gate:
-        real = train[labels[train] == 0.0]
-        outside = outside_support(features[real], features[test])
-        candidate = train[labels[train] == 1.0]
-        inside = candidate[~outside_support(features[real], features[candidate])]
-        if len(inside):
-            fit_rows = np.concatenate([inside, real])
+    gate_rate (None: no gate): a test row outside the support of the train rows' U_r side
+    (`outside_support` at that rate) reads 1, and the train rows outside it, of either side, are
+    left out of the fit (its probabilities rebased to the train rows' shares). Why: a linear model
+    on a few dozen rows per side learns the direction between the two sides' centres; rows unlike
+    anything in U_r (off-topic ones) lie nearer U_r's more varied outskirts than the candidate's
+    centre, so trained on they tilt that direction towards U_r's own outliers and held out they read
+    as real (BENCHMARKS.md, "PAD and rows outside U_r"). Both sides' outside rows leave the fit, so
+    that under a tie it sees one distribution's inside on both sides; a held-out candidate row and a
+    held-out U_r row are then equally likely to be outside, and PAD stays about 0."""
+    if gate_rate is None:
+        return _fit(features, labels, weights, train, train, test, classifier, seed)
+    real, candidate = (train[labels[train] == value] for value in (0.0, 1.0))
+    outside, real_outside = outside_support(features[real], features[np.concatenate([test, candidate])], gate_rate)
+    inside = candidate[~outside[len(test):]]
+    fit_rows = np.concatenate([inside, real[~real_outside]]) if len(inside) else train
+    return np.where(outside[: len(test)], 1.0, _fit(features, labels, weights, train, fit_rows, test, classifier, seed))
+
+
+def _fit(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray, fit_rows: np.ndarray,
+         test: np.ndarray, classifier: str, seed: int) -> np.ndarray:
+    """Shape (len(test),): P(synthetic) of the test rows from a model fit on `fit_rows`, a subset of
+    the train rows, rebased to the train rows' class shares when the subset's differ."""
     model = CLASSIFIERS[classifier](seed).fit(features[fit_rows], labels[fit_rows], sample_weight=weights[fit_rows])
     predicted = model.predict_proba(features[test])[:, 1]
     if len(fit_rows) < len(train):  # the fit's prior back to the train rows' shares
         share = float(np.average(labels[train], weights=weights[train]))
         kept = float(np.average(labels[fit_rows], weights=weights[fit_rows]))
         predicted = balanced_probability(balanced_probability(predicted, kept), 1.0 - share)
-    return np.where(outside, 1.0, predicted)
+    return predicted
 
 
-def outside_support(real: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Shape (len(rows),) bool: rows (k, d) farther from their nearest U_r row than any U_r row of
-    `real` (t, d), t ≥ 2, is from its own nearest other (Euclidean; the cosine's order on unit-norm
-    embeddings). Each row is measured against t − 1 U_r rows (all but the last), as each U_r row's
-    nearest other is, so a held-out U_r row is outside with chance about 1 / t, as is a candidate row
-    of U_r's own distribution: what reads as outside beyond that is evidence."""
+def outside_support(real: np.ndarray, rows: np.ndarray, rate: float = GATE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """(rows outside (len(rows),) bool, U_r rows outside (t,) bool): rows (k, d) and U_r rows `real`
+    (t, d), t ≥ 2, farther from their `support_neighbours(t)` nearest U_r rows, on average
+    (Euclidean; the cosine's order on unit-norm embeddings), than the 1 − rate quantile of the same
+    distance for U_r's own rows, each measured against its t − 1 others.
+
+    A row is measured against t − 1 U_r rows too (all but the last), so that a fresh row of U_r's
+    distribution, a candidate's under a tie included, is outside at about the rate, as a U_r row
+    is: what reads as outside beyond that is evidence. Why the mean over k neighbours and not the
+    nearest alone: a real sample is varied, and a row that leans towards U_r's topic often has one
+    U_r row near it by chance; the mean of several is steadier, so U_r's own outskirts and rows
+    unlike it separate better (BENCHMARKS.md, "PAD's gate as a quantile of U_r's own k-NN
+    distances"). Fewer than 2 U_r rows measure no support: nothing is outside."""
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"the support gate's rate must be in (0, 1), got {rate}")
     if len(real) < 2:
-        return np.zeros(len(rows), dtype=bool)
+        return np.zeros(len(rows), dtype=bool), np.zeros(len(real), dtype=bool)
+    neighbours = support_neighbours(len(real))
     within = _distances(real, real)
     np.fill_diagonal(within, np.inf)
-    return _distances(rows, real[:-1]).min(axis=1) > within.min(axis=1).max()
+    own = _nearest_mean(within, neighbours)
+    rank = int(np.ceil((1.0 - rate) * (len(real) + 1)))  # conformal: a fresh row exceeds the rank-th of t
+    reach = float(np.sort(own)[rank - 1]) if rank <= len(real) else np.inf  # values with chance ≤ rate
+    return _nearest_mean(_distances(rows, real[:-1]), neighbours) > reach, own > reach
+
+
+def support_neighbours(real_rows: int) -> int:
+    """The gate's k for t U_r rows: ⌈√t⌉, at most t − 1 (the others a U_r row has). It grows with
+    the sample, as a k-NN estimate's k should, so that a larger U_r reads its support more steadily."""
+    return max(1, min(real_rows - 1, int(np.ceil(np.sqrt(real_rows)))))
+
+
+def _nearest_mean(distances: np.ndarray, k: int) -> np.ndarray:
+    """Shape (rows,): the mean of each row's k smallest distances (rows, columns ≥ k)."""
+    return np.partition(distances, k - 1, axis=1)[:, :k].mean(axis=1)
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -295,7 +338,7 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray,
                      test: np.ndarray, classifier: str, seed: int, train_rows: int,
-                     rng: np.random.Generator, support_gate: bool = True) -> np.ndarray:
+                     rng: np.random.Generator, gate_rate: float | None = GATE_RATE) -> np.ndarray:
     """Shape (len(test),): the mean P(synthetic) of `TRAIN_REPEATS` models, each fit on `train_rows`
     rows drawn from each side of `train` (candidate side first). Averaging probabilities averages
     the models' errors exactly (|p − y| is linear in p for y in {0, 1}), so PAD is the mean PAD of
@@ -308,7 +351,7 @@ def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, weights: np.ndarr
     total = np.zeros(len(test))
     for _ in range(TRAIN_REPEATS):
         drawn = np.concatenate([rng.choice(side, size=train_rows, replace=False) for side in sides])
-        total += _fit_predict(features, labels, weights, drawn, test, classifier, seed, support_gate)
+        total += _fit_predict(features, labels, weights, drawn, test, classifier, seed, gate_rate)
     return total / TRAIN_REPEATS
 
 
@@ -338,11 +381,13 @@ def resolved_train_rows(train_rows: TrainRows, rows: int, real_rows: int, folds:
 
 
 def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", holdout: float = 0.2, seed: int = 0,
-        folds: int = 5, balanced: bool = True, train_rows: TrainRows = "auto", support_gate: bool = True) -> float:
-    """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable, about 0 the same."""
+        folds: int = 5, balanced: bool = True, train_rows: TrainRows = "auto", support_gate: bool = True,
+        gate_rate: float = GATE_RATE) -> float:
+    """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable (about 1 − gate_rate with the
+    gate), about 0 the same."""
     fixed = resolved_train_rows(train_rows, len(synthetic), len(real), folds, holdout)
     probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced, fixed,
-                                            support_gate=support_gate)
+                                            support_gate=support_gate, gate_rate=gate_rate)
     return pad_from_probabilities(probability, labels, balanced)
 
 
@@ -387,7 +432,7 @@ def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, tra
             weights[labels == value] /= weights[labels == value].mean()
         probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout,
                                                 int(real_rng.integers(2**31)), params.balanced, train_rows, weights,
-                                                params.support_gate)
+                                                params.support_gate, params.gate_rate)
         values.append(pad_from_probabilities(probability, labels, params.balanced, weights))
     return float(np.std(values, ddof=1))
 
@@ -395,7 +440,8 @@ def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, tra
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
     fixed = resolved_train_rows(params.train_rows, len(synthetic), len(real), params.folds, params.holdout)
     probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed,
-                                            params.balanced, fixed, support_gate=params.support_gate)
+                                            params.balanced, fixed, support_gate=params.support_gate,
+                                            gate_rate=params.gate_rate)
     value = pad_from_probabilities(probability, labels, params.balanced)
     row_signal = probability[: len(synthetic)]
     if fixed is None and not params.balanced:  # the paper's raw probabilities score it; the row signal is balanced
