@@ -140,10 +140,10 @@ def u_statistic_variance(n: int, blocks: np.ndarray, values: np.ndarray, centre:
     j-th order part). The delete-1 jackknife counts the j-th term (n − 1) j / (n − j) times, so
     the first exactly and the second about twice; the delete-half jackknife on halves that MDM
     used before counts it about 2^j − 1 times. MDM has a large high-order part (a block's medoids
-    are a property of its exact rows: two blocks of 20 Gaussian rows sharing c ≤ 15 rows covary
-    about c times as much as two sharing one, two identical blocks twice as much as that
-    predicts), which weighs little in the truth at 40-50 rows but made the halves' replicates
-    1.4-1.7 times too wide there.
+    are a property of its exact rows: two blocks of 20 Gaussian rows sharing 2 to 15 rows covary
+    by about the same amount per shared row, as a mean of rows would, two identical blocks by
+    twice that per row; BENCHMARKS.md), which weighs little in the truth at 40-50 rows but made
+    the halves' replicates 1.4-1.7 times too wide there.
     For U the jackknife has a closed form in h̄ᵢ, the mean of h over the subsets holding row i:
     U₍₋ᵢ₎ − U = r (U − h̄ᵢ) / (n − r), so v = (n − 1) / n · r² / (n − r)² · Σᵢ (h̄ᵢ − U)², which
     is exact for a mean of rows. A block holding row i is a random r-subset holding it, so h of
