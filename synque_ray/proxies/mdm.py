@@ -31,7 +31,8 @@ from synque_ray.proxies.base import (CANDIDATE_STREAM, Params, Proxy, ProxyOutpu
 
 FIXED_START = 0  # FasterPAM's random_state (it orders the swaps): the same medoids on every run
 VALUE_PARTITIONS = 32  # partitions of the candidate's rows into blocks averaged for the point value
-REPLICATE_PARTITIONS = 4  # partitions of each replicate's subsample: their spread is measured and taken out
+VARIANCE_PARTITIONS = 128  # the value's partitions and 96 more: the jackknife of the value's variance reads them
+REPLICATE_PARTITIONS = 4  # partitions of each replicate's subsample into blocks
 
 
 class MdmParams(Params):
@@ -111,40 +112,81 @@ def mdm_of_rows(embeddings: np.ndarray, k: int = 3, rows: int = 20, partitions: 
     of the candidate's rows (n, d) into disjoint blocks of `rows` rows. An unbiased estimate, at every n
     of at least `rows`, of the expected MDM of `rows` rows drawn from the candidate's distribution, so
     candidates of different sizes are compared at one size."""
-    return _partition_means(embeddings, k, rows, partitions, rng).mean()
+    return float(_partition_blocks(embeddings, k, rows, partitions, rng)[1].reshape(partitions, -1).mean(axis=1).mean())
 
 
-def _partition_means(embeddings: np.ndarray, k: int, rows: int, partitions: int,
-                     rng: np.random.Generator | None = None) -> np.ndarray:
-    """Shape (partitions,): `mdm_of_rows`' mean over the blocks of each of its partitions."""
+def _partition_blocks(embeddings: np.ndarray, k: int, rows: int, partitions: int,
+                      rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(blocks, values): the row indices of the blocks of `partitions` random partitions of the candidate's
+    rows (n, d) into disjoint blocks of `rows` rows, shape (partitions · n // rows, rows), partition by
+    partition, and the paper's MDM of each block, shape (partitions · n // rows,)."""
     embeddings, _ = check_embeddings(embeddings)
     if len(embeddings) < rows:
         raise ValueError(f"MDM at mdm.rows = {rows} needs at least {rows} rows, got {len(embeddings)}")
     rng = np.random.default_rng([CANDIDATE_STREAM, 1]) if rng is None else rng
     blocks = _blocks(np.arange(len(embeddings)), rows, partitions, rng)
-    return _block_mdms(embeddings, blocks, k).reshape(partitions, -1).mean(axis=1)
+    return blocks, _block_mdms(embeddings, blocks, k)
+
+
+def u_statistic_variance(n: int, blocks: np.ndarray, values: np.ndarray, centre: float) -> float:
+    """The delete-1 jackknife variance of U, the mean of h over every r-row subset of n rows (a
+    U-statistic of order r; Arvesen's jackknife), estimated from h on the blocks of random
+    partitions of the rows: `blocks` (partitions, per, r) row indices, each partition's `per`
+    blocks disjoint; `values` (partitions, per) h of each block; at least two partitions. `centre`:
+    a number near U (the point value), taken off for precision only.
+
+    Why this estimator: MDM at r rows is such a U-statistic (r = 20), read on as few as r + 1
+    rows. Its variance is Σ_j C(r, j)² / C(n, j) · δ_j² (Hoeffding; δ_j² the variance of its
+    j-th order part). The delete-1 jackknife counts the j-th term (n − 1) j / (n − j) times, so
+    the first exactly and the second about twice; the delete-half jackknife on halves that MDM
+    used before counts it about 2^j − 1 times. MDM has a large high-order part (a block's medoids
+    are a property of its exact rows: two blocks of 20 Gaussian rows sharing 2 to 15 rows covary
+    by about the same amount per shared row, as a mean of rows would, two identical blocks by
+    twice that per row; BENCHMARKS.md), which weighs little in the truth at 40-50 rows but made
+    the halves' replicates 1.4-1.7 times too wide there.
+    For U the jackknife has a closed form in h̄ᵢ, the mean of h over the subsets holding row i:
+    U₍₋ᵢ₎ − U = r (U − h̄ᵢ) / (n − r), so v = (n − 1) / n · r² / (n − r)² · Σᵢ (h̄ᵢ − U)², which
+    is exact for a mean of rows. A block holding row i is a random r-subset holding it, so h of
+    row i's block in two different partitions are independent draws with mean h̄ᵢ given the rows:
+    their product, averaged over the pairs of partitions holding row i, estimates (h̄ᵢ − c)²
+    without the blocks' own spread; the products of two partitions' means estimate (U − c)²
+    likewise, and Σᵢ (h̄ᵢ − c)² − n (U − c)² is Σᵢ (h̄ᵢ − U)² for any c. Below 2r rows no
+    estimate of U's variance is unbiased (Hoeffding): the jackknife is then wider than the truth
+    by its higher-order terms, the cautious side. A sampling-noise estimate below 0 reads 0."""
+    partitions, per, r = blocks.shape
+    if partitions < 2 or values.shape != (partitions, per):
+        raise ValueError(f"the jackknife of MDM's blocks needs values (partitions, per) of at least two partitions, "
+                         f"got blocks {blocks.shape} and values {values.shape}")
+    deviations = values - centre
+    by_row = np.zeros((partitions, n))  # h of row i's block in partition p, less the centre (0: in no block)
+    held = np.zeros((partitions, n), dtype=bool)
+    for p in range(partitions):
+        by_row[p, blocks[p].ravel()] = np.repeat(deviations[p], r)
+        held[p, blocks[p].ravel()] = True
+    pairs = held.sum(axis=0)
+    read = pairs >= 2  # rows in the blocks of at least two partitions (with many partitions, every row)
+    squares = (by_row.sum(axis=0) ** 2 - (by_row**2).sum(axis=0))[read] / (pairs[read] * (pairs[read] - 1.0))
+    means = deviations.mean(axis=1)
+    centre_square = (means.sum() ** 2 - (means**2).sum()) / (partitions * (partitions - 1))
+    spread = squares.sum() * n / max(int(read.sum()), 1) - n * centre_square
+    return max(0.0, (n - 1) / n * r**2 / (n - r) ** 2 * spread)
 
 
 def subsample_replicates(embeddings: np.ndarray, k: int, rows: int, value: float, resamples: int,
-                         value_noise: float = 0.0) -> np.ndarray:
+                         variance: float) -> np.ndarray:
     """Shape (resamples,): MDM at `rows` rows on random subsamples of s = max(rows, n // 2) of the n rows
-    (each split into blocks by `REPLICATE_PARTITIONS` partitions), their deviations scaled to the
-    full sample and centred on `value`: the delete-d jackknife of a U-statistic. `value_noise`: the
-    variance the point value has from its own partitions, added.
+    (each split into blocks by `REPLICATE_PARTITIONS` partitions), centred on `value` and scaled so
+    that their variance is `variance`, the point value's (`_compute`: the jackknife of
+    `u_statistic_variance` and the partitions' own noise).
 
-    Why: MDM at `rows` rows is a U-statistic, whose variance falls as 1 / n; a subsample of s rows
-    deviates from the full sample's value by a variance of V·(n − s) / s where V is the full
-    sample's, so the deviations times sqrt(s / (n − s)) have the spread of a fresh candidate's
-    value (halves, s = n / 2, need no scaling). The partitions add a spread of their own: it is
-    measured from the spread of each subsample's partitions (they differ only by it) and taken
-    out of the deviations' variance; the point value's own (`value_noise`) is put in. The halves
-    are the candidate halves density and coverage draw (`base.halves` on the candidate's
-    stream), so replicate b of every proxy reads the same rows and the ensemble's replicates keep
-    the errors its members share. Below 2·rows rows a subsample keeps `rows` rows and the
-    replicates are wider than the truth (the terms beyond the linear one, which the jackknife
-    counts more than once, weigh most there): cautious. The bootstrap these replace (rows with
-    replacement, medoids fixed) counted a drawn-twice row's distance 0 as spread: 1.6-1.8 times
-    too wide at 40-50 rows, 0.8-0.95 at 150-300."""
+    Why: a subsample's deviation from the others is a draw of the candidate's own sampling error, made
+    of the rows it holds. At n ≥ 2·rows the subsamples are the candidate halves density and coverage
+    draw (`base.halves` on the candidate's stream), so replicate b of every proxy reads the same rows
+    and the ensemble's replicates keep the errors its members share. How far they spread is set
+    apart: the halves' own spread, scaled to full size (the delete-half jackknife, what MDM used
+    before), counts MDM's higher-order terms many times over (1.4-1.7 times the truth at 40-50
+    rows). Below 2·rows rows a half cannot hold a block: the subsamples are random draws of `rows`
+    rows from the candidate's stream."""
     n = len(embeddings)
     if n <= rows:
         raise ValueError(f"MDM's replicates need more than mdm.rows = {rows} rows, got {n}")
@@ -155,14 +197,10 @@ def subsample_replicates(embeddings: np.ndarray, k: int, rows: int, value: float
         picks = np.random.default_rng(CANDIDATE_STREAM)
         subsamples = [picks.choice(n, kept, replace=False) for _ in range(resamples)]
     rng = np.random.default_rng([CANDIDATE_STREAM, 2])  # the partitions of each subsample
-    per = kept // rows  # blocks in one partition of a subsample
     blocks = np.concatenate([_blocks(subsample, rows, REPLICATE_PARTITIONS, rng) for subsample in subsamples])
-    parts = _block_mdms(embeddings, blocks, k).reshape(resamples, REPLICATE_PARTITIONS, per).mean(axis=2)
-    means = parts.mean(axis=1)
+    means = _block_mdms(embeddings, blocks, k).reshape(resamples, -1).mean(axis=1)
     spread = means.var()
-    partitioning = parts.var(axis=1, ddof=1).mean() / REPLICATE_PARTITIONS  # what the partitions add to `spread`
-    target = max(0.0, spread - partitioning) * kept / (n - kept) + value_noise
-    return centred(means * np.sqrt(target / spread) if spread > 0 else means, value)
+    return centred(means * np.sqrt(variance / spread) if spread > 0 else means, value)
 
 
 def jackknife_replicates(embeddings: np.ndarray, k: int, value: float, resamples: int) -> np.ndarray:
@@ -187,13 +225,19 @@ def _compute(synthetic, real, params: MdmParams, seed: int, resamples: int) -> P
         value = mdm(synthetic, params.k)
         return ProxyOutput(value, jackknife_replicates(synthetic, params.k, value, resamples) if resamples else
                            np.empty(0))
-    partitions = _partition_means(synthetic, params.k, params.rows, VALUE_PARTITIONS)
+    n, rows = len(synthetic), params.rows
+    blocks, values = _partition_blocks(synthetic, params.k, rows, VALUE_PARTITIONS)
+    partitions = values.reshape(VALUE_PARTITIONS, -1).mean(axis=1)
     value = float(partitions.mean())
     if resamples == 0:
         return ProxyOutput(value)
+    more_blocks, more_values = _partition_blocks(synthetic, params.k, rows, VARIANCE_PARTITIONS - VALUE_PARTITIONS,
+                                                 np.random.default_rng([CANDIDATE_STREAM, 3]))
+    jackknife = u_statistic_variance(n, np.concatenate([blocks, more_blocks]).reshape(VARIANCE_PARTITIONS, -1, rows),
+                                     np.concatenate([values, more_values]).reshape(VARIANCE_PARTITIONS, -1), value)
+    # the value's variance over fresh candidates: U's (the jackknife) and what its 32 partitions add given the rows
     noise = float(partitions.var(ddof=1)) / VALUE_PARTITIONS
-    return ProxyOutput(value, subsample_replicates(check_embeddings(synthetic)[0], params.k, params.rows, value,
-                                                   resamples, noise))
+    return ProxyOutput(value, subsample_replicates(synthetic, params.k, rows, value, resamples, jackknife + noise))
 
 
 LEGEND = ("Mean distance of the candidate's rows to their cluster medoid (k-medoids on the embeddings), read on "

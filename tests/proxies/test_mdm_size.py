@@ -59,7 +59,7 @@ def test_a_candidate_no_larger_than_a_block_is_read_on_all_its_rows():
 def test_mdm_replicates_are_as_wide_as_the_truth():
     """Replicate sd over the sd of the value across fresh candidates of 150 rows, 1 is right (the
     bootstrap read 0.8-0.95 at 150-300 rows). 14 draws: the truth's sd is itself uncertain by about
-    ±20%, hence the wide bounds. Below 2.5 × mdm.rows rows the replicates are wider (1.2-1.7 at 45)."""
+    ±20%, hence the wide bounds (45 rows, where the half-samples read 1.4-1.7: test_replicate_calibration.py)."""
     proxy, rng = REGISTRY["mdm"], np.random.default_rng(150)
     outputs = [proxy.compute(rng.normal(size=(150, 16)), None, MdmParams(), 0, 40) for _ in range(14)]
     ratio = np.mean([np.std(o.replicates) for o in outputs]) / np.std([o.value for o in outputs], ddof=1)
@@ -81,3 +81,23 @@ def test_a_tie_of_unequal_candidates_is_kept_whole_through_mdm():
         table = pl.DataFrame(rows).select("dataset_id", "proxy", "seed", "raw", "score", "replicates")
         kept += bool(rank(table, level=0.9, seed=run)["tied_with_best"].all())
     assert kept >= 8, kept
+
+
+def test_replicate_b_reads_the_candidate_half_every_proxy_reads():
+    # At 2 × mdm.rows rows and more, replicate b is MDM on the first candidate half of split b (the halves
+    # density and coverage draw), so an ensemble's replicates keep the row errors its members share:
+    # MDM of those halves, computed here on partitions of its own, moves with the replicates; MDM of
+    # other random halves does not.
+    from synque_ray.proxies.base import halves, split_rngs
+
+    rng = np.random.default_rng(8)
+    rows = rng.normal(size=(60, 16))
+    replicates = REGISTRY["mdm"].compute(rows, None, MdmParams(), 0, 40).replicates
+    shared = halves(60, 40, split_rngs(0)[1])[0]
+    others = halves(60, 40, np.random.default_rng(1))[0]
+
+    def on(masks):
+        return [mdm_of_rows(rows[mask], k=3, rows=20, partitions=16, rng=np.random.default_rng(2)) for mask in masks]
+
+    assert np.corrcoef(replicates, on(shared))[0, 1] > 0.5  # 0.65: a replicate reads 4 partitions of its half
+    assert abs(np.corrcoef(replicates, on(others))[0, 1]) < 0.4

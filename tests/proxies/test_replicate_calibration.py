@@ -58,6 +58,33 @@ def test_replicates_spread_as_far_as_fresh_draws(name, params, label, n, m, shif
     assert 0.75 <= ratio <= 1.35, f"{name} {params} {label} {n}x{m}: replicate sd / true sd = {ratio:.2f}"
 
 
+# MDM reads no U_r and its value does not move when the candidate is translated, so its cells are the
+# candidate's distribution and size: 16-d Gaussians, and four clusters of unequal weights and spreads.
+# Its value is a U-statistic of order mdm.rows (20); at 45 rows the spread of half-samples, which set its
+# replicates before, read 1.47 (Gaussians) and 1.38 (clusters) here; its jackknife reads 1.12 and 1.19.
+CLUSTER_CENTRES = np.random.default_rng(99).normal(size=(4, DIMS)) * 2.0
+
+
+def candidate_only(n: int, clustered: bool):
+    """A draw of (candidate (n, DIMS), an unused U_r of 2 rows): standard normals, or four clusters
+    (weights .4/.3/.2/.1, spreads 1, .5, 1.5, .8) around CLUSTER_CENTRES."""
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if not clustered:
+            return rng.normal(size=(n, DIMS)), np.zeros((2, DIMS))
+        label = rng.choice(4, n, p=[0.4, 0.3, 0.2, 0.1])
+        spread = np.array([1.0, 0.5, 1.5, 0.8])[label][:, None]
+        return CLUSTER_CENTRES[label] + spread * rng.normal(size=(n, DIMS)), np.zeros((2, DIMS))
+
+    return draw
+
+
+@pytest.mark.parametrize("clustered", [False, True], ids=["gaussian", "clustered"])
+def test_mdm_replicates_spread_as_far_as_fresh_draws_at_45_rows(clustered):
+    proxy = REGISTRY["mdm"]
+    ratio = replicate_spread_ratio(proxy, proxy.params(), candidate_only(45, clustered), DRAWS, RESAMPLES)
+    assert 0.75 <= ratio <= 1.35, f"mdm at 45 rows, clustered={clustered}: replicate sd / true sd = {ratio:.2f}"
+
+
 def test_the_ratio_sees_replicates_that_are_too_wide_or_too_narrow():
     # The yardstick itself: replicates made twice as wide (or half) read about 2 (or 0.5).
     proxy = REGISTRY["density"]
