@@ -51,8 +51,9 @@ class ProxyOutput:
     replicates: shape (resamples,), draws of the metric's sampling error around `value`
         (for rank intervals): their spread is the spread of `value` over fresh draws of the
         rows the proxy reads, the candidate's and U_r's alike (`split_replicates`,
-        `half_sample_replicates`; MDM and PAD resample rows with replacement and are
-        `centred`); empty when the proxy cannot be resampled cheaply.
+        `half_sample_replicates`, `two_sample_replicates`; PAD resamples rows with replacement
+        and refits, MDM reads the candidate halves at its jackknife's spread; all are `centred`);
+        empty when the proxy cannot be resampled cheaply.
     rows: per-row signals of the candidate's rows, each of shape (n_candidate,), each one
         the proxy declares in its `Proxy.signals`.
     """
@@ -248,8 +249,8 @@ def centred(replicates: np.ndarray, value: float) -> np.ndarray:
     """Replicates (resamples,) shifted so that their mean is the point value.
 
     Why: a metric read on fewer distinct rows than the data's reads systematically off:
-    a bootstrap resample holds only about 63% of the distinct rows (PAD's and MDM's
-    replicates), a half-sample 50% (density's and coverage's, `half_sample_replicates`),
+    a bootstrap resample holds only about 63% of the distinct rows (PAD's replicates), a
+    half-sample 50% (density's, coverage's and MDM's),
     and a coverage or a k-NN density at that size sits away from the full sample's.
     Their spread is the sampling spread, their centre is not; subtracting the replicates'
     own estimate of that bias, mean(replicates) − value (Efron & Tibshirani's bias
