@@ -27,19 +27,30 @@ this distance:
 Which rows look garbled: the NLL alone cannot tell. Names, tickers, cashtags and links give
 real rows a long tail of high NLL, as far out as a shuffle moves a fluent row: on real
 financial tweets only 18% of shuffled rows crossed U_r's 95th percentile (BENCHMARKS.md). So
-each row is also compared with *itself*: its **order gain** is the NLL of the same words in a
-shuffled order (one fixed permutation per text) minus the NLL of the row as written. A fluent
-row loses much when shuffled (a median 1.4 nats on tweets, 1.5 on headlines); a row already
-shuffled, or so garbled that its order means little, loses about nothing. The row's own words
-are in both terms, so its tickers and names cancel. A row is garbled (`garbled_share`) when
-its order gain is below U_r's `percentile` (5th) of order gain: about 5% of rows like U_r's
-are. The threshold is taken over every seed's scored U_r rows together (each distinct text
-once): it describes the real domain, which every seed's sample draws from, and an extreme
-percentile of 32 rows would move a lot between samples (the share a fluent candidate crosses
-with it, too). Rows cut short are caught when the cut leaves little order to lose (38-55% of
-tweets cut after half their words, 8-25% of cut headlines); a row of fewer than two distinct
-words has no order and no gain, and is not judged (null). The gain rests on one shuffle, which
-now and then reads about as well as the row: that noise is why the limit is high (findings.LIMITS).
+each row is judged by three signals that leave the row's rare words out, each against U_r's
+own spread of it:
+- **order gain** (shuffled words): the NLL of the same words in a shuffled order (one fixed
+  permutation per text) minus the NLL of the row as written. A fluent row loses much when
+  shuffled (a median 1.5 nats on tweets and headlines); a shuffled one loses about nothing. The
+  row's own words are in both terms, so its tickers and names cancel. A row of fewer than two
+  distinct words has no order and no gain;
+- **spelling surprise** (misspelt words, noised letters): per word made of letters, the NLL of
+  its tokens after its first. Once the LM has read a word's first piece the rest of a correctly
+  spelt word is nearly certain, however rare the word; a misspelt word is cut into odd pieces,
+  each unlikely. The first piece, which carries what the word *is* (a rare name), is left out;
+- **end surprise** (rows cut mid-sentence): −log of the LM's probability, after the row's last
+  token, that the text ends there (an end-of-text or line-break token). "Adobe price target
+  raised to" stops where more is expected. Read from the row's own forward pass: no extra cost.
+A row is garbled (`garbled_share`) when any signal it has is beyond U_r's `percentile` (3rd; the
+97th for the surprises) of it, and `garbled_as` names what was seen. Three signals at the 3rd
+percentile each mark up to about 9% of rows like U_r's (12% of 24 clean tweets, none of 24 clean
+headlines); at the 5th each they marked 13-15% of U_r's own rows, and a clean candidate was
+flagged in 3% of draws. The thresholds are taken over every seed's scored U_r rows
+together, at least `threshold_rows` (64) of them: they describe the real domain, and a percentile
+this far out of 32 rows moves a lot between samples. On real tweets and the demo's headlines a
+copy shuffled, noised (15% of letters) or cut after half its words is flagged in 94-100% of draws,
+a clean one in 0.0-0.4% (BENCHMARKS.md). The gain rests on one shuffle, which now and then reads
+about as well as the row: that noise is one reason the limit is high (findings.LIMITS).
 
 Fluency is a screen (`findings.SCREENS`): its score is ranked and shown but never votes in
 the ensemble, and a candidate whose `garbled_share` is over its limit is passed over and
@@ -80,8 +91,9 @@ from synque_ray.rowsignals import Signal
 ABOUT = About("fluency", "fluency",
               ("A screen, not a vote: it never enters the ensemble, and a candidate whose garbled_share is over"
                " its limit is passed over and ranks after every other. It sees what embeddings miss (shuffled"
-               " words, garbled characters, rows cut short): a row is garbled when shuffling its words costs a"
-               " small language model less than it costs 95% of U_r's rows. Its score, shown for reading only,"
+               " words, misspelt words, rows cut mid-sentence): a row is garbled when a small language model finds"
+               " its word order carries little, the inside of its words surprising, or its ending premature, each"
+               " beyond U_r's own 3rd/97th percentile. Its score, shown for reading only,"
                " is the energy distance between the candidate's and U_r's per-row token NLL (−distance, in"
                " nats; closer to 0 is better). On CPUs it scores a sample of rows (fluency.max_rows)."),
               default=True)
@@ -123,10 +135,11 @@ class FluencyParams(Params):
     The defaults are sized for the bundled SmolLM2-135M on a shared 2-core CPU, where it
     scores a few headlines per second per core, each twice (the row and its shuffle;
     BENCHMARKS.md): 16 rows of each candidate and 32 of each U_r sample keep `synque demo`
-    within half again its time without the proxy. Garbling shows in most rows it touches
-    (two in three shuffled tweets fall below U_r's 5th percentile of order gain), so 16 rows
-    tell a garbled candidate from a fluent one; subtle differences need more rows. On a GPU
-    set both to null (every row).
+    within half again its time without the proxy (a run of one seed scores 32 more U_r rows
+    for the thresholds, `threshold_rows`). Garbling shows in most rows it touches (two in
+    three shuffled tweets and 88% of noised ones are garbled), so 16 rows tell a garbled
+    candidate from a fluent one; subtle differences need more rows. On a GPU set both to null
+    (every row).
     """
 
     PROXIES: ClassVar[tuple[About, ...]] = (ABOUT,)  # what its stage produces (`section_proxies`)
