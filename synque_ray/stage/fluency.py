@@ -3,9 +3,10 @@
 First every U_r sample's scored rows get their token NLL (Ray tasks of `batch_size`
 rows each, all at once), because every candidate is compared with them; then one Ray
 task per candidate scores its seeded row sample and computes its result for every seed.
-A text's row scores (token NLL, order gain, spelling and end surprise) depend only on the text,
-the model and the length cap, so each distinct text is scored once (with its shuffle): results are cached by text hash
-under `<cache_dir>/fluency/<model key>/` and reused by later seeds, candidates and runs.
+A text's row scores (token NLL, order gain, spelling and end surprise) depend only on the
+text, the model and the length cap, so each distinct text is scored once (with its shuffle):
+results are cached by text hash under `<cache_dir>/fluency/<model key>/` and reused by later
+seeds, candidates and runs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import time
 import numpy as np
 import polars as pl
 
-from synque_ray.fluency import (CAUSES, GARBLED, GARBLED_AS, SIGNALS,
-                                FluencyParams, RowScores, fluency_score, has_text, resolve_model, row_fluency,
-                                thresholds)
+from synque_ray.fluency import (CAUSES, GARBLED, GARBLED_AS, SIGNALS, FluencyParams, RowScores, fluency_score, has_text,
+                                resolve_model, row_fluency, thresholds)
 from synque_ray.reading import RowSet, row_hashes, seeded_indices
 from synque_ray.stage.base import Commit, Committed, Fail, Job, StageOutcome, StageSpec, digest, real_hashes
 from synque_ray.stage.tasks import TaskStage
