@@ -14,8 +14,8 @@ Then the same committed results are ranked twice: as the engine ranks them (flue
 never in the ensemble; a candidate over the garbled_share limit passed over and ranked after
 every other) and as without the screen (the ensemble of the embedding proxies, nothing passed
 over). Prints, for each, the lead ranking's top and the shuffled copy's place: rank, interval,
-best set, garbled_share and flags; then the verdict's first line. A second call on the same
-WORKDIR reuses every result.
+best set, garbled_share, what the garbled rows showed (garbled_as) and flags; then the verdict's
+first line. A second call on the same WORKDIR reuses every result.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def show(title: str, table: pl.DataFrame, findings: pl.DataFrame, shuffled: str)
                           "flags").head(4))
     row = lead.filter(pl.col("dataset_id") == shuffled).row(0, named=True)
     print(f"{shuffled}: rank {row['rank']} of {lead.height} ({row['rank_low']}-{row['rank_high']}), "
-          f"{'in' if row['tied_with_best'] else 'outside'} the best set")
+          f"{'in' if row['tied_with_best'] else 'outside'} the best set; garbled rows: {row['garbled_as']}")
 
 
 def main() -> None:
@@ -105,7 +105,7 @@ def main() -> None:
     summary = run_job(parse_config(raw))
     print(f"scored {summary.counts['candidates_total']} candidates with {raw['proxies']} in "
           f"{time.perf_counter() - started:.0f} s")
-    findings = summary.rankings.select("dataset_id", "garbled_share", "flags").unique("dataset_id")
+    findings = summary.rankings.select("dataset_id", "garbled_share", "garbled_as", "flags").unique("dataset_id")
     show("as the engine ranks them (fluency a screen)", summary.rankings, findings, shuffled)
     results = pl.concat([pl.read_parquet(p) for p in (root / "out/results").glob("*.parquet")
                          if not p.name.endswith(".rows.parquet")], how="vertical_relaxed")

@@ -27,19 +27,30 @@ this distance:
 Which rows look garbled: the NLL alone cannot tell. Names, tickers, cashtags and links give
 real rows a long tail of high NLL, as far out as a shuffle moves a fluent row: on real
 financial tweets only 18% of shuffled rows crossed U_r's 95th percentile (BENCHMARKS.md). So
-each row is also compared with *itself*: its **order gain** is the NLL of the same words in a
-shuffled order (one fixed permutation per text) minus the NLL of the row as written. A fluent
-row loses much when shuffled (a median 1.4 nats on tweets, 1.5 on headlines); a row already
-shuffled, or so garbled that its order means little, loses about nothing. The row's own words
-are in both terms, so its tickers and names cancel. A row is garbled (`garbled_share`) when
-its order gain is below U_r's `percentile` (5th) of order gain: about 5% of rows like U_r's
-are. The threshold is taken over every seed's scored U_r rows together (each distinct text
-once): it describes the real domain, which every seed's sample draws from, and an extreme
-percentile of 32 rows would move a lot between samples (the share a fluent candidate crosses
-with it, too). Rows cut short are caught when the cut leaves little order to lose (38-55% of
-tweets cut after half their words, 8-25% of cut headlines); a row of fewer than two distinct
-words has no order and no gain, and is not judged (null). The gain rests on one shuffle, which
-now and then reads about as well as the row: that noise is why the limit is high (findings.LIMITS).
+each row is judged by three signals that leave the row's rare words out, each against U_r's
+own spread of it:
+- **order gain** (shuffled words): the NLL of the same words in a shuffled order (one fixed
+  permutation per text) minus the NLL of the row as written. A fluent row loses much when
+  shuffled (a median 1.5 nats on tweets and headlines); a shuffled one loses about nothing. The
+  row's own words are in both terms, so its tickers and names cancel. A row of fewer than two
+  distinct words has no order and no gain;
+- **spelling surprise** (misspelt words, noised letters): per word made of letters, the NLL of
+  its tokens after its first. Once the LM has read a word's first piece the rest of a correctly
+  spelt word is nearly certain, however rare the word; a misspelt word is cut into odd pieces,
+  each unlikely. The first piece, which carries what the word *is* (a rare name), is left out;
+- **end surprise** (rows cut mid-sentence): −log of the LM's probability, after the row's last
+  token, that the text ends there (an end-of-text or line-break token). "Adobe price target
+  raised to" stops where more is expected. Read from the row's own forward pass: no extra cost.
+A row is garbled (`garbled_share`) when any signal it has is beyond U_r's `percentile` (3rd; the
+97th for the surprises) of it, and `garbled_as` names what was seen. Three signals at the 3rd
+percentile each mark up to about 9% of rows like U_r's (12% of 24 clean tweets, none of 24 clean
+headlines); at the 5th each they marked 13-15% of U_r's own rows, and a clean candidate was
+flagged in 3% of draws. The thresholds are taken over every seed's scored U_r rows
+together, at least `threshold_rows` (64) of them: they describe the real domain, and a percentile
+this far out of 32 rows moves a lot between samples. On real tweets and the demo's headlines a
+copy shuffled, noised (15% of letters) or cut after half its words is flagged in 94-100% of draws,
+a clean one in 0.0-0.4% (BENCHMARKS.md). The gain rests on one shuffle, which now and then reads
+about as well as the row: that noise is one reason the limit is high (findings.LIMITS).
 
 Fluency is a screen (`findings.SCREENS`): its score is ranked and shown but never votes in
 the ensemble, and a candidate whose `garbled_share` is over its limit is passed over and
@@ -57,19 +68,22 @@ depends on the seed: each distinct text is scored once per model and cached by i
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+import re
+import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import polars as pl
 from pydantic import Field
 
 from synque_ray.models import resolve_llm
-from synque_ray.perplexity import PLACEHOLDER, load, text_nll
+from synque_ray.perplexity import PLACEHOLDER, load, text_token_nll
 from synque_ray.proxies.base import About, Params, centred, resample_weights
 from synque_ray.rowsignals import Signal
 
@@ -77,8 +91,9 @@ from synque_ray.rowsignals import Signal
 ABOUT = About("fluency", "fluency",
               ("A screen, not a vote: it never enters the ensemble, and a candidate whose garbled_share is over"
                " its limit is passed over and ranks after every other. It sees what embeddings miss (shuffled"
-               " words, garbled characters, rows cut short): a row is garbled when shuffling its words costs a"
-               " small language model less than it costs 95% of U_r's rows. Its score, shown for reading only,"
+               " words, misspelt words, rows cut mid-sentence): a row is garbled when a small language model finds"
+               " its word order carries little, the inside of its words surprising, or its ending premature, each"
+               " beyond U_r's own 3rd/97th percentile. Its score, shown for reading only,"
                " is the energy distance between the candidate's and U_r's per-row token NLL (−distance, in"
                " nats; closer to 0 is better). On CPUs it scores a sample of rows (fluency.max_rows)."),
               default=True)
@@ -86,15 +101,32 @@ ABOUT = About("fluency", "fluency",
 # The row signals the fluency stage adds to row_scores.parquet (null on rows it did not score).
 TOKEN_NLL = Signal("token_nll", pl.Float64, "token NLL (fluency)",
                    "the row's mean negative log-likelihood per token under a small LM, in nats: high = the LM "
-                   "finds the row unlikely (scrambled, garbled or cut text)", shown=True)
+                   "finds the row unlikely (shuffled, misspelt or cut text)", shown=True)
 ORDER_GAIN = Signal("order_gain", pl.Float64, "order gain (fluency)",
                     "how much less likely the small LM finds the row's words shuffled than as written (token NLL "
                     "of the shuffle minus the row's, in nats): low = its word order carries little (shuffled or "
                     "garbled text); null for a row of fewer than two distinct words", shown=True)
+SPELLING_SURPRISE = Signal(
+    "spelling_surprise", pl.Float64, "spelling surprise (fluency)",
+    "how much the small LM is surprised inside the row's words of letters once it has read each word's first "
+    "token (the NLL of the word's later tokens, in nats per word): high = words broken into pieces it does not "
+    "expect (misspelt or noised letters); null for a row without a word of letters", shown=True)
+END_SURPRISE = Signal(
+    "end_surprise", pl.Float64, "end surprise (fluency)",
+    "how unlikely the small LM finds it that the text ends after the row's last word (−log of the probability "
+    "of an end-of-text or line-break token there, in nats): high = the row stops where more is expected (cut "
+    "mid-sentence); null for a row longer than fluency.max_length", shown=True)
 GARBLED = Signal("garbled", pl.Boolean, "garbled (fluency)",
-                 "true: the row's order gain is below U_r's 5th percentile (fluency.percentile); null for a row "
-                 "without an order gain")
-SIGNALS = (TOKEN_NLL, ORDER_GAIN, GARBLED)
+                 "true: one of the row's order gain, spelling surprise or end surprise is beyond U_r's percentile "
+                 "of it (fluency.percentile); null for a row with none of them")
+GARBLED_AS = Signal("garbled_as", pl.Utf8, "garbled as (fluency)",
+                    "what the fluency screen saw in a garbled row: 'shuffled' (order gain), 'misspelt' (spelling "
+                    "surprise), 'cut mid-sentence' (end surprise), comma-separated; null for a row not garbled",
+                    rule=False)
+SIGNALS = (TOKEN_NLL, ORDER_GAIN, SPELLING_SURPRISE, END_SURPRISE, GARBLED, GARBLED_AS)
+# Each judging signal: (what a garbled row shows when it crosses U_r's percentile, True when high is bad).
+CAUSES = {ORDER_GAIN.name: ("shuffled", False), SPELLING_SURPRISE.name: ("misspelt", True),
+          END_SURPRISE.name: ("cut mid-sentence", True)}
 
 
 class FluencyParams(Params):
@@ -103,10 +135,11 @@ class FluencyParams(Params):
     The defaults are sized for the bundled SmolLM2-135M on a shared 2-core CPU, where it
     scores a few headlines per second per core, each twice (the row and its shuffle;
     BENCHMARKS.md): 16 rows of each candidate and 32 of each U_r sample keep `synque demo`
-    within half again its time without the proxy. Garbling shows in most rows it touches
-    (two in three shuffled tweets fall below U_r's 5th percentile of order gain), so 16 rows
-    tell a garbled candidate from a fluent one; subtle differences need more rows. On a GPU
-    set both to null (every row).
+    within half again its time without the proxy (a run of one seed scores 32 more U_r rows
+    for the thresholds, `threshold_rows`). Garbling shows in most rows it touches (two in
+    three shuffled tweets and 88% of noised ones are garbled), so 16 rows tell a garbled
+    candidate from a fluent one; subtle differences need more rows. On a GPU set both to null
+    (every row).
     """
 
     PROXIES: ClassVar[tuple[About, ...]] = (ABOUT,)  # what its stage produces (`section_proxies`)
@@ -121,8 +154,12 @@ class FluencyParams(Params):
     """Text tokens kept per row; a longer row is cut (a headline is 10-40 tokens)."""
     batch_size: int = Field(32, ge=1)
     """Rows per forward pass."""
-    percentile: float = Field(5.0, gt=0, lt=50)
-    """A row is garbled below this percentile of U_r's order gain (every seed's scored rows together)."""
+    percentile: float = Field(3.0, gt=0, lt=50)
+    """A row is garbled beyond this percentile of U_r's rows on any of its three signals (below it for the
+    order gain, above 100 − it for the two surprises; every seed's scored rows together)."""
+    threshold_rows: int | None = Field(64, ge=2)
+    """U_r rows (every seed's together) the percentiles are taken over at least: when the seeds' scored rows
+    are fewer, more are drawn from their U_r samples and scored for this alone; null: the scored rows only."""
     seed: int = 0
     """Fixes which candidate rows are scored."""
 
@@ -165,31 +202,110 @@ def shuffled_text(text: str) -> str | None:
             return " ".join(shuffled)
 
 
-def mean_token_nll(model_path: str, texts: Sequence[str], params: FluencyParams, threads: int = 1
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(mean NLL per text token in nats, text-token count), each of shape (len(texts),); a row
-    without text gets NaN and 0 (it has no tokens to score, and is left out, never 0)."""
-    nll, tokens = np.full(len(texts), np.nan), np.zeros(len(texts), dtype=np.int64)
-    scored = [i for i, text in enumerate(texts) if has_text(text)]
+class RowScores(NamedTuple):
+    """What the LM reads in each row, each of shape (rows,), named as the row signals (NaN: none).
+
+    token_nll: mean NLL per text token (nats); token_count: text tokens scored (0: no text);
+    order_gain: the shuffle's token NLL minus the row's (`shuffled_text`); spelling_surprise and
+    end_surprise: `spelling_surprise` and `end_surprise` of the row.
+    """
+
+    token_nll: np.ndarray
+    token_count: np.ndarray
+    order_gain: np.ndarray
+    spelling_surprise: np.ndarray
+    end_surprise: np.ndarray
+
+
+WORD_EDGES = string.punctuation + "“”‘’«»…"  # marks stripped off a word's ends before asking whether it is letters
+
+
+def letter_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of the row's words made of letters only, once the marks at their ends
+    (quotes, commas, $, #) are stripped: the words that can be misspelt. Numbers, links, tickers with
+    digits are left out: their pieces are surprising however they are typed."""
+    spans = []
+    for match in re.finditer(r"\S+", text):
+        word = match.group()
+        core = word.strip(WORD_EDGES)
+        if core.isalpha():
+            start = match.start() + len(word) - len(word.lstrip(WORD_EDGES))
+            spans.append((start, start + len(core)))
+    return spans
+
+
+def spelling_surprise(text: str, offsets: Sequence[tuple[int, int]], nll: np.ndarray) -> float:
+    """The NLL (nats) of the tokens of each of the row's `letter_words` after the word's first token, summed
+    over the words and divided by their number; NaN for a row without such a word.
+
+    offsets: (start, end) characters of each scored token (the tokenizer's offset mapping); nll: shape
+    (tokens,), each token's NLL. A token belongs to the word that holds its last character. Why: once a
+    small LM has read a correctly spelt word's first piece, the rest is nearly certain (about 0 nats), so
+    the sum stays small whatever the word; a misspelt word is cut into odd pieces, each unlikely. The
+    word's first token carries what the word *is* (a rare name, a ticker), which is no spelling error,
+    and is left out: that keeps the heavy tail of real tweets' NLL out of this signal."""
+    words = letter_words(text)
+    starts = [start for start, _ in words]
+    later, seen = np.zeros(len(words)), np.zeros(len(words), dtype=bool)
+    for (start, end), value in zip(offsets, nll, strict=True):
+        word = bisect.bisect_right(starts, end - 1) - 1
+        if end <= start or word < 0 or end > words[word][1]:
+            continue  # a token of spaces, marks, digits or a word that is not letters
+        if seen[word]:
+            later[word] += value
+        seen[word] = True
+    return float(later[seen].sum() / seen.sum()) if seen.any() else math.nan
+
+
+def end_surprise(text: str, offsets: Sequence[tuple[int, int]], end_logprob: np.ndarray, cut: bool) -> float:
+    """−log P(the text ends) after the row's last token that is not white space (nats), from `end_logprob`,
+    shape (tokens,), each token's log-probability of an end token next (`text_token_nll`); trailing
+    spaces are no part of a row's sense. NaN when the row was `cut` at max_length (its real end was never
+    read) or holds no such token. A row that stops mid-sentence ("Adobe price target raised to") ends
+    where the LM expects more, far less likely than a finished one does."""
+    last = [i for i, (start, end) in enumerate(offsets) if text[start:end].strip()]
+    return math.nan if cut or not last else float(-end_logprob[last[-1]])
+
+
+@functools.lru_cache(maxsize=4)
+def end_tokens(model_path: str) -> tuple[int, ...]:
+    """The ids that end a text for the LM: its special tokens (end of text, end of turn) and every token
+    that begins with a line break (a row is a line)."""
+    _, tokenizer = _model(model_path)
+    breaks = [i for i, piece in enumerate(tokenizer.batch_decode([[i] for i in range(len(tokenizer))]))
+              if piece.startswith("\n")]
+    return tuple(sorted({*tokenizer.all_special_ids, *breaks}))
+
+
+def row_fluency(model_path: str, texts: Sequence[str], params: FluencyParams, threads: int = 1) -> RowScores:
+    """The rows' `RowScores`: the rows and their `shuffled_text` scored in one batch, one forward pass
+    each; the spelling and end surprises are read from the row's own pass. A row without text has NaN
+    everywhere and 0 tokens; one without an order has no gain; a tokenizer without offsets (a slow one)
+    gives no spelling or end surprise."""
+    count = len(texts)
+    shuffles = {i: shuffle for i, text in enumerate(texts) if has_text(text) and (shuffle := shuffled_text(text))}
+    batch = [*texts, *shuffles.values()]
+    scored = [i for i, text in enumerate(batch) if has_text(text)]
+    nll, tokens = np.full(len(batch), np.nan), np.zeros(len(batch), dtype=np.int64)
+    spelling, ends = np.full(count, np.nan), np.full(count, np.nan)
     if scored:
         model, tokenizer = _model(model_path)
-        sums, counts = text_nll(model, tokenizer, [texts[i] for i in scored], PLACEHOLDER, params.max_length,
-                                params.batch_size, threads)
-        nll[scored], tokens[scored] = sums / counts, counts
-    return nll, tokens
-
-
-def row_fluency(model_path: str, texts: Sequence[str], params: FluencyParams, threads: int = 1
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(token NLL, text-token count, order gain), each of shape (len(texts),): the rows and their
-    `shuffled_text` scored in one batch; order gain = the shuffle's token NLL − the row's, NaN for
-    a row without text or without an order (`shuffled_text` is None)."""
-    shuffles = {i: shuffle for i, text in enumerate(texts) if has_text(text) and (shuffle := shuffled_text(text))}
-    ordered = list(shuffles)
-    nll, tokens = mean_token_nll(model_path, [*texts, *shuffles.values()], params, threads)
-    gain = np.full(len(texts), np.nan)
-    gain[ordered] = nll[len(texts):] - nll[ordered]
-    return nll[:len(texts)], tokens[:len(texts)], gain
+        values, end_logprob = text_token_nll(model, tokenizer, [batch[i] for i in scored], PLACEHOLDER,
+                                             params.max_length, params.batch_size, threads, end_tokens(model_path))
+        assert end_logprob is not None
+        nll[scored] = [row.mean() for row in values]
+        tokens[scored] = [len(row) for row in values]
+        rows = [k for k, i in enumerate(scored) if i < count]
+        if rows and tokenizer.is_fast:
+            encoded = tokenizer([texts[scored[k]] for k in rows], add_special_tokens=False,
+                                return_offsets_mapping=True)
+            for k, ids, offsets in zip(rows, encoded.input_ids, encoded.offset_mapping, strict=True):
+                i, kept = scored[k], offsets[:params.max_length]
+                spelling[i] = spelling_surprise(texts[i], kept, values[k])
+                ends[i] = end_surprise(texts[i], kept, end_logprob[k], len(ids) > params.max_length)
+    gain = np.full(count, np.nan)
+    gain[list(shuffles)] = nll[count:] - nll[list(shuffles)]
+    return RowScores(nll[:count], tokens[:count], gain, spelling, ends)
 
 
 def _values(name: str, values: np.ndarray) -> np.ndarray:
@@ -230,22 +346,46 @@ def resampled_energy(candidate: np.ndarray, real: np.ndarray, resamples: int, rn
     return centred(replicates, energy_distance(x, y))
 
 
-def gain_threshold(real_gain: np.ndarray, percentile: float) -> float:
-    """U_r's `percentile` of order gain (numpy's linear interpolation) over its rows that have one:
-    below it a row is garbled. NaN when fewer than 2 rows have one (nothing to judge by)."""
-    gain = np.asarray(real_gain, dtype=np.float64)
-    gain = gain[np.isfinite(gain)]
-    return float(np.percentile(gain, percentile)) if len(gain) >= 2 else float("nan")
+def thresholds(real: Mapping[str, np.ndarray], percentile: float) -> dict[str, float]:
+    """Per signal of CAUSES: U_r's value beyond which a row is garbled, from `real` (signal name -> shape
+    (U_r rows,), NaN: none): its `percentile` for the order gain (low is bad), its 100 − `percentile` for
+    the two surprises (high is bad), numpy's linear interpolation over the finite values. NaN when fewer
+    than 2 rows have the signal (nothing to judge it by)."""
+    limits = {}
+    for name, (_, high_is_bad) in CAUSES.items():
+        values = np.asarray(real[name], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        at = 100 - percentile if high_is_bad else percentile
+        limits[name] = float(np.percentile(values, at)) if len(values) >= 2 else math.nan
+    return limits
 
 
-def garbled_rows(gain: np.ndarray, gain_below: float) -> np.ndarray:
-    """Shape (rows,) of True, False or None: a row is garbled when its order gain is below
-    `gain_below`; None (not judged) for a row without a gain or when there is no threshold."""
-    gain = np.asarray(gain, dtype=np.float64)
-    judged = np.isfinite(gain) & math.isfinite(gain_below)
-    garbled = np.full(len(gain), None, dtype=object)
-    garbled[judged] = gain[judged] < gain_below
-    return garbled
+def garbled_rows(signals: Mapping[str, np.ndarray], limits: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(garbled, garbled_as), each of shape (rows,). signals: signal name -> shape (rows,) for every one
+    of CAUSES (NaN: none); limits: `thresholds`. A row is garbled when any signal it has is beyond its
+    limit (below, for the order gain), and garbled_as names what each crossing saw ("shuffled",
+    "misspelt", "cut mid-sentence", comma-separated, in CAUSES' order); a row is judged (True or False)
+    when it has at least one signal with a limit, else both are None."""
+    rows = {len(np.asarray(signals[name])) for name in CAUSES}
+    if len(rows) != 1:
+        raise ValueError(f"the row signals have different lengths: {sorted(rows)}")
+    size = rows.pop()
+    judged = np.zeros(size, dtype=bool)
+    causes: list[list[str]] = [[] for _ in range(size)]
+    for name, (cause, high_is_bad) in CAUSES.items():
+        values, limit = np.asarray(signals[name], dtype=np.float64), limits[name]
+        has = np.isfinite(values) & math.isfinite(limit)
+        judged |= has
+        beyond = has & ((values > limit) if high_is_bad else (values < limit))
+        for i in np.flatnonzero(beyond):
+            causes[i].append(cause)
+    garbled = np.full(size, None, dtype=object)
+    garbled[judged] = [bool(causes[i]) for i in np.flatnonzero(judged)]
+    named = np.full(size, None, dtype=object)
+    for i in range(size):
+        if causes[i]:
+            named[i] = ", ".join(causes[i])
+    return garbled, named
 
 
 @dataclass
@@ -254,12 +394,13 @@ class FluencyScore:
 
     energy: the energy distance between their token-NLL distributions (nats; ≥ 0 up to noise).
     replicates: shape (resamples,), the energy distance with both sides resampled.
-    garbled: shape (n_candidate,) of True, False or None (`garbled_rows`).
+    garbled, garbled_as: shape (n_candidate,) each (`garbled_rows`).
     """
 
     energy: float
     replicates: np.ndarray
     garbled: np.ndarray
+    garbled_as: np.ndarray
 
     @property
     def score(self) -> float:
@@ -267,12 +408,14 @@ class FluencyScore:
         return -self.energy
 
 
-def fluency_score(candidate: np.ndarray, real: np.ndarray, gain: np.ndarray, gain_below: float, resamples: int,
-                  rng: np.random.Generator) -> FluencyScore:
+def fluency_score(candidate: np.ndarray, real: np.ndarray, signals: Mapping[str, np.ndarray],
+                  limits: Mapping[str, float], resamples: int, rng: np.random.Generator) -> FluencyScore:
     """The proxy on one (candidate, U_r sample) from their rows' token NLL (rows without text already
-    left out), the candidate rows' order gain (NaN: none) and U_r's threshold of it (`gain_threshold`)."""
+    left out), the candidate rows' judging signals (name -> shape like `candidate`, NaN: none) and U_r's
+    `thresholds` of them."""
     x, y = _values("candidate", candidate), _values("real", real)
-    gain = np.asarray(gain, dtype=np.float64)
-    if gain.shape != x.shape:
-        raise ValueError(f"gain has shape {gain.shape}, the candidate's NLL {x.shape}")
-    return FluencyScore(energy_distance(x, y), resampled_energy(x, y, resamples, rng), garbled_rows(gain, gain_below))
+    for name in CAUSES:
+        if np.shape(signals[name]) != x.shape:
+            raise ValueError(f"{name} has shape {np.shape(signals[name])}, the candidate's NLL {x.shape}")
+    garbled, named = garbled_rows(signals, limits)
+    return FluencyScore(energy_distance(x, y), resampled_energy(x, y, resamples, rng), garbled, named)

@@ -55,10 +55,13 @@ TERM_LEGEND: dict[str, str] = {
     "synthetic_share": "Rows PAD's classifier finds more likely synthetic than real (balanced p_synthetic > "
                        f"{SYNTHETIC_P:g}); about half for a candidate indistinguishable from U_r.",
     "short_share": f"Rows shorter than {SHORT_CHARS} characters, empty rows included.",
-    "garbled_share": "Rows the fluency screen judged whose order gain (how much less likely a small LM finds the "
-                     "row's words shuffled than as written) is below U_r's 5th percentile: shuffled, garbled or cut "
-                     "text (about 5% of rows like U_r's; flagged above "
+    "garbled_share": "Rows the fluency screen judged garbled: shuffled (their order gain, how much less likely a "
+                     "small LM finds the row's words shuffled than as written, is low), misspelt (its surprise "
+                     "inside words is high) or cut mid-sentence (its surprise that the text ends there is high), "
+                     "each beyond U_r's own percentile of it (flagged above "
                      f"{LIMITS['garbled_share']:.0%}, which passes the candidate over and ranks it last).",
+    "garbled_as": "What the garbled rows showed, each cause with its share of the judged rows (a row may show "
+                  "several): shuffled, misspelt, cut mid-sentence. It names the problem; garbled_share flags.",
     "proxy_disagreement": "The proxy that ranks the candidate furthest from the ensemble, and by how many "
                           "ranks: a reason to read that proxy's entry. Proxies measure different things, so "
                           "a disagreement alone never flags a candidate.",

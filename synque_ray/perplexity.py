@@ -171,17 +171,29 @@ def collate(rows: Sequence[tuple[list, list]], pad_id: int):
     return ids, mask, labels
 
 
+def position_nll(model, ids, mask, labels, end_ids: Sequence[int] = ()):
+    """(NLL of shape (batch, width − 1), end of shape (batch, width) or None). NLL: position t predicts
+    token t+1, in nats where that token's label is not −100, else 0. end: with `end_ids`, log P(the next
+    token is one of them) at every position t, read after token t from the same logits (so it costs no
+    forward pass)."""
+    import torch
+
+    ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    total = torch.logsumexp(logits, dim=-1)
+    targets = labels[:, 1:]
+    scored = targets != IGNORE
+    picked = logits[:, :-1].gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    nll = torch.where(scored, total[:, :-1] - picked, torch.zeros_like(picked))
+    end = torch.logsumexp(logits[..., list(end_ids)], dim=-1) - total if end_ids else None
+    return nll, end
+
+
 def token_nll(model, ids, mask, labels):
     """(summed NLL in nats, scored-token count), each of shape (batch,): position t predicts token t+1,
     and only positions whose target label is not −100 count."""
-    import torch.nn.functional as F
-
-    ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    targets = labels[:, 1:]
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                          reduction="none").view(targets.shape)
-    return nll.sum(dim=1), (targets != IGNORE).sum(dim=1)
+    nll, _ = position_nll(model, ids, mask, labels)
+    return nll.sum(dim=1), (labels[:, 1:] != IGNORE).sum(dim=1).to(nll.device)
 
 
 @contextlib.contextmanager
@@ -254,21 +266,38 @@ def row_nll(model, tokenizer, texts: Sequence[str], params: PerplexityParams, th
 def text_nll(model, tokenizer, texts: Sequence[str], template: str, max_length: int, batch_size: int,
              threads: int = 1):
     """(summed NLL, text-token count) per row, each of shape (len(texts),), under `model` as it is;
-    no gradients. The one scoring loop of every LM proxy (perplexity, fluency). Rows are batched
-    by length so that little padding is computed; the result is in the order of `texts`."""
+    no gradients (`text_token_nll` summed)."""
+    nll, _ = text_token_nll(model, tokenizer, texts, template, max_length, batch_size, threads)
+    return np.array([row.sum() for row in nll]), np.array([len(row) for row in nll], dtype=np.int64)
+
+
+def text_token_nll(model, tokenizer, texts: Sequence[str], template: str, max_length: int, batch_size: int,
+                   threads: int = 1, end_ids: Sequence[int] = ()) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Per row, in the order of `texts`: the NLL (nats) of each of its text tokens, shape (text tokens,),
+    and with `end_ids` the log-probability that one of them follows each text token (`position_nll`),
+    shape (text tokens,) (else None). The one scoring loop of every LM proxy (perplexity, fluency):
+    rows are batched by length so that little padding is computed; no gradients."""
     import torch
 
     rows = encode_rows(tokenizer, check_texts(texts, "eval_texts"), template, max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = np.argsort([len(ids) for ids, _ in rows], kind="stable")
-    sums, counts = np.zeros(len(rows)), np.zeros(len(rows), dtype=np.int64)
+    nll: list[np.ndarray] = [np.empty(0)] * len(rows)
+    end: list[np.ndarray] = [np.empty(0)] * len(rows)
     model.eval()
     with torch_threads(threads), torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             chosen = order[start : start + batch_size]
-            nll, count = token_nll(model, *collate([rows[i] for i in chosen], pad))
-            sums[chosen], counts[chosen] = nll.double().cpu().numpy(), count.cpu().numpy()
-    return sums, counts
+            ids, mask, labels = collate([rows[i] for i in chosen], pad)
+            values, ends = position_nll(model, ids, mask, labels, end_ids)
+            text = (labels != IGNORE).numpy()
+            values = values.double().cpu().numpy()
+            ends = None if ends is None else ends.double().cpu().numpy()
+            for k, i in enumerate(chosen):
+                nll[i] = values[k][text[k, 1:]]  # position t predicts token t + 1
+                if ends is not None:
+                    end[i] = ends[k][text[k]]  # read at each text token, after it
+    return nll, (end if end_ids else None)
 
 
 def summarise(sums: np.ndarray, counts: np.ndarray) -> SampleScore:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from synque_ray.findings import LEAKS, LIMITS, PASS_OVER_WHY, SCREENS, SHARE_NAMES, passed_over_by_flags, percent
+from synque_ray.findings import LEAKS, LIMITS, PASS_OVER_WHY, SCREENS, passed_over_by_flags, percent, share_text
 from synque_ray.reduce import lead_proxy
 
 
@@ -83,8 +83,8 @@ def _chance(row: dict, alone: bool) -> str:
 
 
 def _passed_over_line(row: dict, names: list[str]) -> str:
-    found = "; ".join(f"{percent(row[n])} {SHARE_NAMES.get(n, n)}, over the {percent(LIMITS[n])} limit"
-                      if row.get(n) is not None else SHARE_NAMES.get(n, n) for n in names)
+    found = "; ".join(f"{share_text(row, n)}, over the {percent(LIMITS[n])} limit" if row.get(n) is not None
+                      else share_text(row, n) for n in names)
     why = "; ".join(dict.fromkeys(PASS_OVER_WHY[n] for n in names if n in PASS_OVER_WHY))
     return f"passed over: {row['dataset_id']} (rank {row['rank']}): {found}; {why}"
 

@@ -89,6 +89,8 @@ def finding_cells(findings: dict | None) -> str:
     for name in SHARES:
         value = findings.get(name)
         css, title = ("flag", f"over the {LIMITS[name]:.0%} limit") if name in flags else ("", "")
+        if name == "garbled_share" and findings.get("garbled_as"):  # what the garbled rows showed
+            title = "; ".join(part for part in (title, findings["garbled_as"]) if part)
         cells.append(_cell("–" if value is None else percent(value), "" if value is None else value, css, title))
     proxy, gap = findings.get("disagreeing_proxy"), findings.get("proxy_disagreement")
     text = ("–" if proxy is None else "all agree" if gap == 0 else

@@ -3,6 +3,8 @@ cached values (no model), and end to end with the bundled LM on real headlines (
 
 import json
 import math
+import re
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -10,19 +12,24 @@ import pytest
 from scipy.stats import norm
 
 from synque_ray.config import parse_config
-from synque_ray.findings import LIMITS, findings, row_shares
+from synque_ray.findings import LIMITS, finding_parts, findings, row_shares
 from synque_ray.fluency import (
     FluencyParams,
+    RowScores,
+    end_surprise,
     energy_distance,
     fluency_score,
-    gain_threshold,
+    garbled_rows,
+    letter_words,
     resampled_energy,
     row_fluency,
     shuffled_text,
+    spelling_surprise,
+    thresholds,
 )
 from synque_ray.proxies.base import resample_weights
 from synque_ray.reading import row_hashes
-from synque_ray.stage.fluency import ROW_COLUMNS, NllCache, score_candidate
+from synque_ray.stage.fluency import ROW_COLUMNS, NllCache, score_candidate, threshold_texts
 from synque_ray.storage import Store
 
 
@@ -68,19 +75,73 @@ def test_replicates_are_the_distance_of_each_resampled_multiset_centred_on_the_p
     np.testing.assert_allclose(got, raw - raw.mean() + point, rtol=1e-10)
 
 
-def test_garbled_rows_are_those_below_u_r_percentile_of_order_gain_and_the_score_is_the_negated_distance():
-    real, real_gain = np.array([3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]), np.array([0.2, 1.0, 1.1, 1.2, 1.3, 1.4, 2.0])
-    assert gain_threshold(real_gain, 5) == pytest.approx(np.percentile(real_gain, 5)) == pytest.approx(0.44)
-    assert gain_threshold(np.array([0.3, math.nan, 1.5]), 50) == pytest.approx(0.9)  # rows without a gain left out
-    assert math.isnan(gain_threshold(np.array([1.0, math.nan]), 5))  # one row with an order: no threshold
-    candidate, gain = np.array([4.0, 9.0, 4.0, 4.0]), np.array([1.0, 1.5, 0.3, math.nan])
-    result = fluency_score(candidate, real, gain, 0.44, 20, np.random.default_rng(0))
-    assert result.garbled.tolist() == [False, False, True, None]  # an NLL of 9 alone is no garble; no gain: not judged
-    assert fluency_score(candidate, real, gain, math.nan, 20, np.random.default_rng(0)).garbled.tolist() == [None] * 4
+def signals(gain, spelling, end):
+    return {"order_gain": np.array(gain, float), "spelling_surprise": np.array(spelling, float),
+            "end_surprise": np.array(end, float)}
+
+
+def test_each_signals_threshold_is_u_r_percentile_on_its_bad_side_over_rows_that_have_it():
+    real = signals([0.2, 1.0, 1.1, 1.2, 1.3, 1.4, 2.0], [0.1, 0.3, 0.2, 0.0, 2.0, 0.4, math.nan],
+                   [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0])
+    got = thresholds(real, 5)
+    assert got["order_gain"] == pytest.approx(np.percentile(real["order_gain"], 5)) == pytest.approx(0.44)  # low: bad
+    assert got["spelling_surprise"] == pytest.approx(np.percentile([0.1, 0.3, 0.2, 0.0, 2.0, 0.4], 95))  # NaN left out
+    assert got["end_surprise"] == pytest.approx(np.percentile(real["end_surprise"], 95)) == pytest.approx(8.1)
+    few = thresholds(signals([1.0, math.nan], [1.0, 2.0], [math.nan, math.nan]), 5)  # one gain, no end: too few
+    assert math.isnan(few["order_gain"]) and math.isnan(few["end_surprise"]) and few["spelling_surprise"] > 1.9
+
+
+def test_a_row_is_garbled_when_any_signal_it_has_is_beyond_its_limit_and_the_causes_are_named():
+    limits = {"order_gain": 0.5, "spelling_surprise": 2.0, "end_surprise": 6.0}
+    rows = signals([1.0, 0.1, 1.0, 1.0, 0.2, math.nan, math.nan, 0.5],
+                   [0.5, 0.5, 3.0, 0.5, 2.5, 0.4, math.nan, 2.0],
+                   [3.0, 3.0, 3.0, 7.5, 9.0, 8.0, math.nan, 6.0])
+    garbled, named = garbled_rows(rows, limits)
+    assert garbled.tolist() == [False, True, True, True, True, True, None, False]  # at a limit: not beyond it
+    assert named.tolist() == [None, "shuffled", "misspelt", "cut mid-sentence", "shuffled, misspelt, cut mid-sentence",
+                              "cut mid-sentence", None, None]
+    no_end = {**limits, "end_surprise": math.nan}  # U_r gave no end surprise: it judges nothing
+    assert garbled_rows(rows, no_end)[0].tolist() == [False, True, True, False, True, False, None, False]
+    with pytest.raises(ValueError, match="different lengths"):
+        garbled_rows({**rows, "end_surprise": np.ones(3)}, limits)
+
+
+def test_the_score_is_the_negated_distance_and_garbled_rows_come_with_it():
+    real = np.array([3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0])
+    candidate = np.array([4.0, 9.0, 4.0, 4.0])
+    limits = {"order_gain": 0.44, "spelling_surprise": 2.0, "end_surprise": 6.0}
+    rows = signals([1.0, 1.5, 0.3, math.nan], [0.2, 0.3, 0.1, 0.2], [2.0, 3.0, 2.0, 1.0])
+    result = fluency_score(candidate, real, rows, limits, 20, np.random.default_rng(0))
+    assert result.garbled.tolist() == [False, False, True, False]  # an NLL of 9 alone is no garble
+    assert result.garbled_as.tolist() == [None, None, "shuffled", None]
     assert result.score == -result.energy == pytest.approx(-energy_by_hand(candidate.tolist(), real.tolist()))
     assert len(result.replicates) == 20
-    with pytest.raises(ValueError, match="gain has shape"):
-        fluency_score(candidate, real, gain[:2], 0.44, 20, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="order_gain has shape"):
+        fluency_score(candidate, real, {**rows, "order_gain": rows["order_gain"][:2]}, limits, 20,
+                      np.random.default_rng(0))
+
+
+def test_spelling_surprise_sums_the_nll_of_each_letter_words_later_tokens_over_its_words():
+    """Hand-made tokens: '"Stocks' is a quote then 'Sto' 'cks' (the quote is no part of the word), 'ri' 'se'
+    a word of two pieces, '9%' no word of letters, 'AAPL,' a word of one token whose comma is stripped,
+    'x1y' no word (a digit). Surprise = (1.5 [cks] + 0.5 [se]) / 3 words of letters with tokens."""
+    text = '"Stocks rise 9% AAPL, x1y'
+    assert [text[a:b] for a, b in letter_words(text)] == ["Stocks", "rise", "AAPL"]
+    offsets = [(0, 1), (1, 4), (4, 7), (7, 10), (10, 12), (12, 15), (15, 20), (20, 21), (21, 25)]
+    nll = np.array([9.0, 4.0, 1.5, 3.0, 0.5, 7.0, 5.0, 2.0, 8.0])
+    assert spelling_surprise(text, offsets, nll) == pytest.approx((1.5 + 0.5) / 3)
+    # The same row with its last words cut off by max_length: only the words with tokens count.
+    assert spelling_surprise(text, offsets[:4], nll[:4]) == pytest.approx(1.5 / 2)
+    assert math.isnan(spelling_surprise("9% $12", [(0, 2), (2, 6)], np.array([1.0, 2.0])))  # no word of letters
+
+
+def test_end_surprise_reads_the_end_after_the_last_token_that_is_not_white_space():
+    text = "Adobe price target raised to  "
+    offsets = [(0, 5), (5, 11), (11, 18), (18, 25), (25, 28), (28, 30)]
+    end_logprob = np.log([0.5, 0.2, 0.1, 0.3, 0.001, 0.9])
+    assert end_surprise(text, offsets, end_logprob, cut=False) == pytest.approx(-math.log(0.001))
+    assert math.isnan(end_surprise(text, offsets, end_logprob, cut=True))  # its real end was never read
+    assert math.isnan(end_surprise("   ", [(0, 3)], np.array([-1.0]), cut=False))
 
 
 @pytest.mark.parametrize("bad", [np.array([1.0]), np.array([1.0, np.nan]), np.ones((2, 2))])
@@ -90,13 +151,16 @@ def test_too_few_or_non_finite_values_are_refused(bad):
 
 
 def test_a_candidate_whose_rows_are_all_cached_is_scored_without_the_model_and_unscored_rows_stay_null():
-    """Against a threshold of order gain of 1.04, the third row (gain 0.1) and the fourth (0.5) are
-    garbled; the fifth has no order (one word) and is not judged; the empty row has no NLL."""
-    texts = ["Stocks rally as yields fall", "", "rally yields Stocks as fall", "Oil slips", "Wow"]
-    known = (np.array([4.0, math.nan, 8.0, 5.0, 5.2]), np.array([6, 0, 6, 3, 1]),
-             np.array([1.5, math.nan, 0.1, 0.5, math.nan]))
+    """Against limits of order gain 1.04, spelling surprise 2 and end surprise 6: the third row (gain 0.1)
+    is shuffled, the fourth misspelt (spelling 3.0) and cut (end 7.0); the fifth has no order (one word)
+    but is judged on its other signals; the empty row has no NLL and is not judged."""
+    texts = ["Stocks rally as yields fall", "", "rally yields Stocks as fall", "Oil slps", "Wow"]
+    known = RowScores(np.array([4.0, math.nan, 8.0, 5.0, 5.2]), np.array([6, 0, 6, 3, 1]),
+                      np.array([1.5, math.nan, 0.1, 1.2, math.nan]), np.array([0.2, math.nan, 0.3, 3.0, 0.0]),
+                      np.array([2.0, math.nan, 3.0, 7.0, 4.0]))
     real = {1: np.array([3.9, 4.2, 4.8, 5.1, 5.4]), 2: np.array([7.0])}  # seed 2: too few U_r rows
-    results, rows = score_candidate("c", "/no/model/here", texts, [0, 3, 5, 9, 11], known, real, 1.04,
+    limits = {"order_gain": 1.04, "spelling_surprise": 2.0, "end_surprise": 6.0}
+    results, rows = score_candidate("c", "/no/model/here", texts, [0, 3, 5, 9, 11], known, real, limits,
                                     FluencyParams(), 30, 1)
     first, second = results
     assert first["raw"] == pytest.approx(energy_by_hand([4.0, 8.0, 5.0, 5.2], real[1].tolist()))
@@ -106,8 +170,10 @@ def test_a_candidate_whose_rows_are_all_cached_is_scored_without_the_model_and_u
     seed1 = table.filter(pl.col("seed") == 1)
     assert seed1.get_column("row_index").to_list() == [0, 3, 5, 9, 11]
     assert seed1.get_column("token_nll").to_list() == [4.0, None, 8.0, 5.0, 5.2]  # an empty row: null, never 0
-    assert seed1.get_column("order_gain").to_list() == [1.5, None, 0.1, 0.5, None]
-    assert seed1.get_column("garbled").to_list() == [False, None, True, True, None]
+    assert seed1.get_column("order_gain").to_list() == [1.5, None, 0.1, 1.2, None]
+    assert seed1.get_column("end_surprise").to_list() == [2.0, None, 3.0, 7.0, 4.0]
+    assert seed1.get_column("garbled").to_list() == [False, None, True, True, False]
+    assert seed1.get_column("garbled_as").to_list() == [None, None, "shuffled", "misspelt, cut mid-sentence", None]
     assert seed1.get_column("text_hash").to_list() == row_hashes(texts)
     assert table.filter(pl.col("seed") == 2).get_column("garbled").null_count() == 5
 
@@ -121,39 +187,80 @@ def test_the_shuffle_keeps_the_words_changes_their_order_and_depends_on_the_text
     assert shuffled_text("Oil slips") == "slips Oil"  # two words: the one other order
 
 
-def test_order_gain_is_the_shuffles_nll_minus_the_rows_with_nan_where_a_row_has_no_order(monkeypatch):
-    """The LM replaced by a stand-in that scores a text by its first word's length (a test double
-    of the model, not of the arithmetic under test): the gain is the shuffle's value minus the row's."""
-    seen = []
+class ThreeLetterTokens:
+    """A stand-in tokenizer (a fast one: it gives offsets): every run of non-space characters in pieces
+    of three, each space a token of its own."""
 
-    def fake(model_path, texts, params, threads=1):
-        seen.append(list(texts))
-        nll = np.array([float(len(t.split()[0])) if t.strip() else math.nan for t in texts])
-        return nll, np.array([len(t.split()) for t in texts])
+    is_fast = True
 
-    monkeypatch.setattr("synque_ray.fluency.mean_token_nll", fake)
-    texts = ["Stocks rally", "", "Wow", "a bb ccc"]
-    nll, tokens, gain = row_fluency("/no/model", texts, FluencyParams())
-    assert len(seen) == 1 and seen[0][:4] == texts  # one batch: the rows, then the shuffles of those with an order
-    shuffles = [shuffled_text("Stocks rally"), shuffled_text("a bb ccc")]
-    assert seen[0][4:] == shuffles
-    np.testing.assert_array_equal(nll, [6.0, math.nan, 3.0, 1.0])
-    assert tokens.tolist() == [2, 0, 1, 3]
-    expected = [len(shuffles[0].split()[0]) - 6.0, math.nan, math.nan, len(shuffles[1].split()[0]) - 1.0]
-    np.testing.assert_array_equal(gain, expected)
+    def __call__(self, texts, add_special_tokens=False, return_offsets_mapping=False):
+        spans = [[(i, min(i + 3, m.end())) for m in re.finditer(r"\S+|\s", t) for i in range(m.start(), m.end(), 3)]
+                 for t in texts]
+        return SimpleNamespace(input_ids=[list(range(len(s))) for s in spans], offset_mapping=spans)
+
+
+def test_row_fluency_reads_gain_spelling_and_end_from_one_batch_of_rows_and_shuffles(monkeypatch):
+    """The LM replaced by a stand-in (a test double of the model, not of the arithmetic under test): a
+    token's NLL is its length, the end log-probability after token j is −(j + 1). Checked: the gain is the
+    shuffle's mean minus the row's, the spelling surprise and the end surprise come from the row's own
+    tokens, the length cap cuts tokens and leaves the end unread, a row without text gets nothing."""
+    tokenizer, seen = ThreeLetterTokens(), []
+
+    def fake(model, tok, texts, template, max_length, batch_size, threads=1, end_ids=()):
+        seen.append((list(texts), tuple(end_ids)))
+        spans = tokenizer(texts).offset_mapping
+        return ([np.array([b - a for a, b in s[:max_length]], float) for s in spans],
+                [-np.arange(1.0, len(s[:max_length]) + 1) for s in spans])
+
+    monkeypatch.setattr("synque_ray.fluency.text_token_nll", fake)
+    monkeypatch.setattr("synque_ray.fluency._model", lambda path: (None, tokenizer))
+    monkeypatch.setattr("synque_ray.fluency.end_tokens", lambda path: (0, 7))
+    texts = ["Stocks rally ", "", "Wow", "a bb ccc"]
+    got = row_fluency("/no/model", texts, FluencyParams(max_length=4))
+    shuffles = [shuffled_text("Stocks rally "), shuffled_text("a bb ccc")]
+    assert seen == [([texts[0], texts[2], texts[3], *shuffles], (0, 7))]  # one batch: rows with text, then shuffles
+    # Cut at 4 tokens: "Stocks rally " to Sto|cks| |ral (of 6), mean 10/4; "a bb ccc" to a| |bb| (of 5), 5/4.
+    np.testing.assert_array_equal(got.token_nll, [10 / 4, math.nan, 3.0, 5 / 4])
+    assert got.token_count.tolist() == [4, 0, 1, 4]
+    cut = [min(4, len(tokenizer([t]).offset_mapping[0])) for t in shuffles]
+    means = [sum(b - a for a, b in tokenizer([t]).offset_mapping[0][:n]) / n for t, n in zip(shuffles, cut)]
+    np.testing.assert_allclose(got.order_gain, [means[0] - 10 / 4, math.nan, math.nan, means[1] - 5 / 4])
+    # Later tokens: "cks" (3) in Stocks; rally's first token only was read. "a bb": each word one token.
+    np.testing.assert_array_equal(got.spelling_surprise, [3 / 2, math.nan, 0.0, 0.0])
+    # Both rows cut at 4 tokens have no end read; "Wow" ends after its token 1.
+    np.testing.assert_array_equal(got.end_surprise, [math.nan, math.nan, 1.0, math.nan])
+    got = row_fluency("/no/model", ["a bb ccc", "Oil  "], FluencyParams())
+    np.testing.assert_array_equal(got.end_surprise, [5.0, 1.0])  # after "ccc", the 5th token; after "Oil" (not a space)
+
+
+def test_the_thresholds_rest_on_threshold_rows_of_u_r_drawing_more_only_when_the_scored_rows_are_fewer():
+    samples = {7: [f"row {i}" for i in range(10)], 8: [f"row {i}" for i in range(5, 15)]}  # 15 distinct texts
+    scored = {7: ["row 0", "row 1", "row 2"], 8: ["row 2", "row 9"]}  # 4 distinct
+    extra = threshold_texts(scored, samples, 9)
+    assert len(extra) == 5 and len(set(extra)) == 5 and not set(extra) & {"row 0", "row 1", "row 2", "row 9"}
+    assert set(extra) <= {f"row {i}" for i in range(15)} and threshold_texts(scored, samples, 9) == extra  # seeded
+    assert threshold_texts(scored, samples, 4) == [] and threshold_texts(scored, samples, None) == []
+    assert len(threshold_texts(scored, samples, 100)) == 11  # every other distinct U_r row, no more
 
 
 def test_the_nll_cache_keeps_finite_values_by_text_hash_across_instances(tmp_path):
     store = Store(str(tmp_path / "cache"))
     cache = NllCache(store)
-    assert cache.save(["a", "b", "c"], np.array([4.0, math.nan, 6.0]), np.array([3, 0, 5]),
-                      np.array([1.5, math.nan, math.nan])) == 2
-    assert cache.save(["a", "d"], np.array([9.0, 7.0]), np.array([1, 2]), np.array([0.0, 0.2])) == 1  # "a": kept
+
+    def scores(nll, counts, gain, spelling, end):
+        return RowScores(*(np.array(v, dtype=np.int64 if k == 1 else float)
+                           for k, v in enumerate((nll, counts, gain, spelling, end))))
+
+    assert cache.save(["a", "b", "c"], scores([4.0, math.nan, 6.0], [3, 0, 5], [1.5, math.nan, math.nan],
+                                              [0.5, math.nan, 0.0], [2.0, math.nan, math.nan])) == 2
+    assert cache.save(["a", "d"], scores([9.0, 7.0], [1, 2], [0.0, 0.2], [1.0, 1.1], [3.0, 4.0])) == 1  # "a": kept
     again = NllCache(store)
-    nll, counts, gain = again.lookup(["a", "b", "c", "d"])
-    np.testing.assert_array_equal(nll, [4.0, math.nan, 6.0, 7.0])
-    assert counts.tolist() == [3, 0, 5, 2]
-    np.testing.assert_array_equal(gain, [1.5, math.nan, math.nan, 0.2])  # "c" has no order: NaN, never 0
+    got = again.lookup(["a", "b", "c", "d"])
+    np.testing.assert_array_equal(got.token_nll, [4.0, math.nan, 6.0, 7.0])
+    assert got.token_count.tolist() == [3, 0, 5, 2]
+    np.testing.assert_array_equal(got.order_gain, [1.5, math.nan, math.nan, 0.2])  # "c" has no order: NaN, never 0
+    np.testing.assert_array_equal(got.spelling_surprise, [0.5, math.nan, 0.0, 1.1])
+    np.testing.assert_array_equal(got.end_surprise, [2.0, math.nan, math.nan, 4.0])
 
 
 def test_garbled_share_counts_scored_rows_per_seed_and_flags_above_its_limit():
@@ -171,6 +278,26 @@ def test_garbled_share_counts_scored_rows_per_seed_and_flags_above_its_limit():
     assert LIMITS["garbled_share"] == 0.40 and flags == {"clean": [], "shuffled": ["garbled_share"]}
 
 
+def test_the_finding_names_what_the_garbled_rows_showed_with_each_causes_share_over_seeds():
+    """Seed 1: 4 rows judged, 2 cut and 1 of them also misspelt; seed 2: 2 judged of 3 (one row has no
+    signal), 1 shuffled. Shares per seed, then their mean: cut (2/4 + 0) / 2 = 25%, misspelt 1/4 / 2 =
+    12.5% (shown 12%), shuffled (0 + 1/2) / 2 = 25%; ties by name."""
+    rows = pl.DataFrame({"dataset_id": ["c"] * 7 + ["d"] * 2, "seed": [1, 1, 1, 1, 2, 2, 2, 1, 1],
+                         "row_index": [0, 1, 2, 3, 0, 1, 2, 0, 1],
+                         "garbled": [True, True, False, False, True, False, None, False, False],
+                         "garbled_as": ["cut mid-sentence", "misspelt, cut mid-sentence", None, None, "shuffled", None,
+                                        None, None, None]})
+    table = findings(pl.DataFrame({"dataset_id": ["c", "d"], "proxy": ["fluency"] * 2, "rank": [2.0, 1.0]}), rows)
+    got = dict(table.select("dataset_id", "garbled_as").iter_rows())
+    assert got == {"c": "cut mid-sentence 25%, shuffled 25%, misspelt 12%", "d": None}
+    shares = dict(table.select("dataset_id", "garbled_share").iter_rows())
+    assert shares["c"] == pytest.approx((2 / 4 + 1 / 2) / 2) and shares["d"] == 0
+    row = {"dataset_id": "c", "garbled_share": 0.5, "garbled_as": got["c"], "flags": ["garbled_share"]}
+    assert finding_parts(row) == ["50% garbled rows (cut mid-sentence 25%, shuffled 25%, misspelt 12%) (limit 40%)"]
+    older = findings(pl.DataFrame({"dataset_id": ["c"], "proxy": ["fluency"], "rank": [1.0]}), rows.drop("garbled_as"))
+    assert older.get_column("garbled_as").to_list() == [None]  # a run before the causes: nothing named, no error
+
+
 def test_config_section_and_its_checks():
     base = {"name": "x", "output": "out", "real": {"path": "r.jsonl", "text": "text"},
             "candidates": {"path": "c", "text": "text"}, "proxies": ["fluency"]}
@@ -186,12 +313,13 @@ def test_config_section_and_its_checks():
 def test_damaged_copies_are_screened_out_below_their_source(tmp_path):
     """The bundled LM on real financial tweets, whose tickers and links give real rows a heavy tail of
     NLL: U_r and a clean candidate drawn from one pool, and copies of the candidate shuffled, noised
-    and cut. Each copy holds more garbled rows than the clean one, which is not flagged; the shuffled
-    and the noised copies are over the limit, so they are passed over and rank after every fluent
-    candidate in the ensemble (of mdm and mmd: fluency never votes), out of its best set, and the
-    verdict names the clean one. The NLL cache scores each distinct text once (with its shuffle); a
-    re-run reuses every result. 60 U_r rows: with 30 the 5th percentile of order gain moves enough
-    that a clean 12-row candidate is flagged about once in 50 draws (BENCHMARKS.md)."""
+    and cut after half their words. Each copy holds more garbled rows than the clean one, which is not
+    flagged; every copy is over the limit, so it is passed over and ranks after every fluent candidate
+    in the ensemble (of mdm and mmd: fluency never votes), out of its best set, and the verdict names
+    the clean one. Each flag names what its rows showed: shuffled, misspelt, cut mid-sentence. The NLL
+    cache scores each distinct text once (with its shuffle); a re-run reuses every result. 60 U_r rows:
+    with 30 a percentile this far out moves enough that a clean 12-row candidate is flagged in about 1
+    draw in 20 (BENCHMARKS.md)."""
     import synque_ray
     from synque_ray.verdict import verdict
     from tests._garble import cut_mid_sentence, noised_chars, real_headlines, shuffled_words
@@ -220,17 +348,20 @@ def test_damaged_copies_are_screened_out_below_their_source(tmp_path):
     shares = dict(table.select("dataset_id", "garbled_share").unique().iter_rows())
     assert all(shares[name] > shares["clean"] for name in ("shuffled", "noised", "cut")), shares
     flags = dict(table.select("dataset_id", "flags").unique("dataset_id").iter_rows())
-    assert flags["clean"] == [] and "garbled_share" in flags["shuffled"] and "garbled_share" in flags["noised"]
+    assert flags["clean"] == [] and all("garbled_share" in flags[name] for name in ("shuffled", "noised", "cut"))
     lead = {r["dataset_id"]: r for r in table.filter(pl.col("proxy") == "ensemble").iter_rows(named=True)}
-    fluent = [name for name in candidates if "garbled_share" not in flags[name]]
-    for name in ("shuffled", "noised"):
-        assert lead[name]["rank"] > max(lead[f]["rank"] for f in fluent) and not lead[name]["tied_with_best"]
-    assert "shuffled" not in verdict(table)[0] and "noised" not in verdict(table)[0]
+    for name in ("shuffled", "noised", "cut"):
+        assert lead[name]["rank"] > lead["clean"]["rank"] and not lead[name]["tied_with_best"]
+    assert verdict(table)[0].startswith("train on: clean")
+    seen = dict(table.select("dataset_id", "garbled_as").unique("dataset_id").iter_rows())
+    for name, cause in (("shuffled", "shuffled"), ("noised", "misspelt"), ("cut", "cut mid-sentence")):
+        assert seen[name].startswith(cause), seen  # the most frequent cause first
     assert result.info["ensemble"]["weights"].keys() == {"mdm", "mmd"}
     rows = result.row_scores
     assert rows is not None
     clean_rows = rows.filter(pl.col("dataset_id") == "clean")
-    assert clean_rows.select(pl.col("token_nll", "order_gain").null_count()).sum_horizontal().item() == 0
+    assert clean_rows.select(pl.col("token_nll", "order_gain", "spelling_surprise", "end_surprise").null_count()
+                             ).sum_horizontal().item() == 0
     # All U_r rows of both seeds were scored once (the two seeds draw the same 60), then 4 x 12 candidate rows.
     assert summary.counts["fluency_rows_scored"] == 60 + 4 * 12
     again = synque_ray.score(config).summary

@@ -18,6 +18,8 @@ from synque_ray.perplexity import (
     resampled_perplexity,
     resolve_model,
     summarise,
+    text_nll,
+    text_token_nll,
 )
 
 HEADLINES = [
@@ -90,6 +92,27 @@ def test_batching_and_padding_do_not_change_rows(base):
     one = perplexity(model, tokenizer, HEADLINES, PerplexityParams(eval_batch_size=1))
     padded = perplexity(model, tokenizer, HEADLINES, PerplexityParams(eval_batch_size=8))
     np.testing.assert_allclose(padded.row_nll, one.row_nll, rtol=1e-4)
+
+
+def test_each_tokens_nll_and_the_end_log_probability_match_a_hand_computation(base):
+    """Each row run alone through torch: token j's NLL is −log_softmax at the position before it, and the
+    end log-probability after token j is the log of the summed probability of the end ids there; the
+    batched loop (rows of unequal length, right-padded) gives the same, and text_nll is their sum."""
+    model, tokenizer = base
+    texts, end_ids = HEADLINES[:3], (0, 2, 198)
+    nll, end = text_token_nll(model, tokenizer, texts, "{text}", 24, 2, end_ids=end_ids)
+    assert end is not None
+    for text, row_nll, row_end in zip(texts, nll, end, strict=True):
+        body = tokenizer.encode(text, add_special_tokens=False)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([[tokenizer.bos_token_id, *body]])).logits[0], -1)
+        expected = [-logp[j, token].item() for j, token in enumerate(body)]
+        ends = [torch.logsumexp(logp[j + 1, list(end_ids)], 0).item() for j in range(len(body))]
+        np.testing.assert_allclose(row_nll, expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(row_end, ends, rtol=1e-4, atol=1e-5)
+    sums, counts = text_nll(model, tokenizer, texts, "{text}", 24, 2)
+    np.testing.assert_allclose(sums, [row.sum() for row in nll], rtol=1e-6)
+    assert counts.tolist() == [len(row) for row in nll]
 
 
 def test_template_tokens_are_not_scored(base):

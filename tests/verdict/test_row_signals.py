@@ -68,7 +68,8 @@ def test_row_schema_is_the_keys_then_the_declared_signals_in_their_committed_ord
                           "text_chars": pl.Int64}
     assert {s.name for proxy in REGISTRY.values() for s in proxy.signals} <= set(ROW_SIGNALS)
     # joined on by the fluency and LENS stages
-    assert set(ROW_SIGNALS) - set(ROW_SCHEMA) == {"token_nll", "order_gain", "garbled", "lens_p_real"}
+    assert set(ROW_SIGNALS) - set(ROW_SCHEMA) == {"token_nll", "order_gain", "spelling_surprise", "end_surprise",
+                                                  "garbled", "garbled_as", "lens_p_real"}
 
 
 def test_a_signal_declared_twice_is_refused():
@@ -86,7 +87,7 @@ def test_the_report_titles_and_shows_the_declared_signals():
 
 def test_select_takes_only_declared_rule_signals():
     assert RULE_SIGNALS == ("p_synthetic", "nearest_real_distance", "copies_real", "copies_eval", "text_chars",
-                            "token_nll", "order_gain", "garbled", "lens_p_real")
+                            "token_nll", "order_gain", "spelling_surprise", "end_surprise", "garbled", "lens_p_real")
     rows = pl.DataFrame({"dataset_id": ["c"], "seed": [42], "row_index": [0], "p_synthetic": [0.4],
                          "copies_real": [False], "mystery": [3.0], "duplicate_group": [-1]})
     _check_rules(Rules((parse_drop_rule("p_synthetic>0.5"), parse_drop_rule("copies_real"))), rows, "rows.parquet")

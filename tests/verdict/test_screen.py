@@ -8,7 +8,7 @@ import pytest
 
 from synque_ray.config import DEFAULT_PROXIES, parse_config
 from synque_ray.findings import LIMITS, SCREENS, add_findings, demoted, flagged_lines, passed_over
-from synque_ray.fluency import fluency_score, gain_threshold
+from synque_ray.fluency import fluency_score, thresholds
 from synque_ray.reduce import add_ensemble, ensemble_weights, lead_proxy, rank
 from synque_ray.verdict import choose, verdict
 
@@ -28,8 +28,10 @@ def scores_of(means: dict[str, dict[str, float]], seeds=(1, 2, 3), spread=0.05, 
 
 
 def garbled_rows(dataset_id: str, garbled: list[bool], seeds=(1, 2)) -> pl.DataFrame:
+    """The fluency stage's rows of a candidate: each garbled row seen as shuffled."""
     return pl.concat(pl.DataFrame({"dataset_id": dataset_id, "seed": s, "row_index": list(range(len(garbled))),
-                                   "garbled": garbled}) for s in seeds)
+                                   "garbled": garbled, "garbled_as": ["shuffled" if g else None for g in garbled]},
+                                  schema_overrides={"garbled_as": pl.Utf8}) for s in seeds)
 
 
 def test_the_screen_never_votes_and_a_candidate_without_it_is_still_in_the_ensemble():
@@ -106,15 +108,15 @@ def test_the_verdict_names_the_fluent_candidate_and_says_why_the_garbled_one_is_
     assert lines[0].startswith("train on: good (rank 1 under 2 of 2 proxies")  # mdm and pad; not the screen
     assert lines[1].startswith("next: ok (rank 2") and not any("shuf" in line for line in lines)
     assert flagged_lines(table) == [
-        "flagged: shuf: 62% garbled rows (order gain below U_r's 5th percentile) (limit 40%)"]
+        "flagged: shuf: 62% garbled rows (shuffled 62%) (limit 40%)"]
     assert choose(table).passed == {"shuf": ["garbled_share"]}
     # A table ranked before demotion existed (shuf first): the verdict still passes it over, and says why.
     old = add_findings(ranking_table({"ensemble": ["shuf", "good", "ok"], "mdm": ["shuf", "good", "ok"]}), rows)
     lines = verdict(old)
     assert lines[0].startswith("train on: good (rank 2, the best of the candidates not passed over")
-    assert lines[1] == ("passed over: shuf (rank 1): 62% garbled rows (order gain below U_r's 5th percentile), over "
-                        "the 40% limit; its rows read as shuffled, garbled or cut text, which the embedding proxies "
-                        "barely see, so it ranks after every candidate that does not")
+    assert lines[1] == ("passed over: shuf (rank 1): 62% garbled rows (shuffled 62%), over the 40% limit; its rows "
+                        "read as shuffled, misspelt or cut text, which the embedding proxies barely see, so it ranks "
+                        "after every candidate that does not")
     alone = add_findings(ranking_table({"ensemble": ["shuf"], "mdm": ["shuf"]}), rows.filter(pl.col("dataset_id") ==
                                                                                            "shuf"))
     assert verdict(alone)[0] == "train on: nothing: every ranked candidate is passed over"
@@ -135,6 +137,12 @@ def heavy_tailed_domain(n: int, rng: np.random.Generator) -> tuple[np.ndarray, n
     return rng.normal(6.5, 0.7, n) + 3.0 * tail, rng.normal(1.4, 0.35, n)
 
 
+def gain_only(gain: np.ndarray) -> dict[str, np.ndarray]:
+    """The fluency screen's judging signals of rows whose order gain alone is known."""
+    unknown = np.full(len(gain), np.nan)
+    return {"order_gain": gain, "spelling_surprise": unknown, "end_surprise": unknown}
+
+
 def test_a_shuffled_copy_in_a_heavy_tailed_domain_is_caught_by_its_order_gain_where_its_nll_is_not():
     """Truth by construction: a shuffled copy's rows are about 1.2 nats less likely than their source
     and keep an order gain of about 0.15 (nothing left to lose). The rule of the NLL alone (above
@@ -150,10 +158,12 @@ def test_a_shuffled_copy_in_a_heavy_tailed_domain_is_caught_by_its_order_gain_wh
         source, _ = heavy_tailed_domain(16, rng)
         shuffled, shuffled_gain = source + rng.normal(1.2, 0.5, 16), rng.normal(0.15, 0.3, 16)
         by_nll.append(np.mean(shuffled > np.percentile(real, 95)))
-        below = gain_threshold(real_gain, 5)
-        by_gain.append(np.mean(fluency_score(shuffled, real, shuffled_gain, below, 2, rng).garbled.astype(bool)))
+        limits = thresholds(gain_only(real_gain), 5)
+        by_gain.append(np.mean(fluency_score(shuffled, real, gain_only(shuffled_gain), limits, 2,
+                                             rng).garbled.astype(bool)))
         clean_nll, clean_gain = heavy_tailed_domain(16, rng)
-        clean.append(np.mean(fluency_score(clean_nll, real, clean_gain, below, 2, rng).garbled.astype(bool)))
+        clean.append(np.mean(fluency_score(clean_nll, real, gain_only(clean_gain), limits, 2,
+                                           rng).garbled.astype(bool)))
     assert np.mean(np.array(by_nll) > limit) < 0.5
     assert np.mean(by_gain) > 0.8 and min(by_gain) > limit
     assert max(clean) <= limit
