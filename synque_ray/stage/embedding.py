@@ -23,9 +23,9 @@ from synque_ray.stage.base import (Commit, Committed, Fail, Job, Stage, StageOut
                                    real_hashes)
 from synque_ray.storage import Store
 
-RESULT_VERSION = 5  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
+RESULT_VERSION = 6  # bumped when what a committed result holds changes (2: replicates, errors, row signals;
 #                   3: copies_real, text_chars; 4: copies_real's lexical rule, copies_eval;
-#                   5: MAUVE's replicates, MDM on blocks)
+#                   5: MAUVE's replicates, MDM on blocks; 6: density's and MDM's replicates)
 
 
 def task_spec(config) -> TaskSpec:
