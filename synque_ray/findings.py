@@ -272,12 +272,24 @@ def over_limit(row: dict) -> list[str]:
     return sorted(flags, key=lambda f: (-row[f] / LIMITS[f] if LIMITS[f] > 0 else -float("inf"), f))
 
 
+# A share -> the finding column that says what its rows showed (read beside the share, never flagged).
+SHARE_DETAILS = {"garbled_share": "garbled_as"}
+
+
+def share_detail(row: dict, name: str) -> str | None:
+    """What the rows behind one share of a candidate (a row of `per_candidate`) showed, from its
+    `SHARE_DETAILS` column ("cut mid-sentence 50%, shuffled 12%"); None where the share has none."""
+    return row.get(SHARE_DETAILS[name]) if name in SHARE_DETAILS else None
+
+
 def share_text(row: dict, name: str) -> str:
-    """One finding of a candidate (a row of `per_candidate`) in words: its share and name, and for
-    `garbled_share` what the rows showed ("62% garbled rows (cut mid-sentence 50%, shuffled 12%)")."""
+    """One finding of a candidate (a row of `per_candidate`) in words: its share and name, and what
+    the rows showed where the share says (`share_detail`: "62% garbled rows (cut mid-sentence 50%,
+    shuffled 12%)")."""
     said = f"{percent(row[name])} {SHARE_NAMES.get(name, name)}" if row.get(name) is not None else SHARE_NAMES.get(
         name, name)
-    return f"{said} ({row['garbled_as']})" if name == "garbled_share" and row.get("garbled_as") else said
+    detail = share_detail(row, name)
+    return f"{said} ({detail})" if detail else said
 
 
 def finding_parts(row: dict) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
 
-from synque_ray.findings import DEMOTED, LIMITS, SHARES, leak_flags, percent
+from synque_ray.findings import DEMOTED, LIMITS, SHARES, leak_flags, percent, share_detail
 from synque_ray.rowschema import SIGNAL_TITLES
 from synque_ray.report.view import CandidateView, RankingView
 from synque_ray.verdict import level_text
@@ -89,8 +89,7 @@ def finding_cells(findings: dict | None) -> str:
     for name in SHARES:
         value = findings.get(name)
         css, title = ("flag", f"over the {LIMITS[name]:.0%} limit") if name in flags else ("", "")
-        if name == "garbled_share" and findings.get("garbled_as"):  # what the garbled rows showed
-            title = "; ".join(part for part in (title, findings["garbled_as"]) if part)
+        title = "; ".join(part for part in (title, share_detail(findings, name)) if part)  # what the rows showed
         cells.append(_cell("–" if value is None else percent(value), "" if value is None else value, css, title))
     proxy, gap = findings.get("disagreeing_proxy"), findings.get("proxy_disagreement")
     text = ("–" if proxy is None else "all agree" if gap == 0 else
