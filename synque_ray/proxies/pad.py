@@ -242,18 +242,18 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     rng = np.random.default_rng(seed)
     from threadpoolctl import threadpool_limits  # sklearn's own dependency
 
+    gate = gate_rate if support_gate else None  # the models' gate: None reads no support
     # One BLAS/OpenMP thread: the fits are small (2 × train_rows rows), and threads cost more than
     # they save there: 57 vs 6 ms of CPU per 48-row fit on the loaded 2-core machine (BENCHMARKS.md).
     with threadpool_limits(1):
         for train, test in splits:
             if train_rows is None:
-                predicted = _fit_predict(features, labels, weights, train, test, classifier, seed,
-                                         gate_rate if support_gate else None)
+                predicted = _fit_predict(features, labels, weights, train, test, classifier, seed, gate)
                 share = float(np.average(labels[train], weights=weights[train]))
                 probability[test] = balanced_probability(predicted, share) if balanced else predicted
                 continue
             probability[test] = _fixed_size_fold(features, labels, weights, train, test, classifier, seed, train_rows,
-                                                 rng, gate_rate if support_gate else None)
+                                                 rng, gate)
     return probability, labels
 
 
