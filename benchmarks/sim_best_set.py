@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ranki
 from test_best_set import difference_se, simulated_arrays, unequal_sizes  # the tests' generator
 
 from synque_ray.proxies import REGISTRY
-from synque_ray.reduce import _point_matrix, _replicate_cube, add_ensemble, best_set, rank, seed_variances
+from synque_ray.reduce import _point_matrix, _replicate_cube, add_ensemble, best_set, pair_standard_errors, rank
 from synque_ray.proxy_task import TaskSpec, score_pair
 
 LEVEL = 0.9
@@ -142,12 +142,19 @@ def score_candidates(candidates: dict[str, np.ndarray], reals: dict[int, np.ndar
 
 
 def cached_run(k: int, run: int, seeds: int, rng: np.random.Generator, cache: Path | None,
-               rescore: frozenset[str], only: frozenset[str] | None = None) -> pl.DataFrame:
+               rescore: frozenset[str], only: frozenset[str] | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
     """The results table of run `run` (`drawn_run`'s data scored by every proxy), read from `cache` when
     an earlier invocation stored it, with the proxies in `rescore` scored again by the code as it is now:
     a change to one proxy is measured on the same runs without paying for the others again. `only`:
-    score just these proxies (nothing read or stored)."""
+    score just these proxies (nothing read or stored). Returned with each candidate's rows, which
+    `reduce.rank` reads as the pipeline gives them."""
     candidates, reals = drawn_run(k, seeds, rng)
+    sizes = {name: len(rows) for name, rows in candidates.items()}
+    return _scored(k, run, candidates, reals, cache, rescore, only), sizes
+
+
+def _scored(k: int, run: int, candidates: dict[str, np.ndarray], reals: dict[int, np.ndarray], cache: Path | None,
+            rescore: frozenset[str], only: frozenset[str] | None) -> pl.DataFrame:
     if only is not None:
         return score_candidates(candidates, reals, only)
     path = None if cache is None else cache / f"k{k}-run{run:03d}.parquet"
@@ -164,20 +171,15 @@ def cached_run(k: int, run: int, seeds: int, rng: np.random.Generator, cache: Pa
                       score_candidates(candidates, reals, rescore).select(table.columns)])
 
 
-def studentised_gaps(table: pl.DataFrame, seeds: int) -> dict[str, np.ndarray]:
+def studentised_gaps(table: pl.DataFrame, seeds: int, rows: dict[str, int]) -> dict[str, np.ndarray]:
     """Per proxy, the differences of every pair's seed means over the standard error `reduce.best_set`
-    gives them (seed part plus replicate part). Among truly tied candidates their sd is 1 when the
+    gives them (`reduce.pair_standard_errors`). Among truly tied candidates their sd is 1 when the
     standard errors are right; above 1 the set breaks ties more often than its level says."""
     out = {}
     for (proxy,), group in table.filter(pl.col("seed") < seeds).group_by(["proxy"]):
         ids, seed_list = sorted(group["dataset_id"].unique().to_list()), list(range(seeds))
         points, cube = _point_matrix(group, ids, seed_list), _replicate_cube(group, ids, seed_list, 200)
-        variances = seed_variances(points)
-        noise = (cube - points[:, :, None]).mean(axis=1)
-        spread = noise - noise.mean(axis=1, keepdims=True)
-        covariance = spread @ spread.T / spread.shape[1]
-        replicate_var = np.diag(covariance)[:, None] + np.diag(covariance)[None, :] - 2 * covariance
-        se = np.sqrt((variances[:, None] + variances[None, :]) / seeds + replicate_var)
+        se = pair_standard_errors(points, cube, np.array([rows[name] for name in ids]))
         mean = points.mean(axis=1)
         upper = np.triu_indices(len(ids), 1)
         with np.errstate(divide="ignore", invalid="ignore"):  # two equal values without spread: no gap, left out
@@ -193,12 +195,12 @@ def part_two(runs: int, k: int, seed_counts: tuple[int, ...] = (2, 3, 5), cache:
     gaps: dict[tuple[str, int], list[np.ndarray]] = {}
     started = time.perf_counter()
     for run in range(runs):
-        table = cached_run(k, run, max(seed_counts), rng, cache, rescore, only)
+        table, rows = cached_run(k, run, max(seed_counts), rng, cache, rescore, only)
         for seeds in seed_counts:
             scores = add_ensemble(table.filter(pl.col("seed") < seeds))
-            for (proxy,), group in rank(scores, level=LEVEL, seed=run).group_by(["proxy"]):
+            for (proxy,), group in rank(scores, level=LEVEL, seed=run, rows=rows).group_by(["proxy"]):
                 kept.setdefault((str(proxy), seeds), []).append(int(group["tied_with_best"].sum()))
-            for proxy, z in studentised_gaps(scores, seeds).items():
+            for proxy, z in studentised_gaps(scores, seeds, rows).items():
                 gaps.setdefault((proxy, seeds), []).append(z)
         print(f"k={k}: run {run + 1}/{runs} done at {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     proxies = sorted({p for p, _ in kept} - {"ensemble"}) + (["ensemble"] if ("ensemble", 2) in kept else [])

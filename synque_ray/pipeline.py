@@ -319,7 +319,8 @@ def reduce_outcomes(outcomes: list[StageOutcome], candidates: list[RowSet], seed
     tables = {
         SCORES_FILE: with_ensemble.select(list(SCORE_SCHEMA)).sort(["proxy", "dataset_id", "seed"]),
         RANKINGS_FILE: add_findings(rank(with_ensemble, level=ranking.level, top=ranking.top,
-                                         passed_over=passed, demoted=demoted(passed)),
+                                         passed_over=passed, demoted=demoted(passed),
+                                         rows={c.name: c.size for c in candidates} or None),
                                     row_scores, identical_candidates(candidates)),
         ROW_SCORES_FILE: row_scores,
         **{name: table for o in outcomes for name, table in o.tables.items()},

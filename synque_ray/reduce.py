@@ -17,7 +17,7 @@ cannot drag the ensemble below the proxies that agree.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import polars as pl
@@ -403,6 +403,19 @@ def seed_variances(points: np.ndarray) -> np.ndarray:
     n, seeds = points.shape[-2:]
     if seeds < 2:
         return np.zeros(points.shape[:-1])
+    fitted = own_variances(points)
+    if n < 3:
+        return fitted
+    total = fitted.sum(axis=-1, keepdims=True)
+    return np.maximum(fitted, VARIANCE_FLOOR * total / n)
+
+
+def own_variances(points: np.ndarray) -> np.ndarray:
+    """Shape (..., candidates): the least-squares fit of v[i] + v[j] to the variance, over the last
+    axis of points (..., candidates, draws), of every paired difference j − i, so what moves every
+    candidate alike in a draw cancels (`seed_variances`, before its floor). Unbiased with 3 or more
+    candidates; with 2 the sum is split evenly."""
+    n, seeds = points.shape[-2:]
     centred = points - points.mean(axis=-1, keepdims=True)
     squares = (centred**2).sum(axis=-1)  # (..., n)
     # sum over j of the squared paired deviations: n * a_i + sum(a) - 2 c_i . sum_j c_j (j = i adds 0)
@@ -411,11 +424,37 @@ def seed_variances(points: np.ndarray) -> np.ndarray:
     if n < 3:
         return partners / 2.0
     total = partners.sum(axis=-1, keepdims=True) / 2.0 / (n - 1)  # estimates sum(v)
-    return np.maximum((partners - total) / (n - 2), VARIANCE_FLOOR * total / n)
+    return (partners - total) / (n - 2)
+
+
+REPLICATE_FLOOR = 0.75  # the least a candidate's own replicate variance is taken to be, as a share of its size's fit
+
+
+def replicate_floors(own: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Shape (candidates,): the least each candidate's own replicate variance is taken to be, from
+    `own` (candidates,), the variances `own_variances` reads off the replicates, and `rows`
+    (candidates,), the rows each candidate has: `REPLICATE_FLOOR` times the variance a candidate of
+    its size has on the run's fit of log variance on log rows (slope held within [-1, 0]: a
+    proxy's error shrinks with rows, at most as fast as a mean's). 0 with fewer than 3 candidates
+    whose replicates vary: there is no fit to lean on.
+
+    Why: a candidate's replicate variance is itself an estimate, and a noisy one where a proxy's
+    error rests on a few odd rows (MDM's jackknife at 45 rows ranges from a quarter to twice the
+    truth, like a variance with 4 to 5 degrees of freedom). An underestimate makes the candidate's
+    differences look certain, and a true tie is broken; the fit pools every candidate's estimate, so
+    none is believed much steadier than the others of its size. Raising a variance only widens the
+    set: the price is power, never the guarantee."""
+    own, rows = np.asarray(own, dtype=float), np.asarray(rows, dtype=float)
+    varies = own > 0
+    if varies.sum() < 3:
+        return np.zeros(len(own))
+    x, y = np.log(rows[varies]), np.log(own[varies])
+    slope = float(np.clip(np.polyfit(x, y, 1)[0], -1.0, 0.0)) if np.ptp(x) > 0 else 0.0
+    return REPLICATE_FLOOR * np.exp(np.mean(y - slope * x) + slope * np.log(rows))
 
 
 def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.Generator,
-             draws: int = BEST_SET_DRAWS) -> np.ndarray:
+             draws: int = BEST_SET_DRAWS, rows: np.ndarray | None = None) -> np.ndarray:
     """Shape (candidates,) bool: a confidence set for the best candidate(s) by mean score over seeds.
 
     points (candidates, seeds): the score of each seed; cube (candidates, seeds, resamples): the
@@ -442,19 +481,20 @@ def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.
     the seeds instead breaks at few seeds: with 3, one draw in 9 repeats a single seed and has no
     spread at all, which made c huge and kept clearly worse candidates in the set.
     With 2 seeds each v rests on one degree of freedom: a tie is still kept, but only a large lead
-    leaves the others out. A difference that never varies is exact. The point leader never leaves:
-    the set is never empty."""
+    leaves the others out. The replicate part is an estimate too: each candidate's own replicate
+    variance is raised to `replicate_floors` of the run (from `rows`, the rows of each candidate;
+    None: all one size) where it reads lower, and the draws add that much independent error.
+    A difference that never varies is exact. The point leader never leaves: the set is never empty."""
     n, seeds, resamples = cube.shape
     mean = points.mean(axis=1)
     variances = seed_variances(points)  # (n,)
-    noise = (cube - points[:, :, None]).mean(axis=1)  # (n, resamples): the replicates' error of each mean
-    spread = noise - noise.mean(axis=1, keepdims=True)
-    covariance = spread @ spread.T / resamples
-    replicate_var = np.diag(covariance)[:, None] + np.diag(covariance)[None, :] - 2 * covariance  # [j, i]
-    se = np.sqrt(np.clip((variances[:, None] + variances[None, :]) / seeds + replicate_var, 0.0, None))
+    spread, extra, replicate_var = _replicate_parts(points, cube, rows)
+    se = pair_standard_errors(points, cube, rows)
     simulated = rng.standard_normal((draws, n, seeds)) * np.sqrt(variances)[None, :, None]
     draw_variances = seed_variances(simulated).T  # (n, draws)
     draw_errors = simulated.mean(axis=2).T + spread[:, np.arange(draws) % resamples]  # (n, draws)
+    # the floors' part of each error, from a child stream: rng's own draws stay what they were without it
+    draw_errors += rng.spawn(1)[0].standard_normal((n, draws)) * np.sqrt(extra)[:, None]
     worst = np.full((n, draws), -np.inf)  # [i, b]: the largest studentised error of the pairs (·, i) in draw b
     beaten = np.full((n, n), -np.inf)  # [i, j]: by how many standard errors j beats i
     for i in range(n):
@@ -476,6 +516,31 @@ def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.
         inside &= ~out
 
 
+def _replicate_parts(points: np.ndarray, cube: np.ndarray, rows: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spread, extra, replicate_var) of `best_set`: spread (candidates, resamples), the replicates'
+    error of each seed mean, centred; extra (candidates,), what `replicate_floors` adds to each
+    candidate's own replicate variance; replicate_var (candidates, candidates), [j, i] the replicate
+    variance of the difference j − i with both extras."""
+    n, _, resamples = cube.shape
+    noise = (cube - points[:, :, None]).mean(axis=1)
+    spread = noise - noise.mean(axis=1, keepdims=True)
+    covariance = spread @ spread.T / resamples
+    own = own_variances(spread) * (resamples - 1) / resamples  # on the scale of covariance
+    extra = np.clip(replicate_floors(own, np.ones(n) if rows is None else rows) - own, 0.0, None)
+    diagonal = np.diag(covariance)
+    return spread, extra, diagonal[:, None] + diagonal[None, :] - 2 * covariance + extra[:, None] + extra[None, :]
+
+
+def pair_standard_errors(points: np.ndarray, cube: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Shape (candidates, candidates): [j, i] the standard error `best_set` gives the difference of
+    the seed means j − i (seed part plus replicate part, floors included), from points (candidates,
+    seeds), cube (candidates, seeds, resamples) and the candidates' rows."""
+    variances = seed_variances(points)
+    replicate_var = _replicate_parts(points, cube, rows)[2]
+    return np.sqrt(np.clip((variances[:, None] + variances[None, :]) / points.shape[1] + replicate_var, 0.0, None))
+
+
 def _point_matrix(scores: pl.DataFrame, ids: list[str], seeds: list[int]) -> np.ndarray:
     """Shape (candidates, seeds): each (candidate, seed)'s score; every pair is present."""
     wide = scores.pivot(on="seed", index="dataset_id", values="score").sort("dataset_id")
@@ -492,7 +557,8 @@ def _sunk(values: np.ndarray, sunk: np.ndarray) -> np.ndarray:
 
 
 def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: int,
-                passed_over: frozenset[str] = frozenset(), demoted: frozenset[str] = frozenset()) -> pl.DataFrame:
+                passed_over: frozenset[str] = frozenset(), demoted: frozenset[str] = frozenset(),
+                rows: Mapping[str, int] | None = None) -> pl.DataFrame:
     """One proxy's rows of the ranking table: candidates that have every seed, with intervals, the
     best set (of the candidates not `passed_over`) and the shares of draws at rank 1 / in the top
     `top`, all from one set of draws; the `demoted` rank after every other candidate in every draw
@@ -514,8 +580,11 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
     eligible = np.array([d not in passed_over for d in ids], dtype=bool)
     tied = np.zeros(len(ids), dtype=bool)
     if eligible.any():
+        sizes = None  # the rows of each candidate, where every one is known
+        if rows is not None and all(d in rows for d in ids):
+            sizes = np.array([rows[d] for d in ids])[eligible]
         tied[eligible] = best_set(_point_matrix(complete, ids, seeds)[eligible], cube[eligible], level,
-                                  np.random.default_rng([seed, 1]))
+                                  np.random.default_rng([seed, 1]), rows=sizes)
     return summary.with_columns(
         pl.lit(proxy).alias("proxy"), pl.Series("rank", point),
         pl.Series("rank_low", np.minimum(low, point)), pl.Series("rank_high", np.maximum(high, point)),
@@ -525,7 +594,8 @@ def _rank_proxy(scores: pl.DataFrame, proxy: str, level: float, seed: int, top: 
 
 
 def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEFAULT_TOP,
-         passed_over: Collection[str] = (), demoted: Collection[str] = ()) -> pl.DataFrame:
+         passed_over: Collection[str] = (), demoted: Collection[str] = (),
+         rows: Mapping[str, int] | None = None) -> pl.DataFrame:
     """Mean and (population) std of the score over seeds, rank 1 = best within a proxy, a `level`
     rank interval, membership of the `level` best set (`tied_with_best`, see `best_set`) and the
     shares of draws at rank 1 (`p_best`) and in the `top` best (`p_top`). A candidate missing a
@@ -533,10 +603,12 @@ def rank(scores: pl.DataFrame, level: float = 0.9, seed: int = 0, top: int = DEF
     sample, or read as garbled: `findings.passed_over`) are never in the best set, which is then the
     best set of the others. Those also `demoted` (`findings.demoted`: the ensemble's proxies cannot
     see what is wrong with them) rank after every other candidate in the lead ranking (`lead_proxy`)
-    and keep their own rank under each proxy; the others passed over keep their rank everywhere."""
+    and keep their own rank under each proxy; the others passed over keep their rank everywhere.
+    `rows`: each candidate's rows (dataset_id -> rows scored), which `best_set` reads to pool the
+    candidates' replicate variances by size; without it every candidate is taken to be one size."""
     lead = lead_proxy(scores) if scores.height else None
     parts = [_rank_proxy(group, proxy, level, seed, top, frozenset(passed_over) | frozenset(demoted),
-                         frozenset(demoted) if proxy == lead else frozenset())
+                         frozenset(demoted) if proxy == lead else frozenset(), rows)
              for (proxy,), group in scores.group_by(["proxy"], maintain_order=True)]
     table = pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Utf8 for c in RANKING_COLUMNS})
     return table.select(RANKING_COLUMNS).sort(["proxy", "rank", "dataset_id"])

@@ -14,11 +14,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import linregress
 
 from synque_ray.reduce import (
     best_set,
     bootstrap_means,
     rank,
+    replicate_floors,
     seed_variances,
     top_shares,
 )
@@ -191,6 +193,49 @@ def test_seed_variances_are_unbiased_for_unequal_candidates():
     truth = np.array([0.8, 1.0, 1.0, 1.2, 1.5, 2.0])  # none near the floor (a quarter of the mean)
     draws = rng.normal(size=(4000, 6, 10)) * np.sqrt(truth)[None, :, None] + rng.normal(size=(4000, 1, 10))
     assert seed_variances(draws).mean(axis=0) == pytest.approx(truth, rel=0.05)
+
+
+def candidate_only_tie(k: int, rng: np.random.Generator, df: float, seeds: int = 3
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, cube, rows) of k tied candidates of 40-300 rows under a proxy that never reads U_r (MDM):
+    every seed gives the same score, off the truth by N(0, 1/rows); the replicates are normal with a
+    variance that is itself an estimate, the truth times chi²(df)/df (MDM's jackknife at 45 rows
+    spreads like df 4-5)."""
+    rows = rng.integers(40, 301, size=k)
+    sd = np.sqrt(1.0 / rows)
+    points = np.repeat(rng.normal(0.0, sd)[:, None], seeds, axis=1)
+    draws = rng.standard_normal((k, RESAMPLES))
+    draws = (draws - draws.mean(axis=1, keepdims=True)) / draws.std(axis=1, keepdims=True)
+    estimated = sd * np.sqrt(rng.chisquare(df, size=k) / df)
+    return points, points[:, :, None] + (estimated[:, None] * draws)[:, None, :], rows
+
+
+def test_a_tie_is_kept_when_the_replicate_variances_are_noisy():
+    # 12 tied candidates of a candidate-only proxy whose replicate variances are noisy estimates: an
+    # underestimated one looked certain and broke the tie. Before each candidate's replicate variance was
+    # floored at 0.75 of the run's fit for its size, the set held all 12 in 63% of 200 runs.
+    rng = np.random.default_rng(12)
+    runs = 200
+    whole = sum(best_set(points, cube, 0.9, np.random.default_rng(run), rows=rows).all()
+                for run, (points, cube, rows) in enumerate(candidate_only_tie(12, rng, df=5) for _ in range(runs)))
+    assert whole >= 0.72 * runs, f"all 12 tied candidates in the best set in only {whole} of {runs} runs"
+
+
+def test_replicate_floors_follow_the_runs_fit_of_variance_on_rows():
+    rows = np.array([40, 80, 160, 320])
+    # variances ∝ 1 / rows, one of them underestimated: independent fit by scipy's linregress on the logs
+    own = np.array([1 / 40, 1 / 80 * 0.3, 1 / 160, 1 / 320])
+    fit = linregress(np.log(rows), np.log(own))
+    assert replicate_floors(own, rows) == pytest.approx(0.75 * np.exp(fit.intercept + fit.slope * np.log(rows)))
+    # falling faster than a mean's 1 / rows is read as slope -1; rising with rows as slope 0 (size-free)
+    steep = 1.0 / rows.astype(float) ** 2
+    assert replicate_floors(steep, rows) == pytest.approx(0.75 * np.exp(np.mean(np.log(steep * rows))) / rows)
+    rising = rows / 100.0
+    assert replicate_floors(rising, rows) == pytest.approx([0.75 * np.exp(np.mean(np.log(rising)))] * 4)
+    # fewer than three candidates whose replicates vary: no fit, no floor
+    assert replicate_floors(np.array([0.0, 0.0, 1.0, 2.0]), rows).tolist() == [0.0] * 4
+    # the floor only raises: a tie's underestimated candidate gets it, the others keep their own variance
+    assert (replicate_floors(own, rows) > own).tolist() == [False, True, False, False]
 
 
 def test_top_shares_split_ties():
