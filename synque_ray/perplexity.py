@@ -211,16 +211,17 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def load(model_path: str, device: str | None = None):
-    """(model in float32, in eval mode, on `device`; tokenizer) from a Hugging Face folder; the
-    bundled folder is stored in bfloat16, too coarse for small fine-tuning updates. `device`
-    None: the GPU when this process sees one (a Ray task given `num_gpus`), else the CPU."""
+def load(model_path: str, device: str | None = None, dtype: str = "float32"):
+    """(model in `dtype`, in eval mode, on `device`; tokenizer) from a Hugging Face folder. float32 by
+    default: the bundled folder is stored in bfloat16, too coarse for small fine-tuning updates (a
+    model only read, as the fluency screen's, may stay in bfloat16). `device` None: the GPU when
+    this process sees one (a Ray task given `num_gpus`), else the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
     return model.to(device).eval(), tokenizer
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from synque_ray.fluency import (CAUSES, GARBLED, GARBLED_AS, SIGNALS, FluencyParams, RowScores, fluency_score, has_text,
-                                resolve_model, row_fluency, thresholds)
+                                resolve_dtype, resolve_model, row_fluency, thresholds)
 from synque_ray.reading import RowSet, row_hashes, seeded_indices
 from synque_ray.stage.base import Commit, Committed, Fail, Job, StageOutcome, StageSpec, digest, real_hashes
 from synque_ray.stage.tasks import TaskStage
@@ -144,10 +144,13 @@ class FluencyStage(TaskStage):
     def __init__(self, params: FluencyParams, real: dict[int, RowSet], cache: Store, resamples: int, cpus: float,
                  gpus: float, retries: int, progress: bool = False):
         super().__init__()
+        # once: the number format the tasks load the LM in, keyed with the results and the NLL cache
+        params = params.model_copy(update={"dtype": resolve_dtype(params.dtype, gpus)})
         self.params, self.real, self.resamples, self.progress = params, real, resamples, progress
         self.model_path, model_id = resolve_model(params)  # once: a missing model stops the job here
         self.models = {"fluency": model_id}
-        nll_key = digest({"model": model_id, "max_length": params.max_length, "version": NLL_VERSION})
+        nll_key = digest({"model": model_id, "max_length": params.max_length, "dtype": params.dtype,
+                          "version": NLL_VERSION})
         self.cache_store = cache.child(f"fluency/{nll_key}")
         self.num_cpus, self.num_gpus, self.retries = cpus, gpus, retries
         self.threads = max(1, int(cpus))

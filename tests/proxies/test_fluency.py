@@ -21,7 +21,10 @@ from synque_ray.fluency import (
     fluency_score,
     garbled_rows,
     letter_words,
+    native_bfloat16,
     resampled_energy,
+    resolve_dtype,
+    resolve_model,
     row_fluency,
     shuffled_text,
     spelling_surprise,
@@ -213,7 +216,7 @@ def test_row_fluency_reads_gain_spelling_and_end_from_one_batch_of_rows_and_shuf
                 [-np.arange(1.0, len(s[:max_length]) + 1) for s in spans])
 
     monkeypatch.setattr("synque_ray.fluency.text_token_nll", fake)
-    monkeypatch.setattr("synque_ray.fluency._model", lambda path: (None, tokenizer))
+    monkeypatch.setattr("synque_ray.fluency._model", lambda path, dtype: (None, tokenizer))
     monkeypatch.setattr("synque_ray.fluency.end_tokens", lambda path: (0, 7))
     texts = ["Stocks rally ", "", "Wow", "a bb ccc"]
     got = row_fluency("/no/model", texts, FluencyParams(max_length=4))
@@ -307,6 +310,51 @@ def test_config_section_and_its_checks():
         parse_config({**base, "fluency": {"max_rows": 1}})
     with pytest.raises(Exception, match="fluency.percentile"):
         parse_config({**base, "fluency": {"percentile": 50}})
+
+
+def test_bfloat16_is_chosen_where_the_lm_computes_in_it_and_any_explicit_format_is_kept():
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512vl\n"
+    assert native_bfloat16(flags) and native_bfloat16("flags : fpu amx_bf16 amx_tile\n")
+    assert not native_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")  # AVX-512 alone emulates it
+    assert not native_bfloat16("model name : Apple M2\n")
+    assert resolve_dtype("float32", gpus=1) == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    assert resolve_dtype("auto", gpus=1) == "bfloat16"  # a GPU computes in it
+    with pytest.raises(Exception, match="fluency.dtype"):
+        parse_config({"name": "x", "output": "out", "real": {"path": "r.jsonl", "text": "text"},
+                      "candidates": {"path": "c", "text": "text"}, "proxies": ["fluency"],
+                      "fluency": {"dtype": "float16"}})
+
+
+def test_the_stage_keys_results_and_cache_by_the_format_it_resolved(tmp_path):
+    from synque_ray.reading import RowSet
+    from synque_ray.stage.fluency import FluencyStage
+
+    real = {1: RowSet("real", ["a b c", "d e f"])}
+    candidate = RowSet("c", ["a b c", "x y z"])
+    stages = {dtype: FluencyStage(FluencyParams(dtype=dtype), real, Store(str(tmp_path)), 10, 1.0, 0.0, 0)
+              for dtype in ("float32", "bfloat16")}
+    assert {stage.params.dtype for stage in stages.values()} == {"float32", "bfloat16"}
+    assert stages["float32"].key_payload(candidate) != stages["bfloat16"].key_payload(candidate)
+    assert stages["float32"].cache_store.root != stages["bfloat16"].cache_store.root
+    auto = FluencyStage(FluencyParams(), real, Store(str(tmp_path)), 10, 1.0, 0.0, 0)
+    assert auto.params.dtype == resolve_dtype("auto")  # resolved once, never keyed as "auto"
+    assert auto.key_payload(candidate)["params"]["dtype"] in ("float32", "bfloat16")
+
+
+def test_the_bundled_lm_reads_rows_alike_in_bfloat16_and_float32():
+    # The bundled model ships in bfloat16: computed in it, a row's mean token NLL moves by a few hundredths
+    # of a nat, and a shuffled row still loses what a fluent one does.
+    from tests._garble import real_headlines
+
+    pool = real_headlines()
+    if pool is None:
+        pytest.skip("the sentiment benchmark's real pool (../shared/bench/sentiment) is not here")
+    path = resolve_model(FluencyParams())[0]
+    texts = pool[:12]
+    full, half = (row_fluency(path, texts, FluencyParams(dtype=dtype)) for dtype in ("float32", "bfloat16"))
+    assert np.abs(full.token_nll - half.token_nll).max() < 0.15
+    assert np.abs(full.token_nll - half.token_nll).mean() < 0.05
+    assert np.corrcoef(full.order_gain, half.order_gain)[0, 1] > 0.95
 
 
 @pytest.mark.ray
