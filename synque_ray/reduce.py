@@ -520,14 +520,22 @@ def _replicate_parts(points: np.ndarray, cube: np.ndarray, rows: np.ndarray | No
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(spread, extra, replicate_var) of `best_set`: spread (candidates, resamples), the replicates'
     error of each seed mean, centred; extra (candidates,), what `replicate_floors` adds to each
-    candidate's own replicate variance; replicate_var (candidates, candidates), [j, i] the replicate
-    variance of the difference j − i with both extras."""
+    candidate's own replicate variance where no score moves with the seed (else 0); replicate_var
+    (candidates, candidates), [j, i] the replicate variance of the difference j − i with both extras.
+
+    Why only then: a proxy that never reads U_r (MDM), or a run of one seed, has no seed part, and
+    the replicates' variance is the whole error, one noisy estimate per candidate. Where scores move
+    with the seed, the seed part's own uncertainty is simulated (`best_set`) and the replicate part
+    is a share of the error; there a floor only cost power: it raised a clear leader's steady
+    ensemble rank to the others' and kept an 8%-degraded demo candidate beside the undegraded one."""
     n, _, resamples = cube.shape
     noise = (cube - points[:, :, None]).mean(axis=1)
     spread = noise - noise.mean(axis=1, keepdims=True)
     covariance = spread @ spread.T / resamples
-    own = own_variances(spread) * (resamples - 1) / resamples  # on the scale of covariance
-    extra = np.clip(replicate_floors(own, np.ones(n) if rows is None else rows) - own, 0.0, None)
+    extra = np.zeros(n)
+    if not np.ptp(points, axis=1).any():
+        own = own_variances(spread) * (resamples - 1) / resamples  # on the scale of covariance
+        extra = np.clip(replicate_floors(own, np.ones(n) if rows is None else rows) - own, 0.0, None)
     diagonal = np.diag(covariance)
     return spread, extra, diagonal[:, None] + diagonal[None, :] - 2 * covariance + extra[:, None] + extra[None, :]
 

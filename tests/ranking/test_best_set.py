@@ -19,6 +19,7 @@ from scipy.stats import linregress
 from synque_ray.reduce import (
     best_set,
     bootstrap_means,
+    pair_standard_errors,
     rank,
     replicate_floors,
     seed_variances,
@@ -236,6 +237,21 @@ def test_replicate_floors_follow_the_runs_fit_of_variance_on_rows():
     assert replicate_floors(np.array([0.0, 0.0, 1.0, 2.0]), rows).tolist() == [0.0] * 4
     # the floor only raises: a tie's underestimated candidate gets it, the others keep their own variance
     assert (replicate_floors(own, rows) > own).tolist() == [False, True, False, False]
+
+
+def test_the_replicate_floor_applies_only_where_no_score_moves_with_the_seed(monkeypatch):
+    # Where scores move with the seed, the seed part's uncertainty is simulated and a floor only cost
+    # power (it raised a clear leader's steady ensemble rank): the standard errors are as without it.
+    rng = np.random.default_rng(3)
+    rows = np.array([40, 300, 120, 60, 200])
+    moving = simulated_arrays([0.0] * 5, rng, 0.1, np.array([0.01, 0.2, 0.05, 0.3, 0.02]), seeds=3)
+    steady_points = np.repeat(moving[0][:, :1], 3, axis=1)
+    steady = (steady_points, steady_points[:, :, None] + (moving[1] - moving[0][:, :, None])[:, :1, :])
+    with_floor = [pair_standard_errors(*arrays, rows) for arrays in (moving, steady)]
+    monkeypatch.setattr("synque_ray.reduce.REPLICATE_FLOOR", 0.0)
+    without = [pair_standard_errors(*arrays, rows) for arrays in (moving, steady)]
+    assert with_floor[0] == pytest.approx(without[0])
+    assert (with_floor[1] >= without[1] - 1e-12).all() and (with_floor[1] > without[1] * 1.01).any()
 
 
 def test_top_shares_split_ties():
