@@ -1,23 +1,24 @@
 """The fluency screen on real headlines: its row signals, and what it costs on a CPU.
 
     PYTHONPATH=$PWD python benchmarks/bench_fluency.py [--source sentiment|demo|llm] [--rows 40] [--real 60]
-        [--threads 1] [--draws 4000]
+        [--threads 1] [--draws 4000] [--dtype auto|float32|bfloat16]
 
-sentiment / demo: from the sentiment benchmark's real pool (../shared/bench/sentiment/real/pool.json:
-financial tweets, with tickers, cashtags and links) or the demo's grammar of fluent news headlines
-(synque_ray/demo.py): U_r = `--real` rows, a clean candidate = `--rows` other rows, and three
-copies of it damaged by tests/_garble.py (words shuffled, 15% of letters replaced, cut after half
-of the words). Each row is scored as the engine scores it (`row_fluency`: the row and its shuffle
-under the bundled SmolLM2-135M, torch fp32, `--threads` threads). Prints, per candidate, the
-median token NLL and the energy distance to U_r (the proxy's score, lower is better), the share of
-rows beyond U_r's percentile of each judging signal (order gain below its 5th percentile, the rule
-before, and below `fluency.percentile`; spelling and end surprise above 100 − it), and the share
-garbled by the rule before (order gain alone, 5th percentile) and now (any of the three); rows
-judged per second, each row being two forward passes (model loading excluded). Then how often a
-candidate would be flagged (`garbled_share` over its limit), by the rule before and now: `--draws`
-bootstrap draws of U_r (30, 64 and 160 rows, as one seed of a small test, the demo's two seeds of
-32 and the benchmark's five) and of a 16-row candidate (12 beside 30), from the real rows (U_r's
-and the clean ones together) or from a damaged copy's.
+sentiment / demo: from the sentiment benchmark's real pool
+(../shared/bench/sentiment/real/pool.json: financial tweets, with tickers, cashtags and links) or
+the demo's grammar of fluent news headlines (synque_ray/demo.py): U_r = `--real` rows, a clean
+candidate = `--rows` other rows, and three copies of it damaged by tests/_garble.py (words shuffled,
+15% of letters replaced, cut after half of the words). Each row is scored as the engine scores it
+(`row_fluency`: the row and its shuffle under the bundled SmolLM2-135M in `--dtype` (auto: as the
+engine resolves it), `--threads` threads). Prints, per candidate, the median token NLL and the
+energy distance to U_r (the proxy's score, lower is better), the share of rows beyond U_r's
+percentile of each judging signal (order gain below its 5th percentile, the rule before, and below
+`fluency.percentile`; spelling and end surprise above 100 − it), and the share garbled by the rule
+before (order gain alone, 5th percentile) and now (any of the three); rows judged per second, each
+row being two forward passes (model loading excluded). Then how often a candidate would be flagged
+(`garbled_share` over its limit), by the rule before and now: `--draws` bootstrap draws of U_r (30,
+64 and 160 rows, as one seed of a small test, the demo's two seeds of 32 and the benchmark's five)
+and of a 16-row candidate (12 beside 30), from the real rows (U_r's and the clean ones together) or
+from a damaged copy's.
 
 llm: the false flags that matter: U_r = the sentiment benchmark's real samples of seeds 42 and 43,
 32 rows of each drawn as the engine draws them (`real_rows`), and its 32 LLM-written candidates,
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/_garble
 from synque_ray.demo import _headline
 from synque_ray.findings import LIMITS
 from synque_ray.fluency import (CAUSES, ORDER_GAIN, FluencyParams, RowScores, _model, energy_distance, garbled_rows,
-                                resolve_model, row_fluency, thresholds)
+                                resolve_dtype, resolve_model, row_fluency, thresholds)
 from synque_ray.reading import seeded_indices
 from tests._garble import POOLS, cut_mid_sentence, noised_chars, real_headlines, shuffled_words
 
@@ -71,10 +72,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--source", choices=("sentiment", "demo", "llm"), default="sentiment")
     parser.add_argument("--draws", type=int, default=4000)
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     args = parser.parse_args()
-    params = FluencyParams()
+    params = FluencyParams(dtype=resolve_dtype(args.dtype))
+    print(f"the LM in {params.dtype}")
     path = resolve_model(params)[0]
-    _model(path)  # loaded once, outside the timings
+    _model(path, params.dtype)  # loaded once, outside the timings
     if args.source == "llm":
         return llm_candidates(path, params, args.threads)
     if args.source == "demo":

@@ -2,7 +2,7 @@
 ranking accuracy on the sentiment benchmark.
 
     python benchmarks/bench_mdm_rows.py --sizes [--draws 30]
-    python benchmarks/bench_mdm_rows.py --replicates [--draws 16]
+    python benchmarks/bench_mdm_rows.py --replicates [--draws 16] [--replicate-rows 25 45 70 150 300]
     python benchmarks/bench_mdm_rows.py --cost 5 [--before TREE]
     python benchmarks/bench_mdm_rows.py --overlaps 3000
     python benchmarks/bench_mdm_rows.py --bench ../shared/bench/sentiment --cache results/cache-sentiment \
@@ -59,7 +59,7 @@ def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
     return CENTRES[label] + np.array([1.0, 0.5, 1.5, 0.8])[label][:, None] * rng.normal(size=(n, 16))
 
 
-def replicates(draws: int) -> None:
+def replicates(draws: int, sizes: tuple[int, ...] = (25, 45, 70, 150, 300)) -> None:
     from threadpoolctl import threadpool_limits
 
     from synque_ray.proxies import REGISTRY
@@ -71,7 +71,7 @@ def replicates(draws: int) -> None:
         for name, draw in (("gaussian", gaussian), ("clustered", clustered)):
             rng = np.random.default_rng(4)
             outputs = {n: [proxy.compute(draw(n, rng), None, MdmParams(), 0, 100) for _ in range(draws)]
-                       for n in (25, 45, 70, 150, 300)}
+                       for n in sizes}
             centre = np.mean([o.value for found in outputs.values() for o in found])
             for n, found in outputs.items():
                 values = np.array([o.value for o in found])
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--sizes", action="store_true")
     parser.add_argument("--draws", type=int, default=30)
     parser.add_argument("--replicates", action="store_true")
+    parser.add_argument("--replicate-rows", type=int, nargs="+", default=[25, 45, 70, 150, 300])
     parser.add_argument("--cost", type=int, metavar="TASKS", help="CPU per task at 45 and 300 rows, mean of TASKS")
     parser.add_argument("--before", type=Path, metavar="TREE", help="--cost for TREE's synque_ray too, side by side")
     parser.add_argument("--overlaps", type=int, metavar="PAIRS", help="MDM's covariance by shared rows")
@@ -181,7 +182,7 @@ def main() -> None:
     if args.sizes:
         sizes(args.draws)
     if args.replicates:
-        replicates(args.draws)
+        replicates(args.draws, tuple(args.replicate_rows))
     if args.overlaps:
         overlaps(args.overlaps)
     if args.cost:

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_pad_fair.py CONFIG PERFORMANCE_CSV ID_COLUMN METRIC [--seeds N]
         [--part simulation|benchmark] [--variant I ...]
-    python benchmarks/bench_pad_fair.py --part text [--data DIR] [--generator NAME ...] [--before PAD_PY]
+    python benchmarks/bench_pad_fair.py --part text [--data DIR] [--generator NAME ...] [--before PAD_PY] [--draws 8]
     python benchmarks/bench_pad_fair.py --part text-ranking [--data DIR] [--before PAD_PY]
 
 Two parts, every variant on the same inputs, one after another in this process
@@ -21,7 +21,7 @@ Two parts, every variant on the same inputs, one after another in this process
 
 3. text (no config needed): real headlines and LLM-written candidates of DIR (default
    /work/shared/bench/sentiment), embedded with the bundled MiniLM (cached under /tmp). Per
-   generator, 8 draws of disjoint 30 / 100 / 300-row subsamples of its rows against 4 U_r
+   generator, `--draws` (8) draws of disjoint 30 / 100 / 300-row subsamples of its rows against 4 U_r
    samples of 100 pool rows: PAD at each size (mean over seeds and draws, sd over draws of
    the seed means); p_best of each size through `reduce.rank` (one distribution at three
    sizes: a true tie, so about 1/3 each; the new definition's replicates); the 300-row
@@ -244,7 +244,7 @@ def text_ranking(data: str, before: str | None = None) -> None:
         print(f"| {label} | {seconds:.3f} | {rho:.3f} | {rho_std:.3f} | {r:.3f} |", flush=True)
 
 
-def text_part(data: str, generators: list[str], before: str | None = None) -> None:
+def text_part(data: str, generators: list[str], before: str | None = None, draws: int = TEXT_DRAWS) -> None:
     from synque_ray.reduce import rank
 
     vectors = text_embeddings(data, generators)
@@ -253,7 +253,7 @@ def text_part(data: str, generators: list[str], before: str | None = None) -> No
     run_rows = fixed_train_rows([*TEXT_SIZES, TEXT_SIZES[0], TEXT_REAL_ROWS], 5, 0.2)  # what auto resolves to
     compared = definitions(run_rows, before)
     after = list(compared)[-1]
-    print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {TEXT_DRAWS} draws per generator; "
+    print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {draws} draws per generator; "
           f"{run_rows} rows per side; off-topic pools: "
           + ", ".join(f"{kind} {len(rows)}" for kind, rows in off_topic.items()) + "\n")
     print("| generator | PAD | at 30 / 100 / 300 rows (sd over draws) | spread | p_best 30 / 100 / 300 | "
@@ -263,7 +263,7 @@ def text_part(data: str, generators: list[str], before: str | None = None) -> No
     for name, rows in candidates.items():
         value: dict = {d: {} for d in compared}  # definition -> (size or kind, draw, seed) -> output
         seconds: dict = {d: {n: [] for n in TEXT_SIZES} for d in compared}
-        for draw in range(TEXT_DRAWS):
+        for draw in range(draws):
             order = np.random.default_rng([draw, 1]).permutation(len(rows))
             picked, start = {}, 0
             for n in TEXT_SIZES:
@@ -284,12 +284,12 @@ def text_part(data: str, generators: list[str], before: str | None = None) -> No
                         value[after][key, draw, seed] = PROXY.compute(synthetic, real, compared[after][1], seed, 200)
         for label in compared:
             out = value[label]
-            means = {n: [np.mean([out[n, d, s].value for s in range(TEXT_SEEDS)]) for d in range(TEXT_DRAWS)]
+            means = {n: [np.mean([out[n, d, s].value for s in range(TEXT_SEEDS)]) for d in range(draws)]
                      for n in TEXT_SIZES}
             sizes = " / ".join(f"{np.mean(m):.3f} ({np.std(m):.3f})" for m in means.values())
             spread = max(map(np.mean, means.values())) - min(map(np.mean, means.values()))
             p_best: dict = {n: [] for n in TEXT_SIZES}
-            for d in range(TEXT_DRAWS if label == after else 0):  # one run per draw: the three sizes over the seeds
+            for d in range(draws if label == after else 0):  # one run per draw: the three sizes over the seeds
                 scores = pl.DataFrame([{"dataset_id": f"n{n:04d}", "proxy": "pad", "seed": s,
                                         "raw": out[n, d, s].value, "score": -out[n, d, s].value,
                                         "replicates": list(-out[n, d, s].replicates)}
@@ -300,7 +300,7 @@ def text_part(data: str, generators: list[str], before: str | None = None) -> No
             cells = []
             for kind in OFF_TOPIC:
                 gaps = [out[kind, d, s].value - out[TEXT_SIZES[-1], d, s].value
-                        for d in range(TEXT_DRAWS) for s in range(TEXT_SEEDS)]
+                        for d in range(draws) for s in range(TEXT_SEEDS)]
                 cells.append(f"{sum(g > 0 for g in gaps)} of {len(gaps)}, {np.mean(gaps):+.3f}")
             cost = " / ".join(f"{np.mean(seconds[label][n]):.3f}" for n in TEXT_SIZES)
             print(f"| {name} | {label} | {sizes} | {spread:.3f} | {best} | " + " | ".join(cells) + f" | {cost} |",
@@ -316,9 +316,10 @@ def main() -> None:
         text.add_argument("--data", default="/work/shared/bench/sentiment")
         text.add_argument("--generator", action="append", help="candidate file stems (default: two generators)")
         text.add_argument("--before", help="another version of pad.py to compare with (default: the classifier alone)")
+        text.add_argument("--draws", type=int, default=TEXT_DRAWS, help="text: draws of subsamples per generator")
         args = text.parse_args()
         if args.part == "text":
-            text_part(args.data, args.generator or TEXT_GENERATORS, args.before)
+            text_part(args.data, args.generator or TEXT_GENERATORS, args.before, args.draws)
         else:
             text_ranking(args.data, args.before)
         return
