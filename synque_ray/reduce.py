@@ -489,7 +489,7 @@ def best_set(points: np.ndarray, cube: np.ndarray, level: float, rng: np.random.
     mean = points.mean(axis=1)
     variances = seed_variances(points)  # (n,)
     spread, extra, replicate_var = _replicate_parts(points, cube, rows)
-    se = pair_standard_errors(points, cube, rows)
+    se = _standard_errors(variances, seeds, replicate_var)
     simulated = rng.standard_normal((draws, n, seeds)) * np.sqrt(variances)[None, :, None]
     draw_variances = seed_variances(simulated).T  # (n, draws)
     draw_errors = simulated.mean(axis=2).T + spread[:, np.arange(draws) % resamples]  # (n, draws)
@@ -544,9 +544,12 @@ def pair_standard_errors(points: np.ndarray, cube: np.ndarray, rows: np.ndarray 
     """Shape (candidates, candidates): [j, i] the standard error `best_set` gives the difference of
     the seed means j − i (seed part plus replicate part, floors included), from points (candidates,
     seeds), cube (candidates, seeds, resamples) and the candidates' rows."""
-    variances = seed_variances(points)
-    replicate_var = _replicate_parts(points, cube, rows)[2]
-    return np.sqrt(np.clip((variances[:, None] + variances[None, :]) / points.shape[1] + replicate_var, 0.0, None))
+    return _standard_errors(seed_variances(points), points.shape[1], _replicate_parts(points, cube, rows)[2])
+
+
+def _standard_errors(variances: np.ndarray, seeds: int, replicate_var: np.ndarray) -> np.ndarray:
+    """[j, i]: the seed part (v[j] + v[i]) / seeds plus the replicate part of the difference j − i."""
+    return np.sqrt(np.clip((variances[:, None] + variances[None, :]) / seeds + replicate_var, 0.0, None))
 
 
 def _point_matrix(scores: pl.DataFrame, ids: list[str], seeds: list[int]) -> np.ndarray:
