@@ -166,7 +166,9 @@ class FluencyParams(Params):
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """The LM's number format: `auto` is bfloat16 on a GPU or a CPU that computes in it (`native_bfloat16`),
     else float32. The bundled model ships in bfloat16; on such a CPU it scores twice as fast as in float32,
-    and a row's token NLL moves by about .02 nats (BENCHMARKS.md). Resolved once per run, and keyed."""
+    and a row's token NLL moves by about .02 nats (BENCHMARKS.md). Resolved once per run where the job
+    starts (the Ray driver), and keyed: on a cluster whose workers have other CPUs than the driver's, name
+    the format."""
 
     def min_rows(self) -> tuple[int, str]:
         return 2, "fluency's energy distance"
