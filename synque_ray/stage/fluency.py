@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -26,14 +27,30 @@ from synque_ray.storage import Store
 
 RESULT_VERSION = 3  # bumped when what a committed fluency result holds changes
 NLL_VERSION = 3  # bumped when how a text's row scores are computed changes (invalidates the cache)
+# The values of a text not scored, in the order of `RowScores`' fields: no tokens, no signal. They say
+# each field's type and what a null cell reads as.
+UNKNOWN: tuple[float | int, ...] = (math.nan, 0, math.nan, math.nan, math.nan)
 # What the NLL cache keeps of a text: its RowScores by name.
-CACHE_SCHEMA = {"text_hash": pl.Utf8, **{name: pl.Int64 if name == "token_count" else pl.Float64
-                                         for name in RowScores._fields}}
+CACHE_SCHEMA = {"text_hash": pl.Utf8, **{name: pl.Int64 if isinstance(default, int) else pl.Float64
+                                         for name, default in zip(RowScores._fields, UNKNOWN, strict=True)}}
 # A committed candidate's scored rows: its row signals and token count.
 ROW_COLUMNS = {"dataset_id": pl.Utf8, "seed": pl.Int64, "row_index": pl.Int64, **CACHE_SCHEMA,
                GARBLED.name: GARBLED.dtype, GARBLED_AS.name: GARBLED_AS.dtype}
 # The row signals joined onto row_scores.parquet.
 JOINED = tuple(signal.name for signal in SIGNALS)
+
+
+def stored(value: float | int) -> float | int | None:
+    """One `RowScores` value as a cell of the NLL cache or row_scores.parquet: null for NaN (a signal
+    the row lacks), else as it is."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def from_cells(columns: Sequence[Sequence[float | int | None]]) -> RowScores:
+    """`RowScores` from cells in the order of its fields, a null read as `UNKNOWN`'s value."""
+    return RowScores(*(np.array([default if v is None else v for v in column],
+                                dtype=np.int64 if isinstance(default, int) else np.float64)
+                       for column, default in zip(columns, UNKNOWN, strict=True)))
 
 
 class NllCache:
@@ -49,26 +66,23 @@ class NllCache:
             if table is not None and table.column_names == list(CACHE_SCHEMA):
                 columns = [table.column(c).to_pylist() for c in CACHE_SCHEMA]
                 for text_hash, *values in zip(*columns, strict=True):
-                    self.known[text_hash] = tuple(math.nan if v is None else v for v in values)
+                    self.known[text_hash] = tuple(default if v is None else v for v, default in zip(values, UNKNOWN))
 
     def save(self, hashes: list[str], scores: RowScores) -> int:
         """Keep the rows with a finite NLL not known yet; returns how many were new."""
         new = {h: tuple(part[i].item() for part in scores) for i, h in enumerate(hashes)
                if h not in self.known and math.isfinite(scores.token_nll[i])}
         if new:
-            columns = {name: [None if isinstance(v, float) and not math.isfinite(v) else v
-                              for v in (row[k] for row in new.values())] for k, name in enumerate(RowScores._fields)}
+            columns = {name: [stored(row[k]) for row in new.values()] for k, name in enumerate(RowScores._fields)}
             table = pl.DataFrame({"text_hash": list(new), **columns}, schema=CACHE_SCHEMA)
             self.store.write_table(f"{digest(sorted(new))}.parquet", table.to_arrow())
             self.known.update(new)
         return len(new)
 
     def lookup(self, hashes: list[str]) -> RowScores:
-        """`RowScores` per hash; NaN (0 tokens) where unknown."""
-        unknown = (math.nan, 0, math.nan, math.nan, math.nan)
-        rows = [self.known.get(h, unknown) for h in hashes]
-        return RowScores(*(np.array([row[k] for row in rows], dtype=np.int64 if name == "token_count" else np.float64)
-                           for k, name in enumerate(RowScores._fields)))
+        """`RowScores` per hash; `UNKNOWN`'s values where unknown."""
+        rows = [self.known.get(h, UNKNOWN) for h in hashes]
+        return from_cells([[row[k] for row in rows] for k in range(len(UNKNOWN))])
 
 
 def score_texts(model_path: str, texts: list[str], params: FluencyParams, threads: int) -> RowScores:
@@ -111,9 +125,7 @@ def score_candidate(dataset_id: str, model_path: str, texts: list[str], indices:
                         "replicates": replicates, "error": error, "seconds": 0.0})
         for i, index in enumerate(indices):
             row = {"dataset_id": dataset_id, "seed": seed, "row_index": index, "text_hash": hashes[i]}
-            row.update({name: (int(part[i]) if name == "token_count" else
-                               float(part[i]) if np.isfinite(part[i]) else None)
-                        for name, part in zip(RowScores._fields, scores, strict=True)})
+            row.update({name: stored(part[i].item()) for name, part in zip(RowScores._fields, scores, strict=True)})
             row.update({GARBLED.name: None if garbled[i] is None else bool(garbled[i]), GARBLED_AS.name: named[i]})
             rows.append(row)
     seconds = (time.perf_counter() - started) / max(1, len(real))
@@ -174,9 +186,8 @@ class FluencyStage(TaskStage):
 
         def keep(dataset_id: str, committed: Committed) -> None:
             rows = committed.rows.unique("text_hash", keep="first")
-            self.counts["fluency_rows_scored"] += cache.save(rows.get_column("text_hash").to_list(), RowScores(
-                *(rows.get_column(name).fill_null(math.nan if name != "token_count" else 0).to_numpy()
-                  for name in RowScores._fields)))
+            scores = from_cells([rows.get_column(name).to_list() for name in RowScores._fields])
+            self.counts["fluency_rows_scored"] += cache.save(rows.get_column("text_hash").to_list(), scores)
             commit(dataset_id, committed)
 
         super().run(todo, keep, fail)
