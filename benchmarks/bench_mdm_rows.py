@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "proxies"))
+from test_replicate_calibration import candidate_only  # the tests' Gaussian and clustered candidates
 
 from synque_ray.proxies.mdm import mdm, mdm_of_rows
 
@@ -46,19 +50,6 @@ def sizes(draws: int) -> None:
         print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
 
 
-CENTRES = np.random.default_rng(99).normal(size=(4, 16)) * 2.0  # the clustered distribution's four centres
-
-
-def gaussian(n: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.normal(size=(n, 16))
-
-
-def clustered(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Four 16-d Gaussian clusters of unequal weights (.4/.3/.2/.1) and spreads (1, .5, 1.5, .8)."""
-    label = rng.choice(4, n, p=[0.4, 0.3, 0.2, 0.1])
-    return CENTRES[label] + np.array([1.0, 0.5, 1.5, 0.8])[label][:, None] * rng.normal(size=(n, 16))
-
-
 def replicates(draws: int, sizes: tuple[int, ...] = (25, 45, 70, 150, 300)) -> None:
     from threadpoolctl import threadpool_limits
 
@@ -68,9 +59,10 @@ def replicates(draws: int, sizes: tuple[int, ...] = (25, 45, 70, 150, 300)) -> N
     proxy = REGISTRY["mdm"]
     print("| distribution | rows | replicate sd / true sd | sd of the studentised error |\n|---|---|---|---|")
     with threadpool_limits(1):  # small matrices: a second BLAS thread only adds overhead
-        for name, draw in (("gaussian", gaussian), ("clustered", clustered)):
+        for name, clustered in (("gaussian", False), ("clustered", True)):
             rng = np.random.default_rng(4)
-            outputs = {n: [proxy.compute(draw(n, rng), None, MdmParams(), 0, 100) for _ in range(draws)]
+            outputs = {n: [proxy.compute(candidate_only(n, clustered)(rng)[0], None, MdmParams(), 0, 100)
+                           for _ in range(draws)]
                        for n in sizes}
             centre = np.mean([o.value for found in outputs.values() for o in found])
             for n, found in outputs.items():
