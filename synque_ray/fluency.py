@@ -209,7 +209,7 @@ def resolve_dtype(dtype: str, gpus: float = 0.0) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _model(model_path: str, dtype: str = "float32"):
+def _model(model_path: str, dtype: str):
     """The LM in `dtype` and its tokenizer, loaded once per process (never trained here, so safe to
     share between the tasks a worker runs)."""
     return load(model_path, dtype=dtype)

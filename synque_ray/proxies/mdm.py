@@ -112,7 +112,13 @@ def mdm_of_rows(embeddings: np.ndarray, k: int = 3, rows: int = 20, partitions: 
     of the candidate's rows (n, d) into disjoint blocks of `rows` rows. An unbiased estimate, at every n
     of at least `rows`, of the expected MDM of `rows` rows drawn from the candidate's distribution, so
     candidates of different sizes are compared at one size."""
-    return float(_partition_blocks(embeddings, k, rows, partitions, rng)[1].reshape(partitions, -1).mean(axis=1).mean())
+    return float(_partition_means(_partition_blocks(embeddings, k, rows, partitions, rng)[1], partitions).mean())
+
+
+def _partition_means(values: np.ndarray, partitions: int) -> np.ndarray:
+    """Shape (partitions,): the mean MDM of each partition's blocks, from `values`, each block's MDM
+    partition by partition (`_partition_blocks`)."""
+    return values.reshape(partitions, -1).mean(axis=1)
 
 
 def _partition_blocks(embeddings: np.ndarray, k: int, rows: int, partitions: int,
@@ -227,7 +233,7 @@ def _compute(synthetic, real, params: MdmParams, seed: int, resamples: int) -> P
                            np.empty(0))
     n, rows = len(synthetic), params.rows
     blocks, values = _partition_blocks(synthetic, params.k, rows, VALUE_PARTITIONS)
-    partitions = values.reshape(VALUE_PARTITIONS, -1).mean(axis=1)
+    partitions = _partition_means(values, VALUE_PARTITIONS)
     value = float(partitions.mean())
     if resamples == 0:
         return ProxyOutput(value)
