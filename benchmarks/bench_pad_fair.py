@@ -54,7 +54,7 @@ from bench_pad import benchmark_parser, embeddings, quality
 
 from synque_ray.config import load_config
 from synque_ray.evaluate import read_performance
-from synque_ray.proxies.pad import PROXY, PadParams, fixed_train_rows, pad_from_probabilities, pad_probabilities
+from synque_ray.proxies.pad import PROXY, PadParams, pad_from_probabilities, pad_probabilities
 
 VARIANTS = {  # name: (classifier, balanced probabilities); the error is class-balanced in all
     "first fair default: xgboost, raw probabilities": ("xgboost", False),
@@ -155,12 +155,24 @@ def licence_sentences() -> list[str]:
     return sorted(set(found))[:300]
 
 
+# The docs-prose pool is this project's docs/ at one revision: read from the working tree it moved with
+# every edit of the docs (215 and 219 sentences in two runs of one session), and the cell with it.
+DOCS_REVISION = "05d06f8"
+
+
 def docs_sentences() -> list[str]:
-    """Sentences of this project's docs/ (technical prose about ranking datasets): another domain."""
+    """Sentences of this project's docs/ at `DOCS_REVISION` (technical prose about ranking datasets): another
+    domain."""
+    import subprocess
     from pathlib import Path
 
-    folder = Path(__file__).resolve().parent.parent / "docs"
-    return sorted({s for path in sorted(folder.glob("*.md")) for s in _sentences(path.read_text())})[:300]
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+    paths = [p for p in git("ls-tree", "--name-only", DOCS_REVISION, "docs/").split() if p.endswith(".md")]
+    return sorted({s for path in sorted(paths) for s in _sentences(git("show", f"{DOCS_REVISION}:{path}"))})[:300]
 
 
 OFF_TOPIC = {"docstrings": off_topic_texts, "licences": licence_sentences, "docs prose": docs_sentences}
@@ -201,13 +213,14 @@ def text_embeddings(data: str, generators: list[str], real: tuple[str, ...] = ("
     return _embedded(texts)
 
 
-def definitions(run_rows: int, before: str | None) -> dict:
-    """{label: (the PAD proxy, its parameters at `run_rows` per side)}: before, then this tree's default.
-    before None: this tree's classifier alone; else the PAD module at that path (another version of
-    pad.py, run against this tree's other modules), at its own defaults."""
+def definitions(candidate_rows: list[int], real_rows: list[int], before: str | None) -> dict:
+    """{label: (the PAD proxy, its parameters resolved for a run of these candidate and U_r sizes, as the
+    pipeline resolves them)}: before, then this tree's default. before None: this tree's classifier
+    alone; else the PAD module at that path (another version of pad.py, run against this tree's other
+    modules), at its own defaults and its own `train_rows: auto`."""
     if before is None:
-        return {"before (classifier alone)": (PROXY, PadParams(train_rows=run_rows, support_gate=False)),
-                "after (support gate)": (PROXY, PadParams(train_rows=run_rows))}
+        return {"before (classifier alone)": (PROXY, PadParams(support_gate=False).for_run(candidate_rows, real_rows)),
+                "after (support gate)": (PROXY, PadParams().for_run(candidate_rows, real_rows))}
     import importlib.util
     import sys
 
@@ -216,8 +229,13 @@ def definitions(run_rows: int, before: str | None) -> dict:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the parameters' annotations through it
     spec.loader.exec_module(module)
-    return {f"before ({before})": (module.PROXY, module.PadParams(train_rows=run_rows)),
-            "after (this tree)": (PROXY, PadParams(train_rows=run_rows))}
+    return {f"before ({before})": (module.PROXY, module.PadParams().for_run(candidate_rows, real_rows)),
+            "after (this tree)": (PROXY, PadParams().for_run(candidate_rows, real_rows))}
+
+
+def _per_side(compared: dict) -> str:
+    """The rows per side each definition's models are fit on, for the table's heading."""
+    return ", ".join(f"{label}: {params.train_rows}" for label, (_, params) in compared.items())
 
 
 def text_ranking(data: str, before: str | None = None) -> None:
@@ -229,11 +247,11 @@ def text_ranking(data: str, before: str | None = None) -> None:
     samples = tuple(sorted(p.stem for p in Path(data, "real").glob("sample_seed*.json")))
     vectors = text_embeddings(data, generators, samples)
     performance = read_performance(str(Path(data, "task_performance.csv")), "dataset_name", "test_f1")
-    run_rows = fixed_train_rows([len(vectors[name]) for name in (*generators, *samples)], 5, 0.2)
-    print(f"\n{len(generators)} candidates x {len(samples)} U_r samples; auto = {run_rows} rows per side\n")
+    compared = definitions([len(vectors[name]) for name in generators], [len(vectors[s]) for s in samples], before)
+    print(f"\n{len(generators)} candidates x {len(samples)} U_r samples; rows per side: {_per_side(compared)}\n")
     print("| PAD | CPU s per PAD | Spearman | ± over seeds | Pearson |")
     print("|---|---|---|---|---|")
-    for label, (proxy, params) in definitions(run_rows, before).items():
+    for label, (proxy, params) in compared.items():
         rows, started = [], time.process_time()
         for seed, sample in enumerate(samples):
             for name in generators:
@@ -250,11 +268,10 @@ def text_part(data: str, generators: list[str], before: str | None = None, draws
     vectors = text_embeddings(data, generators)
     pool, candidates = vectors["pool"], {name: vectors[name] for name in generators}
     off_topic = _embedded({kind: texts() for kind, texts in OFF_TOPIC.items()})
-    run_rows = fixed_train_rows([*TEXT_SIZES, TEXT_SIZES[0], TEXT_REAL_ROWS], 5, 0.2)  # what auto resolves to
-    compared = definitions(run_rows, before)
+    compared = definitions([*TEXT_SIZES, TEXT_SIZES[0]], [TEXT_REAL_ROWS], before)
     after = list(compared)[-1]
     print(f"\ntext: U_r {TEXT_REAL_ROWS} pool rows x {TEXT_SEEDS} seeds; {draws} draws per generator; "
-          f"{run_rows} rows per side; off-topic pools: "
+          f"rows per side: {_per_side(compared)}; off-topic pools: "
           + ", ".join(f"{kind} {len(rows)}" for kind, rows in off_topic.items()) + "\n")
     print("| generator | PAD | at 30 / 100 / 300 rows (sd over draws) | spread | p_best 30 / 100 / 300 | "
           + " | ".join(f"clean 300 ahead of 30 with 10% {kind}: pairs, mean gap (noisy − clean)" for kind in OFF_TOPIC)

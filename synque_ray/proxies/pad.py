@@ -28,8 +28,11 @@ same at any candidate size; a larger candidate only narrows its spread (more hel
 rows). `train_rows: auto` is the largest size every candidate and U_r sample of the run
 can give (`PadParams.for_run`), resolved once per run before any PAD is computed.
 
-Every model reads a row outside the support of its U_r training rows as synthetic, and leaves
-the training rows outside it out of the fit (`support_gate`): the logistic model alone read
+Every model reads a row outside the support of the split's U_r training rows as synthetic, and
+leaves the training rows outside it out of the fit (`support_gate`). The support is read from all
+of the split's U_r training rows, not from a model's `train_rows` draw of them: it is a property of
+U_r alone, the same for every candidate of a run, so it needs no fixed size to be fair, and a draw of
+a few dozen U_r rows reads it coarsely and differently in each repeat. The logistic model alone read
 off-topic rows as real, since a real sample is more varied than a generator's and such rows lie
 nearer its outskirts (BENCHMARKS.md, "PAD and rows outside U_r"). Outside means farther from
 its k nearest U_r rows, on average, than all but a share `gate_rate` of U_r's own rows are from
@@ -103,14 +106,16 @@ TrainRows = Literal["auto", "all"] | Annotated[StrictInt, Field(ge=1)]
 
 
 class PadParams(Params):
-    """train_rows: rows per side each model is trained on. An int: that many for every candidate;
+    """train_rows: rows per side each model is fit on, drawn from the side's training rows inside the
+    support gate (a side with fewer inside fits on all it has). An int: that many for every candidate;
     `auto`: the largest size the run's smallest candidate and smallest U_r sample can both give
-    in every split, resolved once per run (`for_run`); `all`: every training row of the fold
-    (the paper's, and PAD before a run-wide size: its power, and so its value, then grows with
-    the candidate's size). A candidate that cannot give `train_rows` rows per side in every
-    split (possible only with an int, or a candidate scored outside its run) is a recorded
-    failure of PAD for that candidate, never scored on fewer; a U_r sample that cannot is
-    refused when the run is read (`min_real_rows`), since every candidate would fail."""
+    in every split, inside the gate (`fixed_train_rows`), resolved once per run (`for_run`);
+    `all`: every training row of the fold (the paper's, and PAD before a run-wide size: its power,
+    and so its value, then grows with the candidate's size). A candidate that cannot give
+    `train_rows` training rows per side in every split (possible only with an int, or a candidate
+    scored outside its run) is a recorded failure of PAD for that candidate, never scored on
+    fewer; a U_r sample that cannot is refused when the run is read (`min_real_rows`), since
+    every candidate would fail."""
 
     classifier: Literal["logistic", "xgboost"] = "logistic"
     folds: int = Field(5, ge=0)  # 0: one stratified holdout (the paper's)
@@ -155,13 +160,18 @@ class PadParams(Params):
     def for_run(self, candidate_rows: Iterable[int], real_rows: Iterable[int]) -> Self:
         """`train_rows: auto` resolved from the run's sizes (rows each candidate is scored on, rows
         of each U_r sample): the fewest training rows any of them keeps in a split
-        (`training_rows`), so every candidate is trained on the same number per side. Other values
-        are returned as they are. Called once per run, before any PAD, so that the resolved value
-        is part of the parameters that key the results."""
+        (`training_rows`), less the gate's share (`fixed_train_rows`), so every candidate is fit on the
+        same number per side. Other values are returned as they are. Called once per run, before any
+        PAD, so that the resolved value is part of the parameters that key the results."""
         sizes = [*candidate_rows, *real_rows]
         if self.train_rows != "auto" or not sizes:
             return self
-        return self.model_copy(update={"train_rows": fixed_train_rows(sizes, self.folds, self.holdout)})
+        return self.model_copy(update={"train_rows": fixed_train_rows(sizes, self.folds, self.holdout, self.gate)})
+
+    @property
+    def gate(self) -> float | None:
+        """The support gate's rate, None when the gate is off."""
+        return self.gate_rate if self.support_gate else None
 
 
 def training_rows(rows: int, folds: int, holdout: float) -> int:
@@ -183,10 +193,19 @@ def rows_for_training(train_rows: int, folds: int, holdout: float) -> int:
     return rows
 
 
-def fixed_train_rows(sizes: Iterable[int], folds: int, holdout: float) -> int:
+def fixed_train_rows(sizes: Iterable[int], folds: int, holdout: float, gate_rate: float | None = None) -> int:
     """`train_rows: auto` for sides of these sizes (every candidate's and U_r sample's rows): the
-    largest training size each of them can give in every split."""
-    return min(training_rows(size, folds, holdout) for size in sizes)
+    largest training size each of them can give in every split; under the support gate at `gate_rate`,
+    the ⌊(1 − rate) · t⌋ of those t rows a side keeps inside it (U_r always: the gate's reach is the
+    ⌈(1 − rate)(t + 1)⌉-th of its own rows; a candidate of U_r's distribution about as many).
+
+    Why the gate's share: the gate leaves the rows outside it out of the fit, so a side with more of
+    them fits on fewer. Counted before the gate, the run's smallest candidate with 3 off-topic rows
+    in 30 fit on about 21 rows per side against a clean candidate's 24, a weaker classifier that hid
+    half of what the off-topic rows cost it (BENCHMARKS.md, "PAD fit on the same rows inside the
+    gate")."""
+    fewest = min(training_rows(size, folds, holdout) for size in sizes)
+    return fewest if gate_rate is None else max(1, int(np.floor((1.0 - gate_rate) * fewest + 1e-9)))
 
 
 def min_rows_for_holdout(holdout: float) -> int:
@@ -216,12 +235,12 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
     train_rows None: one model per split on all its training rows; balanced: its probabilities
     corrected for the training rows' class shares (`balanced_probability`), so they read as if
     both classes had equal size. train_rows t: per split, `TRAIN_REPEATS` models, each on t rows
-    drawn from each side of the training rows (one generator seeded by `seed`, drawn fold by
-    fold, repeat by repeat, candidate side then U_r side), their probabilities averaged; the
-    classes are equal in training, so the probabilities are balanced as they come. Raises
-    ValueError when a side has fewer than t training rows in a split. `weights` (n + m,), positive:
-    each row's weight in the fits (a refit under resampling weights, `refit_spread`); None: 1 each.
-    support_gate: every model reads rows outside U_r's support as synthetic (`_fit_predict`), U_r's
+    drawn from each side's training rows inside the gate (`_fixed_size_fold`; one generator seeded
+    by `seed`, drawn fold by fold, repeat by repeat, candidate side then U_r side), their balanced
+    probabilities averaged. Raises ValueError when a side has fewer than t training rows in a split.
+    `weights` (n + m,), positive: each row's weight in the fits (a refit under resampling weights,
+    `refit_spread`); None: 1 each.
+    support_gate: every model reads rows outside U_r's support as synthetic (`_support`), U_r's
     own rows outside it at the rate `gate_rate`.
     """
     if classifier not in CLASSIFIERS:
@@ -260,24 +279,37 @@ def pad_probabilities(synthetic: np.ndarray, real: np.ndarray, classifier: str =
 def _fit_predict(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray, test: np.ndarray,
                  classifier: str, seed: int, gate_rate: float | None = GATE_RATE) -> np.ndarray:
     """Shape (len(test),): P(synthetic) of the test rows from one model fit on the train rows (indices
-    into features (rows, d), labels and weights (rows,)), under the train rows' class shares.
+    into features (rows, d), labels and weights (rows,)), under the train rows' class shares, with the
+    support gate read from the train rows' U_r side (`_support`; None: no gate): the test rows outside
+    it read 1, and the model is fit on the train rows inside it (on all of them when none of the
+    candidate's is inside)."""
+    outside, inside = _support(features, labels, train, test, gate_rate)
+    fit_rows = train[inside] if (labels[train[inside]] == 1.0).any() else train
+    return np.where(outside, 1.0, _fit(features, labels, weights, train, fit_rows, test, classifier, seed))
 
-    gate_rate (None: no gate): a test row outside the support of the train rows' U_r side
-    (`outside_support` at that rate) reads 1, and the train rows outside it, of either side, are
-    left out of the fit (its probabilities rebased to the train rows' shares). Why: a linear model
-    on a few dozen rows per side learns the direction between the two sides' centres; rows unlike
-    anything in U_r (off-topic ones) lie nearer U_r's more varied outskirts than the candidate's
-    centre, so trained on they tilt that direction towards U_r's own outliers and held out they read
-    as real (BENCHMARKS.md, "PAD and rows outside U_r"). Both sides' outside rows leave the fit, so
-    that under a tie it sees one distribution's inside on both sides; a held-out candidate row and a
-    held-out U_r row are then equally likely to be outside, and PAD stays about 0."""
+
+def _support(features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
+             gate_rate: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(test rows outside (len(test),) bool, train rows inside (len(train),) bool): the support gate of a
+    split, read from the U_r rows among `train` (`outside_support` at `gate_rate`), U_r's own rows
+    each measured against the others; gate_rate None: no gate, nothing outside.
+
+    Why a gate: a linear model on a few dozen rows per side learns the direction between the two
+    sides' centres; rows unlike anything in U_r (off-topic ones) lie nearer U_r's more varied
+    outskirts than the candidate's centre, so trained on they tilt that direction towards U_r's own
+    outliers and held out they read as real (BENCHMARKS.md, "PAD and rows outside U_r"). A test row
+    outside then reads 1, and the train rows outside, of either side, leave the fit, so that under
+    a tie it sees one distribution's inside on both sides; a held-out candidate row and a held-out
+    U_r row are then equally likely to be outside, and PAD stays about 0."""
     if gate_rate is None:
-        return _fit(features, labels, weights, train, train, test, classifier, seed)
-    real, candidate = (train[labels[train] == value] for value in (0.0, 1.0))
+        return np.zeros(len(test), dtype=bool), np.ones(len(train), dtype=bool)
+    is_real = labels[train] == 0.0
+    real, candidate = train[is_real], train[~is_real]
     outside, real_outside = outside_support(features[real], features[np.concatenate([test, candidate])], gate_rate)
-    inside = candidate[~outside[len(test):]]
-    fit_rows = np.concatenate([inside, real[~real_outside]]) if len(inside) else train
-    return np.where(outside[: len(test)], 1.0, _fit(features, labels, weights, train, fit_rows, test, classifier, seed))
+    inside = np.ones(len(train), dtype=bool)
+    inside[is_real] = ~real_outside
+    inside[~is_real] = ~outside[len(test):]
+    return outside[: len(test)], inside
 
 
 def _fit(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray, fit_rows: np.ndarray,
@@ -339,19 +371,32 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _fixed_size_fold(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, train: np.ndarray,
                      test: np.ndarray, classifier: str, seed: int, train_rows: int,
                      rng: np.random.Generator, gate_rate: float | None = GATE_RATE) -> np.ndarray:
-    """Shape (len(test),): the mean P(synthetic) of `TRAIN_REPEATS` models, each fit on `train_rows`
-    rows drawn from each side of `train` (candidate side first). Averaging probabilities averages
-    the models' errors exactly (|p − y| is linear in p for y in {0, 1}), so PAD is the mean PAD of
-    single models at that training size: repeating only narrows its spread."""
+    """Shape (len(test),): the mean balanced P(synthetic) of `TRAIN_REPEATS` models, each fit on
+    `train_rows` rows drawn from each side of `train` (candidate side first). Averaging probabilities
+    averages the models' errors exactly (|p − y| is linear in p for y in {0, 1}), so PAD is the mean
+    PAD of single models at that training size: repeating only narrows its spread.
+
+    The support gate (gate_rate not None) is read once, from every U_r row of `train` (`_support`):
+    it is a property of U_r alone, so it needs no fixed size, and every model then reads the same
+    rows as outside. The rows are drawn from each side's rows inside it, so that the fixed size is
+    the number each model is fit on: a side with more rows outside (off-topic ones) is not fit on
+    fewer. A side with fewer than `train_rows` inside fits on all of them (every row, when none of
+    the candidate's is inside)."""
     sides = [train[labels[train] == value] for value in (1.0, 0.0)]
     if min(len(side) for side in sides) < train_rows:
         raise ValueError(f"{int(labels.sum())} candidate and {int((labels == 0).sum())} real rows leave "
                          f"{'/'.join(str(len(side)) for side in sides)} training rows per side in a split, "
                          f"fewer than pad.train_rows {train_rows}")
+    outside, inside = _support(features, labels, train, test, gate_rate)
+    kept = np.zeros(len(labels), dtype=bool)
+    kept[train[inside]] = True
+    pools = [side[kept[side]] if kept[side].any() else side for side in sides]
     total = np.zeros(len(test))
     for _ in range(TRAIN_REPEATS):
-        drawn = np.concatenate([rng.choice(side, size=train_rows, replace=False) for side in sides])
-        total += _fit_predict(features, labels, weights, drawn, test, classifier, seed, gate_rate)
+        drawn = np.concatenate([rng.choice(pool, size=min(train_rows, len(pool)), replace=False) for pool in pools])
+        share = float(np.average(labels[drawn], weights=weights[drawn]))  # ½ unless a side fell short
+        predicted = balanced_probability(_fit(features, labels, weights, drawn, drawn, test, classifier, seed), share)
+        total += np.where(outside, 1.0, predicted)
     return total / TRAIN_REPEATS
 
 
@@ -370,13 +415,15 @@ def pad_from_probabilities(probability: np.ndarray, labels: np.ndarray, balanced
     return 1.0 - 2.0 * float(np.mean(per_class))
 
 
-def resolved_train_rows(train_rows: TrainRows, rows: int, real_rows: int, folds: int, holdout: float) -> int | None:
+def resolved_train_rows(train_rows: TrainRows, rows: int, real_rows: int, folds: int, holdout: float,
+                        gate_rate: float | None) -> int | None:
     """`pad_probabilities`' train_rows for one pair: None for `all`; `auto` (left unresolved by a
-    run, as when PAD is computed on one pair alone) from this pair's own sizes."""
+    run, as when PAD is computed on one pair alone) from this pair's own sizes, under the gate at
+    `gate_rate` (None: no gate)."""
     if train_rows == "all":
         return None
     if train_rows == "auto":
-        return fixed_train_rows([rows, real_rows], folds, holdout)
+        return fixed_train_rows([rows, real_rows], folds, holdout, gate_rate)
     return train_rows
 
 
@@ -385,7 +432,8 @@ def pad(synthetic: np.ndarray, real: np.ndarray, classifier: str = "logistic", h
         gate_rate: float = GATE_RATE) -> float:
     """PAD between synthetic (n, d) and real (m, d) embeddings: 1 separable (about 1 − gate_rate with the
     gate), about 0 the same."""
-    fixed = resolved_train_rows(train_rows, len(synthetic), len(real), folds, holdout)
+    fixed = resolved_train_rows(train_rows, len(synthetic), len(real), folds, holdout,
+                                gate_rate if support_gate else None)
     probability, labels = pad_probabilities(synthetic, real, classifier, folds, holdout, seed, balanced, fixed,
                                             support_gate=support_gate, gate_rate=gate_rate)
     return pad_from_probabilities(probability, labels, balanced)
@@ -438,7 +486,8 @@ def refit_spread(synthetic: np.ndarray, real: np.ndarray, params: PadParams, tra
 
 
 def _compute(synthetic, real, params: PadParams, seed: int, resamples: int) -> ProxyOutput:
-    fixed = resolved_train_rows(params.train_rows, len(synthetic), len(real), params.folds, params.holdout)
+    fixed = resolved_train_rows(params.train_rows, len(synthetic), len(real), params.folds, params.holdout,
+                                params.gate)
     probability, labels = pad_probabilities(synthetic, real, params.classifier, params.folds, params.holdout, seed,
                                             params.balanced, fixed, support_gate=params.support_gate,
                                             gate_rate=params.gate_rate)

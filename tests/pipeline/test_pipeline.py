@@ -70,7 +70,7 @@ def test_outputs_have_the_spec_schema(first_run):
         assert sorted(rankings.filter(pl.col("proxy") == proxy)["rank"]) == [1, 2, 3, 4]
     run = json.loads(open(f"{config.output}/run.json").read())
     assert run["counts"]["candidates_total"] == 4
-    assert run["config"]["pad"]["train_rows"] == 24  # auto, resolved once: 30-row U_r samples keep 24 per fold
+    assert run["config"]["pad"]["train_rows"] == 20  # auto, once: a 30-row U_r keeps 24 per fold, 20 inside the gate
     assert run["counts"]["candidates_scored"] == 4
     assert run["counts"]["rows_embedded"] == 4 * ROWS + len(SEEDS) * SAMPLE
     assert run["counts"]["rows_from_cache"] == 0
@@ -95,7 +95,7 @@ def test_scores_equal_a_direct_computation(first_run, bundled_model_path):
         expected = {
             "mdm": mdm_of_rows(synthetic, k=3, rows=20),
             "mmd": mmd_squared(synthetic, real, estimator="unbiased"),
-            "pad": pad(synthetic, real, seed=seed, train_rows=24),  # the run's resolved training size
+            "pad": pad(synthetic, real, seed=seed, train_rows=20),  # the run's resolved training size
             "mauve": mauve_score(synthetic, real, seed=seed),
         }
         for proxy, value in expected.items():

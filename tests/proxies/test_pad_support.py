@@ -127,6 +127,41 @@ def test_the_gate_keeps_a_tie_at_zero_and_its_flagged_rows_at_one():
     assert np.allclose(probability[:30], 1.0)
 
 
+def test_the_gate_reads_u_rs_support_from_every_u_r_training_row_at_any_training_size():
+    # The gate is a property of U_r alone, so a run-wide training size (24 rows per side, for the run's
+    # smallest candidate) does not shrink it: with the same folds, the rows it puts outside (P = 1 in
+    # every draw) are the ones a model trained on every row puts outside. The previous gate read the
+    # support from each draw's 24 U_r rows: a quarter of this 100-row U_r, and another quarter per draw.
+    rng = np.random.default_rng(3)
+    real, synthetic = _real(rng, 100), np.vstack([_candidate(rng, 27), _off_topic(rng, 3, lean=0.1)])
+    every, _ = pad_probabilities(synthetic, real, seed=0, train_rows=None)
+    fixed, _ = pad_probabilities(synthetic, real, seed=0, train_rows=24)
+    assert 0 < (every == 1.0).sum() < len(every) // 2
+    assert np.array_equal(every == 1.0, fixed == 1.0)
+
+
+def test_every_model_of_a_run_is_fit_on_train_rows_per_side_inside_the_gate(monkeypatch):
+    # The gate leaves the rows outside U_r's support out of the fit. Counted before it, the run's smallest
+    # candidate with 3 off-topic rows in 30 was fit on about 21 rows per side against a clean candidate's
+    # 24: a weaker classifier, which on the text hid half of what its off-topic rows cost it.
+    from synque_ray.proxies import pad as pad_module
+
+    fitted, fit = set(), pad_module._fit
+
+    def counting(features, labels, weights, train, fit_rows, *rest):
+        fitted.add((int((labels[fit_rows] == 1.0).sum()), int((labels[fit_rows] == 0.0).sum())))
+        return fit(features, labels, weights, train, fit_rows, *rest)
+
+    monkeypatch.setattr(pad_module, "_fit", counting)
+    rng = np.random.default_rng(4)
+    real, clean, noisy = _real(rng, 100), _candidate(rng, 300), np.vstack([_candidate(rng, 27), _off_topic(rng, 3)])
+    params = PadParams().for_run([30, 300], [100])
+    assert params.train_rows == 20  # the 30-row candidate keeps 24 training rows in a fold; ⌊.85 × 24⌋
+    for synthetic in (noisy, clean):
+        REGISTRY["pad"].compute(synthetic, real, params, 0, 0)
+    assert fitted == {(20, 20)}, fitted
+
+
 def test_unit_weights_are_no_weights_and_bad_weights_are_refused():
     rng = np.random.default_rng(2)
     synthetic, real = rng.normal(0.3, 1, size=(30, 4)), rng.normal(size=(30, 4))

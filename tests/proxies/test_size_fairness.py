@@ -165,8 +165,8 @@ def size_drift(train_rows: int | str, support_gate: bool = True) -> list[float]:
 
 
 def test_pad_at_a_run_wide_training_size_reads_the_same_at_every_candidate_size():
-    train_rows = fixed_train_rows([30, 100, 300, 1000, REAL_ROWS], 5, 0.2)  # what `auto` resolves to for this run
-    assert train_rows == 24
+    train_rows = PadParams().for_run([30, 100, 300, 1000], [REAL_ROWS]).train_rows  # `auto` for this run
+    assert train_rows == 20  # 24 training rows per side in a fold, less the gate's share
     fixed, every_row = size_drift(train_rows), size_drift("all", support_gate=False)  # the paper's classifier
     assert max(fixed) - min(fixed) <= 0.05, fixed
     assert min(fixed) > 0.3  # it still sees the shift
@@ -198,7 +198,7 @@ def tie_p_best(train_rows: int | str) -> dict[str, float]:
 @pytest.mark.slow  # 54 PADs with refitted replicates: about 20 s, too long for the fast loop
 def test_a_true_tie_of_unequal_sizes_gives_each_candidate_its_share_of_p_best():
     # Trained on every row (`all`), the 30-row candidate reads least separable: p_best .51 / .26 / .23.
-    shares = tie_p_best(fixed_train_rows([30, 100, 300, REAL_ROWS], 5, 0.2))
+    shares = tie_p_best(PadParams().for_run([30, 100, 300], [REAL_ROWS]).train_rows)
     assert all(abs(share - 1 / 3) <= 0.15 for share in shares.values()), shares
 
 
@@ -209,7 +209,7 @@ def clean_larger_gaps(train_rows: int | str | None = None, support_gate: bool = 
     5 candidate draws x 4 U_r seeds; train_rows None: the run's `auto`."""
     dims, real_rows, small = 64, 100, 60
     if train_rows is None:
-        train_rows = fixed_train_rows([small, 10 * small, real_rows], 5, 0.2)
+        train_rows = PadParams().for_run([small, 10 * small], [real_rows]).train_rows
     gaps = []
     for draw in range(5):
         rng = np.random.default_rng([17, draw])
@@ -248,9 +248,12 @@ def test_auto_resolves_to_the_fewest_training_rows_any_side_keeps_in_a_split():
         for rows in (7, 30, 31, 99):
             assert training_rows(rows, folds, holdout) <= fewest(rows, 45, folds, holdout), (folds, holdout, rows)
     assert [training_rows(rows, 5, 0.2) for rows in (30, 31, 100)] == [24, 24, 80]  # rows − ceil(rows / 5)
-    resolved = PadParams().for_run([300, 31, 1000], [100, 120])
-    assert resolved.train_rows == 24 and resolved.model_dump()["train_rows"] == 24
-    assert PadParams(folds=0).for_run([30], [100]).train_rows == 23  # floor(.8 × 30) − 1
+    assert fixed_train_rows([300, 31, 1000, 100, 120], 5, 0.2) == 24  # the 31-row side keeps 24 in a fold
+    resolved = PadParams().for_run([300, 31, 1000], [100, 120])  # the gate at .15 keeps ⌊.85 × 24⌋ of them
+    assert resolved.train_rows == 20 and resolved.model_dump()["train_rows"] == 20
+    assert PadParams(support_gate=False).for_run([300, 31, 1000], [100, 120]).train_rows == 24
+    assert PadParams(gate_rate=0.3).for_run([300, 31, 1000], [100, 120]).train_rows == 16  # ⌊.7 × 24⌋
+    assert PadParams(folds=0).for_run([30], [100]).train_rows == 19  # ⌊.85 × (⌊.8 × 30⌋ − 1)⌋
     assert PadParams(train_rows=10).for_run([30], [30]).train_rows == 10
     assert PadParams(train_rows="all").for_run([30], [30]).train_rows == "all"
 
@@ -327,7 +330,7 @@ def test_the_run_resolves_train_rows_once_and_the_result_key_holds_it():
         return resolved.pad.train_rows, stage.key_payload(candidates[0])
 
     (rows, payload), (rows_small, payload_small) = key([500, 300]), key([500, 300, 30])
-    assert rows == 80  # 100 U_r rows: 80 per side in a fold; the 500-row candidate is scored on its 200
-    assert rows_small == 24  # a 30-row candidate joins: every candidate trains on 24 per side
-    assert payload["params"]["pad"]["train_rows"] == 80 and payload != payload_small
+    assert rows == 68  # 100 U_r rows: 80 per side in a fold, 68 inside the gate; the 500-row candidate is scored on 200
+    assert rows_small == 20  # a 30-row candidate joins: every candidate is fit on 20 per side
+    assert payload["params"]["pad"]["train_rows"] == 68 and payload != payload_small
     assert key([500])[1] == payload  # the same sizes resolve to the same key
