@@ -21,12 +21,13 @@ read .31 / .44 / .51 at 30 / 100 / 300 rows on every training row, .22 / .22 / .
 per side (BENCHMARKS.md, "PAD at one training size per run"). So every model is trained
 on the same number of rows per side for every candidate of a run (`train_rows`): in each
 fold, `TRAIN_REPEATS` models, each on a seeded draw of that many rows from each side of
-the fold's training rows, their probabilities on the fold's held-out rows averaged. PAD
+the fold's training rows inside the support gate (below), their probabilities on the fold's
+held-out rows averaged. PAD
 then measures how well a classifier trained on `train_rows` rows per side tells the
 candidate from U_r: a property of the two distributions at a fixed training budget, the
 same at any candidate size; a larger candidate only narrows its spread (more held-out
 rows). `train_rows: auto` is the largest size every candidate and U_r sample of the run
-can give (`PadParams.for_run`), resolved once per run before any PAD is computed.
+can give inside the gate (`PadParams.for_run`), resolved once per run before any PAD is computed.
 
 Every model reads a row outside the support of the split's U_r training rows as synthetic, and
 leaves the training rows outside it out of the fit (`support_gate`). The support is read from all
@@ -202,8 +203,8 @@ def fixed_train_rows(sizes: Iterable[int], folds: int, holdout: float, gate_rate
     Why the gate's share: the gate leaves the rows outside it out of the fit, so a side with more of
     them fits on fewer. Counted before the gate, the run's smallest candidate with 3 off-topic rows
     in 30 fit on about 21 rows per side against a clean candidate's 24, a weaker classifier that hid
-    half of what the off-topic rows cost it (BENCHMARKS.md, "PAD fit on the same rows inside the
-    gate")."""
+    half of what the off-topic rows cost it (BENCHMARKS.md, "PAD fit on the same number of rows
+    inside the gate")."""
     fewest = min(training_rows(size, folds, holdout) for size in sizes)
     return fewest if gate_rate is None else max(1, int(np.floor((1.0 - gate_rate) * fewest + 1e-9)))
 
