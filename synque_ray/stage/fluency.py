@@ -60,13 +60,13 @@ class NllCache:
 
     def __init__(self, store: Store):
         self.store = store
-        self.known: dict[str, tuple] = {}
+        self.known: dict[str, tuple] = {}  # text hash -> its RowScores values, as cells (`from_cells`)
         for name, is_folder in store.listing() or []:
             table = None if is_folder or not name.endswith(".parquet") else store.read_table(name)
             if table is not None and table.column_names == list(CACHE_SCHEMA):
                 columns = [table.column(c).to_pylist() for c in CACHE_SCHEMA]
                 for text_hash, *values in zip(*columns, strict=True):
-                    self.known[text_hash] = tuple(default if v is None else v for v, default in zip(values, UNKNOWN))
+                    self.known[text_hash] = tuple(values)  # cells: `lookup` reads a null as UNKNOWN's value
 
     def save(self, hashes: list[str], scores: RowScores) -> int:
         """Keep the rows with a finite NLL not known yet; returns how many were new."""
